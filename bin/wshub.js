@@ -1,0 +1,4 @@
+#!/usr/bin/env node
+import { main } from '../dist/src/cli.js';
+
+await main(process.argv.slice(2), process.env);

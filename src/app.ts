@@ -1,0 +1,93 @@
+import type { Server } from 'node:http';
+import type { Config } from './config/settings.js';
+import { EchoHub } from './hub/echo.js';
+import { Health } from './lifecycle/health.js';
+import { closeServer, listen } from './lifecycle/listen.js';
+import { startPeriodicReport } from './lifecycle/periodic-report.js';
+import { shutDown } from './lifecycle/shutdown.js';
+import { type Logger, RateLimitedLog } from './log.js';
+import { createMetricsRegistry } from './metrics/registry.js';
+import { createMetricsServer } from './metrics/server.js';
+import { Stats } from './stats.js';
+import { formatListenAddress } from './transport/address.js';
+import { createWebSocketHttpServer } from './transport/http-server.js';
+import { UpgradeGate } from './transport/upgrade-gate.js';
+import { WebSocketTransport } from './transport/websocket-server.js';
+
+export interface RunningApp {
+  /** The port the WebSocket server listens on (the real one when configured as 0). */
+  readonly port: number;
+  /** The metrics port, or undefined when metrics are disabled. */
+  readonly metricsPort: number | undefined;
+  readonly stats: Stats;
+  readonly connectionCount: () => number;
+  /** Graceful shutdown; resolves when both servers are closed. Idempotent. */
+  stop(): Promise<void>;
+}
+
+export interface AppDependencies {
+  readonly logger: Logger;
+}
+
+/** The composition root: builds every module from the frozen config and starts listening. */
+export async function start(config: Config, { logger }: AppDependencies): Promise<RunningApp> {
+  const stats = new Stats();
+  const health = new Health();
+  const gate = new UpgradeGate();
+  const limitedLog = new RateLimitedLog(logger);
+  const hub = new EchoHub();
+  const transport = new WebSocketTransport({
+    maxMessageSize: config.maxMessageSize,
+    hub,
+    gate,
+    stats,
+    logger,
+    limitedLog,
+  });
+  const webSocketServer = createWebSocketHttpServer(transport.handleUpgrade);
+  const port = await listen(webSocketServer, config.host, config.port, '--host/--port');
+  logger.info(`Starting WebSocket server on ${formatListenAddress(config.host, port)}`);
+
+  let metricsServer: Server | undefined;
+  let metricsPort: number | undefined;
+  if (config.metricsEnabled) {
+    const registry = createMetricsRegistry({ connections: transport.connections, stats });
+    metricsServer = createMetricsServer(registry, health);
+    try {
+      metricsPort = await listen(
+        metricsServer,
+        config.metricsHost,
+        config.metricsPort,
+        '--metrics-host/--metrics-port',
+      );
+    } catch (error) {
+      await closeServer(webSocketServer);
+      throw error;
+    }
+    logger.info(`Starting metrics server on ${formatListenAddress(config.metricsHost, metricsPort)}`);
+  } else {
+    logger.info('Metrics server disabled (metrics.enabled: false)');
+  }
+
+  const stopReport = startPeriodicReport(logger, transport.connections, config.statsInterval);
+  let stopping: Promise<void> | undefined;
+  return {
+    port,
+    metricsPort,
+    stats,
+    connectionCount: () => transport.connections.size,
+    stop() {
+      stopping ??= shutDown({
+        logger,
+        health,
+        gate,
+        transport,
+        webSocketServer,
+        metricsServer,
+        timeoutMs: config.shutdownTimeout,
+        stopBackground: stopReport,
+      });
+      return stopping;
+    },
+  };
+}

@@ -1,0 +1,39 @@
+import { createRequire } from 'node:module';
+import { start } from './app.js';
+import { helpText } from './config/help.js';
+import { loadConfig } from './config/load.js';
+import { isUsageError } from './errors.js';
+import { handleSignals } from './lifecycle/signals.js';
+import { createTextLogger } from './log.js';
+
+const packageJson = createRequire(import.meta.url)('../../package.json') as { version: string };
+
+/**
+ * The process entry point: argv and env come in here and nowhere else. A user
+ * mistake prints one line on stderr and exits 2; never a stack trace.
+ */
+export async function main(
+  argv: readonly string[],
+  env: Readonly<Record<string, string | undefined>>,
+): Promise<void> {
+  try {
+    const loaded = loadConfig(argv, env);
+    if (loaded.action === 'help') {
+      process.stdout.write(helpText(packageJson.version));
+      return;
+    }
+    if (loaded.action === 'version') {
+      process.stdout.write(`wshub ${packageJson.version}\n`);
+      return;
+    }
+    const logger = createTextLogger();
+    const app = await start(loaded.config, { logger });
+    handleSignals(logger, () => app.stop());
+  } catch (error) {
+    if (isUsageError(error)) {
+      process.stderr.write(`wshub: ${error.message} [${error.code}]\n`);
+      process.exit(error.exitCode);
+    }
+    throw error;
+  }
+}

@@ -1,0 +1,29 @@
+import { envName, META_FLAGS, SETTINGS, type Setting } from './settings.js';
+
+/** --help, generated from the settings table so it can never disagree with what is accepted. */
+export function helpText(version: string): string {
+  const rows: Array<[string, string]> = [];
+  for (const setting of Object.values(SETTINGS) as Setting<unknown>[]) {
+    const flag = setting.kind.isBoolean ? `--[no-]${setting.flag}` : `--${setting.flag}=${setting.kind.hint}`;
+    const shown = setting.kind.format(setting.default);
+    const defaultText = shown === '' ? '""' : Array.isArray(shown) ? shown.join(',') || '""' : String(shown);
+    rows.push([
+      flag,
+      `${setting.doc} (default ${defaultText}; env ${envName(setting)}; YAML ${setting.key})`,
+    ]);
+  }
+  for (const meta of Object.values(META_FLAGS)) {
+    rows.push([`--${meta.flag}=${meta.hint}`, `${meta.doc} (env ${meta.env})`]);
+  }
+  rows.push(['-h, --help', 'Show this help and exit'], ['-v, --version', 'Print the version and exit']);
+  const width = Math.max(...rows.map(([flag]) => flag.length)) + 2;
+  return [
+    `wshub ${version}: WebSocket echo server and broadcast hub with Prometheus metrics`,
+    '',
+    'Usage: wshub [flags]',
+    '',
+    'Flags (precedence: flags > environment > config file > defaults):',
+    ...rows.map(([flag, doc]) => `  ${flag.padEnd(width)}${doc}`),
+    '',
+  ].join('\n');
+}

@@ -1,0 +1,104 @@
+import { boolean as bool, bytes, duration, host, type Kind, port } from './kinds.js';
+
+/**
+ * Every setting is declared exactly once, here: its YAML key, its flag, its kind
+ * (which validates it), its default and its documentation. Flags, environment
+ * variables (WSHUB_ + the flag in upper snake case), YAML keys, --help, validation
+ * and --print-config are all derived from this table.
+ */
+export interface Setting<T> {
+  /** Dotted YAML path. Segments match case-insensitively and ignoring '_' and '-', so certFile, cert_file and cert-file all work. */
+  readonly key: string;
+  /** Command-line flag without the leading dashes. */
+  readonly flag: string;
+  readonly kind: Kind<T>;
+  readonly default: T;
+  readonly doc: string;
+  /** Redacted by --print-config. */
+  readonly secret?: boolean;
+}
+
+function setting<T>(definition: Setting<T>): Setting<T> {
+  return definition;
+}
+
+const SECOND = 1000;
+const DAY = 24 * 3600 * SECOND;
+const MiB = 1024 * 1024;
+
+export const SETTINGS = {
+  host: setting({
+    key: 'server.host',
+    flag: 'host',
+    kind: host(),
+    default: '0.0.0.0',
+    doc: 'Host address to bind the WebSocket server to',
+  }),
+  port: setting({
+    key: 'server.port',
+    flag: 'port',
+    kind: port(),
+    default: 3003,
+    doc: 'Port for the WebSocket server',
+  }),
+  shutdownTimeout: setting({
+    key: 'server.shutdownTimeout',
+    flag: 'shutdown-timeout',
+    kind: duration(0, 10 * 60 * SECOND),
+    default: 5 * SECOND,
+    doc: 'Deadline for graceful shutdown; connections still open then are terminated',
+  }),
+  maxMessageSize: setting({
+    key: 'limits.maxMessageSize',
+    flag: 'max-message-size',
+    kind: bytes(1, 256 * MiB),
+    default: MiB,
+    doc: 'Largest message accepted from a client; larger ones close the connection with 1009',
+  }),
+  metricsEnabled: setting({
+    key: 'metrics.enabled',
+    flag: 'metrics',
+    kind: bool(),
+    default: true,
+    doc: 'Serve Prometheus metrics and health checks on their own port (--no-metrics to disable)',
+  }),
+  metricsHost: setting({
+    key: 'metrics.host',
+    flag: 'metrics-host',
+    kind: host(true),
+    default: '',
+    doc: 'Host address to bind the metrics server to (empty: all interfaces)',
+  }),
+  metricsPort: setting({
+    key: 'metrics.port',
+    flag: 'metrics-port',
+    kind: port(),
+    default: 9100,
+    doc: 'Port for the Prometheus metrics endpoint, /livez and /readyz',
+  }),
+  statsInterval: setting({
+    key: 'log.statsInterval',
+    flag: 'stats-interval',
+    kind: duration(0, DAY),
+    default: 30 * SECOND,
+    doc: 'How often to log "Active connections: N" (0 disables)',
+  }),
+} as const;
+
+export type SettingName = keyof typeof SETTINGS;
+type ValueOf<S> = S extends Setting<infer T> ? T : never;
+export type Config = { readonly [K in SettingName]: ValueOf<(typeof SETTINGS)[K]> };
+
+export function envName(setting: Setting<unknown>): string {
+  return `WSHUB_${setting.flag.toUpperCase().replace(/-/g, '_')}`;
+}
+
+/** Settings that are not part of Config: they say where the configuration comes from or what to do with it. */
+export const META_FLAGS = {
+  configFile: {
+    flag: 'config-file',
+    hint: '<path>',
+    doc: 'Load settings from this YAML file',
+    env: 'WSHUB_CONFIG_FILE',
+  },
+} as const;

@@ -1,0 +1,17 @@
+/**
+ * The hub decides who receives a message. It knows peers only through this
+ * interface, never the transport's classes, so transport/ depends on hub/ and
+ * not the other way round.
+ */
+export interface Peer {
+  readonly id: number;
+  /** Room the peer joined ('' is the default room). */
+  readonly room: string;
+  deliver(data: Buffer, isBinary: boolean): void;
+}
+
+export interface Hub {
+  join(peer: Peer): void;
+  receive(peer: Peer, data: Buffer, isBinary: boolean): void;
+  leave(peer: Peer): void;
+}

@@ -1,0 +1,41 @@
+import { WebSocket } from 'ws';
+import type { Peer } from '../hub/hub.js';
+import type { DisconnectReason } from '../stats.js';
+
+/** What a connection reports its events to (the transport). */
+export interface ConnectionOwner {
+  receive(connection: Connection, data: Buffer, isBinary: boolean): void;
+  closed(connection: Connection): void;
+  failed(connection: Connection, error: Error & { code?: string }): void;
+}
+
+/**
+ * One client connection. It is the ws socket itself (ws constructs this class
+ * for every accepted upgrade), so per-connection state is a few fields on one
+ * object: no wrapper, no per-connection closures.
+ */
+export class Connection extends WebSocket implements Peer {
+  id = 0;
+  room = '';
+  peer = '';
+  owner: ConnectionOwner | undefined = undefined;
+  /** Set when the server decides to end the connection, before it closes. */
+  serverCloseReason: DisconnectReason | undefined = undefined;
+
+  deliver(data: Buffer, isBinary: boolean): void {
+    if (this.readyState !== WebSocket.OPEN) return;
+    this.send(data, { binary: isBinary });
+  }
+
+  /** Closes with a close frame (the peer gets `code`) and records why. */
+  closeBecause(reason: DisconnectReason, code: number, text: string): void {
+    this.serverCloseReason ??= reason;
+    this.close(code, text);
+  }
+
+  /** Drops the TCP connection without a close handshake and records why. */
+  terminateBecause(reason: DisconnectReason): void {
+    this.serverCloseReason = reason;
+    this.terminate();
+  }
+}

@@ -1,0 +1,146 @@
+import type { IncomingMessage } from 'node:http';
+import { STATUS_CODES } from 'node:http';
+import type { Duplex } from 'node:stream';
+import { type WebSocket, WebSocketServer } from 'ws';
+import type { Hub } from '../hub/hub.js';
+import type { Logger, RateLimitedLog } from '../log.js';
+import type { DisconnectReason, Stats } from '../stats.js';
+import { formatPeer } from './address.js';
+import { Connection, type ConnectionOwner } from './connection.js';
+import type { UpgradeGate } from './upgrade-gate.js';
+
+export interface TransportOptions {
+  readonly maxMessageSize: number;
+  readonly hub: Hub;
+  readonly gate: UpgradeGate;
+  readonly stats: Stats;
+  readonly logger: Logger;
+  readonly limitedLog: RateLimitedLog;
+}
+
+/** ws error codes (lib/receiver.js) mapped to why the connection ended. */
+const WS_ERROR_REASONS: Readonly<Record<string, DisconnectReason>> = {
+  WS_ERR_UNSUPPORTED_MESSAGE_LENGTH: 'message_too_large',
+  WS_ERR_INVALID_UTF8: 'invalid_utf8',
+};
+
+/**
+ * Accepts WebSocket upgrades that the gate admits, tracks every open
+ * connection, and hands messages to the hub.
+ */
+export class WebSocketTransport implements ConnectionOwner {
+  readonly connections = new Set<Connection>();
+  private readonly wss: WebSocketServer;
+  private nextId = 1;
+  private allClosedWaiters: Array<() => void> = [];
+
+  constructor(readonly options: TransportOptions) {
+    this.wss = new WebSocketServer({
+      noServer: true,
+      clientTracking: false,
+      maxPayload: options.maxMessageSize,
+      perMessageDeflate: false,
+      WebSocket: Connection,
+    });
+  }
+
+  /** The 'upgrade' listener of the HTTP server. */
+  readonly handleUpgrade = (request: IncomingMessage, socket: Duplex, head: Buffer): void => {
+    const admission = this.options.gate.admit(request);
+    if (!admission.ok) {
+      rejectUpgrade(socket, admission.status, admission.headers);
+      return;
+    }
+    const { room } = admission.route;
+    this.wss.handleUpgrade(request, socket, head, (ws) => {
+      this.accept(ws as Connection, request, room);
+    });
+  };
+
+  private accept(connection: Connection, request: IncomingMessage, room: string): void {
+    connection.id = this.nextId++;
+    connection.room = room;
+    connection.peer = formatPeer(request.socket.remoteAddress, request.socket.remotePort);
+    connection.owner = this;
+    connection.on('message', onMessage as unknown as WsListener);
+    connection.on('close', onClose as unknown as WsListener);
+    connection.on('error', onError as unknown as WsListener);
+    this.connections.add(connection);
+    this.options.stats.connectionsTotal++;
+    this.options.logger.info(`WebSocket connected: ${connection.peer}`);
+    this.options.hub.join(connection);
+  }
+
+  receive(connection: Connection, data: Buffer, isBinary: boolean): void {
+    const stats = this.options.stats;
+    stats.messagesReceived++;
+    stats.bytesReceived += data.length;
+    this.options.hub.receive(connection, data, isBinary);
+  }
+
+  closed(connection: Connection): void {
+    if (!this.connections.delete(connection)) return;
+    const stats = this.options.stats;
+    stats.disconnectionsTotal++;
+    if (connection.serverCloseReason !== undefined) stats.serverDisconnects[connection.serverCloseReason]++;
+    this.options.hub.leave(connection);
+    this.options.logger.info(`WebSocket disconnected: ${connection.peer}`);
+    if (this.connections.size === 0) {
+      const waiters = this.allClosedWaiters;
+      this.allClosedWaiters = [];
+      for (const resolve of waiters) resolve();
+    }
+  }
+
+  failed(connection: Connection, error: Error & { code?: string }): void {
+    const reason = WS_ERROR_REASONS[error.code ?? ''] ?? 'protocol_error';
+    connection.serverCloseReason ??= reason;
+    this.options.limitedLog.log(
+      reason,
+      'warn',
+      `WebSocket error from ${connection.peer}: ${error.message}${error.code ? ` (${error.code})` : ''}`,
+    );
+  }
+
+  /** Resolves once no connection is open. */
+  allClosed(): Promise<void> {
+    if (this.connections.size === 0) return Promise.resolve();
+    return new Promise((resolve) => this.allClosedWaiters.push(resolve));
+  }
+}
+
+// Listeners are shared named functions (`this` is the connection), not closures per connection.
+// ws types `this` as its base WebSocket class; ws constructs our Connection subclass.
+type WsListener = (this: WebSocket, ...args: unknown[]) => void;
+function onMessage(this: Connection, data: Buffer, isBinary: boolean): void {
+  this.owner?.receive(this, data, isBinary);
+}
+
+function onClose(this: Connection): void {
+  this.owner?.closed(this);
+}
+
+function onError(this: Connection, error: Error): void {
+  this.owner?.failed(this, error);
+}
+
+/** Answers a refused upgrade with a plain HTTP response and closes the socket. */
+export function rejectUpgrade(
+  socket: Duplex,
+  status: number,
+  headers: Readonly<Record<string, string>> = {},
+): void {
+  if (!socket.writable) {
+    socket.destroy();
+    return;
+  }
+  const body = `${status} ${STATUS_CODES[status] ?? ''}\n`;
+  const lines = [
+    `HTTP/1.1 ${status} ${STATUS_CODES[status] ?? ''}`,
+    'Connection: close',
+    'Content-Type: text/plain; charset=utf-8',
+    `Content-Length: ${Buffer.byteLength(body)}`,
+    ...Object.entries(headers).map(([name, value]) => `${name}: ${value}`),
+  ];
+  socket.end(`${lines.join('\r\n')}\r\n\r\n${body}`);
+}

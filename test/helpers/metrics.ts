@@ -1,0 +1,45 @@
+/** Scrapes /metrics and returns one sample's value (undefined when absent). */
+export async function metricValue(
+  metricsUrl: string,
+  name: string,
+  labels: Record<string, string> = {},
+): Promise<number | undefined> {
+  const text = await (await fetch(`${metricsUrl}/metrics`)).text();
+  return sampleValue(text, name, labels);
+}
+
+export function sampleValue(
+  text: string,
+  name: string,
+  labels: Record<string, string> = {},
+): number | undefined {
+  for (const line of text.split('\n')) {
+    if (line.startsWith('#')) continue;
+    const match = /^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{[^}]*\})?\s+(\S+)/.exec(line);
+    if (!match || match[1] !== name) continue;
+    const found: Record<string, string> = {};
+    for (const [, key, value] of (match[2] ?? '').matchAll(/(\w+)="((?:[^"\\]|\\.)*)"/g)) {
+      found[key as string] = value as string;
+    }
+    if (Object.entries(labels).every(([key, value]) => found[key] === value)) return Number(match[3]);
+  }
+  return undefined;
+}
+
+/** Polls until the metric has the expected value; returns the last value seen. */
+export async function waitForMetric(
+  metricsUrl: string,
+  name: string,
+  expected: number,
+  labels: Record<string, string> = {},
+  timeoutMs = 5000,
+): Promise<number | undefined> {
+  const deadline = Date.now() + timeoutMs;
+  let value: number | undefined;
+  while (Date.now() < deadline) {
+    value = await metricValue(metricsUrl, name, labels);
+    if (value === expected) return value;
+    await new Promise((resolve) => setTimeout(resolve, 25));
+  }
+  return value;
+}
