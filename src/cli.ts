@@ -4,7 +4,7 @@ import { helpText } from './config/help.js';
 import { loadConfig } from './config/load.js';
 import { isUsageError } from './errors.js';
 import { handleSignals } from './lifecycle/signals.js';
-import { createTextLogger } from './log.js';
+import { createLogger } from './log.js';
 
 const packageJson = createRequire(import.meta.url)('../../package.json') as { version: string };
 
@@ -26,7 +26,7 @@ export async function main(
       process.stdout.write(`wshub ${packageJson.version}\n`);
       return;
     }
-    const logger = createTextLogger();
+    const logger = createLogger({ format: loaded.config.logFormat, level: loaded.config.logLevel });
     const app = await start(loaded.config, { logger });
     handleSignals(logger, () => app.stop());
   } catch (error) {

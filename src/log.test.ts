@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { createTextLogger, goTimestamp, RateLimitedLog } from './log.js';
+import { createLogger, createTextLogger, goTimestamp, RateLimitedLog } from './log.js';
 import { formatPeer } from './transport/address.js';
 
 describe('text logger', () => {
@@ -35,5 +35,101 @@ describe('formatPeer', () => {
     assert.equal(formatPeer('192.168.1.100', 54321), '192.168.1.100:54321');
     assert.equal(formatPeer('::ffff:10.0.0.1', 1), '10.0.0.1:1');
     assert.equal(formatPeer('::1', 54321), '[::1]:54321');
+  });
+});
+
+const T = Date.UTC(2026, 0, 12, 10, 0, 5, 123);
+
+function capture(options: Parameters<typeof createLogger>[0] = {}) {
+  const lines: string[] = [];
+  const logger = createLogger({ now: () => T, write: (line) => lines.push(line), ...options });
+  return { logger, lines };
+}
+
+describe('text log format', () => {
+  it("is exactly the seed's YYYY/MM/DD HH:MM:SS message, without fields", () => {
+    const { logger, lines } = capture();
+    logger.info('WebSocket connected: 192.168.1.100:54321', { remote_addr: '192.168.1.100:54321' });
+    assert.equal(lines.length, 1);
+    assert.match(
+      lines[0] as string,
+      /^\d{4}\/\d{2}\/\d{2} \d{2}:\d{2}:\d{2} WebSocket connected: 192\.168\.1\.100:54321\n$/,
+    );
+  });
+});
+
+describe('json log format', () => {
+  it('writes one object per line with time, level, msg and the fields', () => {
+    const { logger, lines } = capture({ format: 'json' });
+    logger.warn('WebSocket disconnected: [::1]:4000', {
+      remote_addr: '[::1]:4000',
+      conn_id: 7,
+      room: 'lobby "a"',
+      close_code: 1006,
+      reason: undefined,
+      ok: true,
+    });
+    assert.equal(lines.length, 1);
+    assert.ok((lines[0] as string).endsWith('}\n'));
+    assert.deepEqual(JSON.parse(lines[0] as string), {
+      time: '2026-01-12T10:00:05.123Z',
+      level: 'warn',
+      msg: 'WebSocket disconnected: [::1]:4000',
+      remote_addr: '[::1]:4000',
+      conn_id: 7,
+      room: 'lobby "a"',
+      close_code: 1006,
+      ok: true,
+    });
+  });
+
+  it('escapes control characters and writes non-finite numbers as null', () => {
+    const { logger, lines } = capture({ format: 'json' });
+    logger.error('line\nbreak\u0000', { value: Number.NaN });
+    const parsed = JSON.parse(lines[0] as string);
+    assert.equal(parsed.msg, 'line\nbreak\u0000');
+    assert.equal(parsed.value, null);
+    assert.equal((lines[0] as string).split('\n').length, 2);
+  });
+});
+
+describe('log level', () => {
+  it('drops lines below the level, in both formats', () => {
+    for (const format of ['text', 'json'] as const) {
+      const { logger, lines } = capture({ format, level: 'warn' });
+      logger.info('hidden');
+      logger.warn('shown warn');
+      logger.error('shown error');
+      assert.deepEqual(
+        lines.map((line) => (format === 'json' ? JSON.parse(line).msg : line.slice(20, -1))),
+        ['shown warn', 'shown error'],
+      );
+    }
+  });
+
+  it('error keeps only errors', () => {
+    const { logger, lines } = capture({ level: 'error' });
+    logger.info('a');
+    logger.warn('b');
+    logger.error('c');
+    assert.equal(lines.length, 1);
+  });
+});
+
+describe('RateLimitedLog in JSON', () => {
+  it('reports what it suppressed, with the key as a field', () => {
+    const { logger, lines } = capture({ format: 'json' });
+    let now = 0;
+    const limited = new RateLimitedLog(logger, 2, 1000, () => now);
+    for (let i = 0; i < 5; i++) limited.log('protocol_error', 'warn', `bad ${i}`);
+    now = 1000;
+    limited.log('protocol_error', 'warn', 'bad again');
+    const parsed = lines.map((line) => JSON.parse(line));
+    assert.deepEqual(
+      parsed.map((line) => line.msg),
+      ['bad 0', 'bad 1', '3 more protocol_error messages suppressed in the last 1s', 'bad again'],
+    );
+    assert.equal(parsed[2].reason, 'protocol_error');
+    assert.equal(parsed[2].suppressed, 3);
   });
 });

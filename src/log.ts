@@ -1,14 +1,32 @@
 /**
- * Logging in the seed's format: Go's log package, `YYYY/MM/DD HH:MM:SS message`,
- * local time, one line per event on stdout.
+ * Logging. The text format is the seed's (Go's log package): `YYYY/MM/DD HH:MM:SS message`,
+ * local time, one line per event on stdout, fields not shown (the message already
+ * names the peer). The JSON format (issue 8) is one object per line with time
+ * (ISO 8601, UTC), level, msg and the event's fields, for log pipelines.
  */
-export type Level = 'info' | 'warn' | 'error';
+export const LOG_FORMATS = ['text', 'json'] as const;
+export type LogFormat = (typeof LOG_FORMATS)[number];
+export const LOG_LEVELS = ['info', 'warn', 'error'] as const;
+export type Level = (typeof LOG_LEVELS)[number];
+
+/**
+ * Structured context of a log line. Conventional names, so every line about a
+ * connection can be joined on them: remote_addr, conn_id, room, close_code, reason.
+ */
 export type Fields = Readonly<Record<string, string | number | boolean | undefined>>;
 
 export interface Logger {
   info(message: string, fields?: Fields): void;
   warn(message: string, fields?: Fields): void;
   error(message: string, fields?: Fields): void;
+}
+
+export interface LoggerOptions {
+  readonly format?: LogFormat;
+  /** Lines below this level are not formatted at all: their method is a no-op. */
+  readonly level?: Level;
+  readonly write?: (line: string) => void;
+  readonly now?: () => number;
 }
 
 const pad = (n: number): string => (n < 10 ? `0${n}` : String(n));
@@ -20,25 +38,81 @@ export function goTimestamp(date: Date): string {
   );
 }
 
-export function createTextLogger(
-  write: (line: string) => void = (line) => process.stdout.write(line),
-): Logger {
+const writeStdout = (line: string): void => {
+  process.stdout.write(line);
+};
+
+function noop(): void {}
+
+export function createLogger(options: LoggerOptions = {}): Logger {
+  const write = options.write ?? writeStdout;
+  const now = options.now ?? Date.now;
+  const format = options.format ?? 'text';
+  const emitterFor = (level: Level): ((message: string, fields?: Fields) => void) =>
+    format === 'json' ? jsonEmitter(level, write, now) : textEmitter(write, now);
+  const threshold = LOG_LEVELS.indexOf(options.level ?? 'info');
+  const enabled = (level: Level): boolean => LOG_LEVELS.indexOf(level) >= threshold;
+  return {
+    info: enabled('info') ? emitterFor('info') : noop,
+    warn: enabled('warn') ? emitterFor('warn') : noop,
+    error: enabled('error') ? emitterFor('error') : noop,
+  };
+}
+
+/** The seed's text format; kept for callers that need exactly that. */
+export function createTextLogger(write: (line: string) => void = writeStdout): Logger {
+  return createLogger({ format: 'text', write });
+}
+
+function textEmitter(write: (line: string) => void, now: () => number) {
   // Formatting a timestamp costs more than the rest of a line; do it once a second.
   let cachedSecond = -1;
   let cachedStamp = '';
-  const emit = (message: string): void => {
-    const now = Date.now();
-    const second = Math.floor(now / 1000);
+  return function emitText(message: string): void {
+    const time = now();
+    const second = Math.floor(time / 1000);
     if (second !== cachedSecond) {
       cachedSecond = second;
-      cachedStamp = goTimestamp(new Date(now));
+      cachedStamp = goTimestamp(new Date(time));
     }
     write(`${cachedStamp} ${message}\n`);
   };
-  return { info: emit, warn: emit, error: emit };
 }
 
-export const silentLogger: Logger = { info() {}, warn() {}, error() {} };
+function jsonEmitter(level: Level, write: (line: string) => void, now: () => number) {
+  let cachedMs = -1;
+  let cachedHead = '';
+  const levelPart = `","level":"${level}","msg":`;
+  return function emitJson(message: string, fields?: Fields): void {
+    const time = now();
+    if (time !== cachedMs) {
+      cachedMs = time;
+      cachedHead = `{"time":"${new Date(time).toISOString()}${levelPart}`;
+    }
+    let line = cachedHead + jsonString(message);
+    if (fields !== undefined) {
+      for (const key in fields) {
+        const value = fields[key];
+        if (value === undefined) continue;
+        line += `,${jsonString(key)}:${typeof value === 'string' ? jsonString(value) : jsonScalar(value)}`;
+      }
+    }
+    write(`${line}}\n`);
+  };
+}
+
+/** Printable ASCII without '"' or '\\' needs no escaping; checking is several times cheaper than JSON.stringify. */
+const NEEDS_NO_ESCAPE = /^[\x20\x21\x23-\x5b\x5d-\x7e]*$/;
+
+function jsonString(text: string): string {
+  return NEEDS_NO_ESCAPE.test(text) ? `"${text}"` : JSON.stringify(text);
+}
+
+function jsonScalar(value: number | boolean): string {
+  return typeof value === 'number' && !Number.isFinite(value) ? 'null' : String(value);
+}
+
+export const silentLogger: Logger = { info: noop, warn: noop, error: noop };
 
 /**
  * Logs at most `limit` lines per `intervalMs` for each key (a bounded reason,
@@ -62,6 +136,7 @@ export class RateLimitedLog {
       if (window !== undefined && window.suppressed > 0) {
         this.logger.warn(
           `${window.suppressed} more ${key} messages suppressed in the last ${this.intervalMs / 1000}s`,
+          { reason: key, suppressed: window.suppressed },
         );
       }
       window = { start: now, count: 0, suppressed: 0 };

@@ -1,4 +1,5 @@
-import { boolean as bool, bytes, duration, host, type Kind, port } from './kinds.js';
+import { type Level, LOG_FORMATS, LOG_LEVELS, type LogFormat } from '../log.js';
+import { boolean as bool, bytes, duration, host, type Kind, oneOf, port } from './kinds.js';
 
 /**
  * Every setting is declared exactly once, here: its YAML key, its flag, its kind
@@ -82,6 +83,20 @@ export const SETTINGS = {
     kind: duration(0, DAY),
     default: 30 * SECOND,
     doc: 'How often to log "Active connections: N" (0 disables)',
+  }),
+  logFormat: setting<LogFormat>({
+    key: 'log.format',
+    flag: 'log-format',
+    kind: oneOf(LOG_FORMATS),
+    default: 'text',
+    doc: 'Log line format: text (YYYY/MM/DD HH:MM:SS message) or json (one object per line with time, level, msg and fields)',
+  }),
+  logLevel: setting<Level>({
+    key: 'log.level',
+    flag: 'log-level',
+    kind: oneOf(LOG_LEVELS),
+    default: 'info',
+    doc: 'Lowest level logged: info (every connect/disconnect), warn, or error',
   }),
 } as const;
 

@@ -8,7 +8,7 @@ export function startPeriodicReport(
 ): () => void {
   if (intervalMs === 0) return () => {};
   const timer = setInterval(function reportActiveConnections() {
-    logger.info(`Active connections: ${connections.size}`);
+    logger.info(`Active connections: ${connections.size}`, { connections: connections.size });
   }, intervalMs);
   timer.unref();
   return () => clearInterval(timer);

@@ -33,7 +33,10 @@ export async function shutDown(parts: ShutdownParts): Promise<void> {
 
   const open = transport.connections.size;
   if (open > 0) {
-    logger.info(`Closing ${open} connection${open === 1 ? '' : 's'} with 1001 (going away)`);
+    logger.info(`Closing ${open} connection${open === 1 ? '' : 's'} with 1001 (going away)`, {
+      connections: open,
+      close_code: 1001,
+    });
     for (const connection of transport.connections) {
       connection.closeBecause('shutdown', 1001, 'server shutting down');
     }

@@ -15,12 +15,12 @@ export function handleSignals(
   let stopping = false;
   const onSignal = (signal: HandledSignal): void => {
     if (stopping) {
-      logger.warn(`Received ${signal} again during shutdown, exiting immediately`);
+      logger.warn(`Received ${signal} again during shutdown, exiting immediately`, { signal });
       exit(128 + SIGNAL_NUMBERS[signal]);
       return;
     }
     stopping = true;
-    logger.info(`Received ${signal}, shutting down`);
+    logger.info(`Received ${signal}, shutting down`, { signal });
     stop().then(
       () => {
         logger.info('Shutdown complete');

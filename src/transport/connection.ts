@@ -5,7 +5,7 @@ import type { DisconnectReason } from '../stats.js';
 /** What a connection reports its events to (the transport). */
 export interface ConnectionOwner {
   receive(connection: Connection, data: Buffer, isBinary: boolean): void;
-  closed(connection: Connection): void;
+  closed(connection: Connection, code: number): void;
   failed(connection: Connection, error: Error & { code?: string }): void;
 }
 

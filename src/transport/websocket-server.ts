@@ -3,7 +3,7 @@ import { STATUS_CODES } from 'node:http';
 import type { Duplex } from 'node:stream';
 import { type WebSocket, WebSocketServer } from 'ws';
 import type { Hub } from '../hub/hub.js';
-import type { Logger, RateLimitedLog } from '../log.js';
+import type { Fields, Logger, RateLimitedLog } from '../log.js';
 import type { DisconnectReason, Stats } from '../stats.js';
 import { formatPeer } from './address.js';
 import { Connection, type ConnectionOwner } from './connection.js';
@@ -67,7 +67,7 @@ export class WebSocketTransport implements ConnectionOwner {
     connection.on('error', onError as unknown as WsListener);
     this.connections.add(connection);
     this.options.stats.connectionsTotal++;
-    this.options.logger.info(`WebSocket connected: ${connection.peer}`);
+    this.options.logger.info(`WebSocket connected: ${connection.peer}`, connectionFields(connection));
     this.options.hub.join(connection);
   }
 
@@ -78,13 +78,17 @@ export class WebSocketTransport implements ConnectionOwner {
     this.options.hub.receive(connection, data, isBinary);
   }
 
-  closed(connection: Connection): void {
+  closed(connection: Connection, code: number): void {
     if (!this.connections.delete(connection)) return;
     const stats = this.options.stats;
     stats.disconnectionsTotal++;
     if (connection.serverCloseReason !== undefined) stats.serverDisconnects[connection.serverCloseReason]++;
     this.options.hub.leave(connection);
-    this.options.logger.info(`WebSocket disconnected: ${connection.peer}`);
+    this.options.logger.info(`WebSocket disconnected: ${connection.peer}`, {
+      ...connectionFields(connection),
+      close_code: code,
+      reason: connection.serverCloseReason,
+    });
     if (this.connections.size === 0) {
       const waiters = this.allClosedWaiters;
       this.allClosedWaiters = [];
@@ -99,6 +103,7 @@ export class WebSocketTransport implements ConnectionOwner {
       reason,
       'warn',
       `WebSocket error from ${connection.peer}: ${error.message}${error.code ? ` (${error.code})` : ''}`,
+      { ...connectionFields(connection), reason },
     );
   }
 
@@ -116,12 +121,17 @@ function onMessage(this: Connection, data: Buffer, isBinary: boolean): void {
   this.owner?.receive(this, data, isBinary);
 }
 
-function onClose(this: Connection): void {
-  this.owner?.closed(this);
+function onClose(this: Connection, code: number): void {
+  this.owner?.closed(this, code);
 }
 
 function onError(this: Connection, error: Error): void {
   this.owner?.failed(this, error);
+}
+
+/** The log fields that identify a connection (issue 8: JSON logs join on them). */
+export function connectionFields(connection: Connection): Fields {
+  return { remote_addr: connection.peer, conn_id: connection.id, room: connection.room };
 }
 
 /** Answers a refused upgrade with a plain HTTP response and closes the socket. */
