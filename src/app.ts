@@ -1,6 +1,8 @@
 import type { Server } from 'node:http';
 import type { Config } from './config/settings.js';
+import { BroadcastHub } from './hub/broadcast.js';
 import { EchoHub } from './hub/echo.js';
+import type { Hub } from './hub/hub.js';
 import { Health } from './lifecycle/health.js';
 import { closeServer, listen } from './lifecycle/listen.js';
 import { startPeriodicReport } from './lifecycle/periodic-report.js';
@@ -35,9 +37,13 @@ export async function start(config: Config, { logger }: AppDependencies): Promis
   const health = new Health();
   const gate = new UpgradeGate();
   const limitedLog = new RateLimitedLog(logger);
-  const hub = new EchoHub();
+  const hub: Hub =
+    config.mode === 'broadcast'
+      ? new BroadcastHub({ excludeSender: config.broadcastExcludeSender })
+      : new EchoHub();
   const transport = new WebSocketTransport({
     maxMessageSize: config.maxMessageSize,
+    maxBufferedBytes: config.maxBufferedBytes,
     hub,
     gate,
     stats,
@@ -47,6 +53,11 @@ export async function start(config: Config, { logger }: AppDependencies): Promis
   const webSocketServer = createWebSocketHttpServer(transport.handleUpgrade);
   const port = await listen(webSocketServer, config.host, config.port, '--host/--port');
   logger.info(`Starting WebSocket server on ${formatListenAddress(config.host, port)}`);
+  logger.info(
+    config.mode === 'broadcast'
+      ? `Mode: broadcast (rooms at /ws/<room>${config.broadcastExcludeSender ? ', sender excluded' : ''})`
+      : 'Mode: echo',
+  );
 
   let metricsServer: Server | undefined;
   let metricsPort: number | undefined;

@@ -11,15 +11,26 @@ export const DISCONNECT_REASONS = [
   'invalid_utf8',
   'message_too_large',
   'write_error',
+  'slow_consumer',
 ] as const;
 export type DisconnectReason = (typeof DISCONNECT_REASONS)[number];
+
+/** Why a message addressed to a client was not written to it. A bounded set: these become metric labels. */
+export const DROP_REASONS = ['slow_consumer'] as const;
+export type DropReason = (typeof DROP_REASONS)[number];
+
+const zeroes = <K extends string>(keys: readonly K[]): Record<K, number> =>
+  Object.fromEntries(keys.map((key) => [key, 0])) as Record<K, number>;
 
 export class Stats {
   connectionsTotal = 0;
   disconnectionsTotal = 0;
   messagesReceived = 0;
   bytesReceived = 0;
-  readonly serverDisconnects: Record<DisconnectReason, number> = Object.fromEntries(
-    DISCONNECT_REASONS.map((reason) => [reason, 0]),
-  ) as Record<DisconnectReason, number>;
+  /** Messages written to clients: one per receiver (a broadcast to 10 clients counts 10). */
+  messagesDelivered = 0;
+  /** Payload bytes of the messages written to clients (framing excluded, like bytesReceived). */
+  bytesSent = 0;
+  readonly serverDisconnects: Record<DisconnectReason, number> = zeroes(DISCONNECT_REASONS);
+  readonly messagesDropped: Record<DropReason, number> = zeroes(DROP_REASONS);
 }

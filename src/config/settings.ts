@@ -42,6 +42,20 @@ export const SETTINGS = {
     default: 3003,
     doc: 'Port for the WebSocket server',
   }),
+  mode: setting({
+    key: 'server.mode',
+    flag: 'mode',
+    kind: oneOf(['echo', 'broadcast']),
+    default: 'echo' as const,
+    doc: "echo: every message goes back to its sender; broadcast: to every client of the sender's room",
+  }),
+  broadcastExcludeSender: setting({
+    key: 'broadcast.excludeSender',
+    flag: 'broadcast-exclude-sender',
+    kind: bool(),
+    default: false,
+    doc: 'In broadcast mode, do not send a message back to its sender',
+  }),
   shutdownTimeout: setting({
     key: 'server.shutdownTimeout',
     flag: 'shutdown-timeout',
@@ -55,6 +69,13 @@ export const SETTINGS = {
     kind: bytes(1, 256 * MiB),
     default: MiB,
     doc: 'Largest message accepted from a client; larger ones close the connection with 1009',
+  }),
+  maxBufferedBytes: setting({
+    key: 'limits.maxBufferedBytes',
+    flag: 'max-buffered-bytes',
+    kind: bytes(1024, 1024 * MiB),
+    default: MiB,
+    doc: 'Outbound bytes a client may have waiting; a client that falls further behind is closed with 1008',
   }),
   metricsEnabled: setting({
     key: 'metrics.enabled',

@@ -1,3 +1,5 @@
+import type { OutboundMessage } from './message.js';
+
 /**
  * The hub decides who receives a message. It knows peers only through this
  * interface, never the transport's classes, so transport/ depends on hub/ and
@@ -7,7 +9,12 @@ export interface Peer {
   readonly id: number;
   /** Room the peer joined ('' is the default room). */
   readonly room: string;
-  deliver(data: Buffer, isBinary: boolean): void;
+  /**
+   * Writes the message to this peer, or drops it (counted, with a reason) when
+   * the peer cannot take it. Never throws, never waits: a slow peer must not
+   * delay the others.
+   */
+  deliver(message: OutboundMessage): void;
 }
 
 export interface Hub {

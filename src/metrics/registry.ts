@@ -1,5 +1,5 @@
 import { Counter, collectDefaultMetrics, Gauge, Registry } from 'prom-client';
-import { DISCONNECT_REASONS, type Stats } from '../stats.js';
+import { DISCONNECT_REASONS, DROP_REASONS, type Stats } from '../stats.js';
 
 export interface MetricSources {
   readonly connections: { readonly size: number };
@@ -25,6 +25,52 @@ export function createMetricsRegistry(sources: MetricSources): Registry {
       this.set(connections.size);
     },
   });
+
+  // Seed 002's name for the same gauge; websocket_connections stays for seed 000 dashboards.
+  new Gauge({
+    name: 'websocket_connected_clients',
+    help: 'Current number of connected WebSocket clients',
+    registers: [registry],
+    collect() {
+      this.set(connections.size);
+    },
+  });
+
+  const plainCounters: ReadonlyArray<[name: string, help: string, read: () => number]> = [
+    ['websocket_connections_total', 'WebSocket connections accepted', () => stats.connectionsTotal],
+    [
+      'websocket_disconnections_total',
+      'WebSocket connections ended, for any reason',
+      () => stats.disconnectionsTotal,
+    ],
+    ['websocket_messages_total', 'Messages received from clients', () => stats.messagesReceived],
+    [
+      'websocket_messages_delivered_total',
+      'Messages written to clients (a broadcast to N clients counts N)',
+      () => stats.messagesDelivered,
+    ],
+    [
+      'websocket_received_bytes_total',
+      'Payload bytes of messages received from clients',
+      () => stats.bytesReceived,
+    ],
+    ['websocket_sent_bytes_total', 'Payload bytes of messages written to clients', () => stats.bytesSent],
+  ];
+  for (const [name, help, read] of plainCounters) {
+    mirrorCounter(registry, name, help, { read: (set) => set(read()) });
+  }
+
+  mirrorCounter(
+    registry,
+    'websocket_messages_dropped_total',
+    'Messages addressed to a client but not written to it, by reason',
+    {
+      labelNames: ['reason'],
+      read: (set) => {
+        for (const reason of DROP_REASONS) set(stats.messagesDropped[reason], { reason });
+      },
+    },
+  );
 
   mirrorCounter(
     registry,

@@ -1,12 +1,16 @@
+import type { Duplex } from 'node:stream';
 import { WebSocket } from 'ws';
 import type { Peer } from '../hub/hub.js';
+import type { OutboundMessage } from '../hub/message.js';
 import type { DisconnectReason } from '../stats.js';
+import type { Outbound, OutboundTarget } from './outbound.js';
 
 /** What a connection reports its events to (the transport). */
 export interface ConnectionOwner {
   receive(connection: Connection, data: Buffer, isBinary: boolean): void;
   closed(connection: Connection, code: number): void;
   failed(connection: Connection, error: Error & { code?: string }): void;
+  socketFailed(connection: Connection, error: NodeJS.ErrnoException): void;
 }
 
 /**
@@ -14,17 +18,18 @@ export interface ConnectionOwner {
  * for every accepted upgrade), so per-connection state is a few fields on one
  * object: no wrapper, no per-connection closures.
  */
-export class Connection extends WebSocket implements Peer {
+export class Connection extends WebSocket implements Peer, OutboundTarget {
   id = 0;
   room = '';
   peer = '';
   owner: ConnectionOwner | undefined = undefined;
+  outbound: Outbound | undefined = undefined;
+  framedSocket: Duplex | undefined = undefined;
   /** Set when the server decides to end the connection, before it closes. */
   serverCloseReason: DisconnectReason | undefined = undefined;
 
-  deliver(data: Buffer, isBinary: boolean): void {
-    if (this.readyState !== WebSocket.OPEN) return;
-    this.send(data, { binary: isBinary });
+  deliver(message: OutboundMessage): void {
+    this.outbound?.deliver(this, message);
   }
 
   /** Closes with a close frame (the peer gets `code`) and records why. */

@@ -15,7 +15,7 @@ export function createWebSocketHttpServer(
 }
 
 function handlePlainRequest(request: IncomingMessage, response: ServerResponse): void {
-  if (matchWebSocketPath(pathOf(request.url))) {
+  if (matchWebSocketPath(pathOf(request.url)).kind === 'websocket') {
     const body =
       '426 Upgrade Required: this endpoint speaks WebSocket (RFC 6455); connect with a WebSocket client\n';
     response.writeHead(426, {

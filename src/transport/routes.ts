@@ -10,8 +10,23 @@ export interface WebSocketRoute {
   readonly room: string;
 }
 
-/** Matches the WebSocket endpoint, `/ws`. */
-export function matchWebSocketPath(path: string): WebSocketRoute | undefined {
-  if (path === '/ws' || path === '/ws/') return { room: '' };
-  return undefined;
+export type RouteMatch =
+  | { readonly kind: 'websocket'; readonly route: WebSocketRoute }
+  | { readonly kind: 'invalid_room' }
+  | { readonly kind: 'not_found' };
+
+/** 1 to 64 characters of A-Z a-z 0-9 . _ - : safe in a URL path, a log line and a Redis channel as is. */
+export const ROOM_NAME = /^[A-Za-z0-9._-]{1,64}$/;
+const ROOM_PREFIX = '/ws/';
+
+export function isValidRoomName(name: string): boolean {
+  return ROOM_NAME.test(name) && name !== '.' && name !== '..';
+}
+
+/** Matches the WebSocket endpoints: `/ws` (the default room) and `/ws/<room>`. */
+export function matchWebSocketPath(path: string): RouteMatch {
+  if (path === '/ws' || path === ROOM_PREFIX) return { kind: 'websocket', route: { room: '' } };
+  if (!path.startsWith(ROOM_PREFIX)) return { kind: 'not_found' };
+  const room = path.slice(ROOM_PREFIX.length);
+  return isValidRoomName(room) ? { kind: 'websocket', route: { room } } : { kind: 'invalid_room' };
 }

@@ -2,7 +2,7 @@ import type { IncomingMessage } from 'node:http';
 import { matchWebSocketPath, pathOf, type WebSocketRoute } from './routes.js';
 
 /** Why an upgrade was refused. A bounded set: these become metric labels. */
-export const REJECT_REASONS = ['not_found', 'shutting_down'] as const;
+export const REJECT_REASONS = ['not_found', 'invalid_room', 'shutting_down'] as const;
 export type RejectReason = (typeof REJECT_REASONS)[number];
 
 export type Admission =
@@ -31,11 +31,13 @@ export class UpgradeGate {
   }
 
   admit(request: IncomingMessage): Admission {
-    const route = matchWebSocketPath(pathOf(request.url));
-    if (route === undefined) return { ok: false, reason: 'not_found', status: 404 };
+    const match = matchWebSocketPath(pathOf(request.url));
+    if (match.kind === 'not_found') return { ok: false, reason: 'not_found', status: 404 };
+    // A path under /ws/ whose room name is not allowed: 400, the client asked for something malformed.
+    if (match.kind === 'invalid_room') return { ok: false, reason: 'invalid_room', status: 400 };
     if (this.draining) {
       return { ok: false, reason: 'shutting_down', status: 503, headers: { 'Retry-After': '5' } };
     }
-    return { ok: true, route };
+    return { ok: true, route: match.route };
   }
 }

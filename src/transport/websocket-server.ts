@@ -7,10 +7,13 @@ import type { Fields, Logger, RateLimitedLog } from '../log.js';
 import type { DisconnectReason, Stats } from '../stats.js';
 import { formatPeer } from './address.js';
 import { Connection, type ConnectionOwner } from './connection.js';
+import { Outbound } from './outbound.js';
 import type { UpgradeGate } from './upgrade-gate.js';
 
 export interface TransportOptions {
   readonly maxMessageSize: number;
+  /** --max-buffered-bytes: past it a client is too slow and is closed with 1008. */
+  readonly maxBufferedBytes: number;
   readonly hub: Hub;
   readonly gate: UpgradeGate;
   readonly stats: Stats;
@@ -31,6 +34,7 @@ const WS_ERROR_REASONS: Readonly<Record<string, DisconnectReason>> = {
 export class WebSocketTransport implements ConnectionOwner {
   readonly connections = new Set<Connection>();
   private readonly wss: WebSocketServer;
+  private readonly outbound: Outbound;
   private nextId = 1;
   private allClosedWaiters: Array<() => void> = [];
 
@@ -41,6 +45,11 @@ export class WebSocketTransport implements ConnectionOwner {
       maxPayload: options.maxMessageSize,
       perMessageDeflate: false,
       WebSocket: Connection,
+    });
+    this.outbound = new Outbound({
+      stats: options.stats,
+      maxBufferedBytes: options.maxBufferedBytes,
+      onSlowConsumer: (target, buffered) => this.slowConsumer(target as Connection, buffered),
     });
   }
 
@@ -53,18 +62,23 @@ export class WebSocketTransport implements ConnectionOwner {
     }
     const { room } = admission.route;
     this.wss.handleUpgrade(request, socket, head, (ws) => {
-      this.accept(ws as Connection, request, room);
+      this.accept(ws as Connection, request, socket, room);
     });
   };
 
-  private accept(connection: Connection, request: IncomingMessage, room: string): void {
+  private accept(connection: Connection, request: IncomingMessage, socket: Duplex, room: string): void {
     connection.id = this.nextId++;
     connection.room = room;
     connection.peer = formatPeer(request.socket.remoteAddress, request.socket.remotePort);
     connection.owner = this;
+    connection.outbound = this.outbound;
+    // With an extension (permessage-deflate) the bytes differ per connection: ws frames them.
+    connection.framedSocket = connection.extensions === '' ? socket : undefined;
     connection.on('message', onMessage as unknown as WsListener);
     connection.on('close', onClose as unknown as WsListener);
     connection.on('error', onError as unknown as WsListener);
+    (socket as SocketOfConnection)[kConnection] = connection;
+    socket.once('error', onSocketError);
     this.connections.add(connection);
     this.options.stats.connectionsTotal++;
     this.options.logger.info(`WebSocket connected: ${connection.peer}`, connectionFields(connection));
@@ -107,6 +121,29 @@ export class WebSocketTransport implements ConnectionOwner {
     );
   }
 
+  /** A socket error: ws destroys the socket (one 'close' follows); a failed write is the server's cut. */
+  socketFailed(connection: Connection, error: NodeJS.ErrnoException): void {
+    if (error.syscall !== 'write') return;
+    connection.serverCloseReason ??= 'write_error';
+    this.options.limitedLog.log(
+      'write_error',
+      'warn',
+      `WebSocket write to ${connection.peer} failed: ${error.code ?? error.message}; removing the client`,
+      { ...connectionFields(connection), reason: 'write_error' },
+    );
+  }
+
+  /** The outbound path refused a message for this connection: it cannot keep up. */
+  private slowConsumer(connection: Connection, buffered: number): void {
+    this.options.limitedLog.log(
+      'slow_consumer',
+      'warn',
+      `Closing slow consumer ${connection.peer} with 1008: ${buffered} bytes waiting to be sent, limit ${this.options.maxBufferedBytes} (--max-buffered-bytes); message dropped`,
+      { ...connectionFields(connection), reason: 'slow_consumer', buffered_bytes: buffered },
+    );
+    connection.closeBecause('slow_consumer', 1008, 'slow consumer: outbound buffer limit exceeded');
+  }
+
   /** Resolves once no connection is open. */
   allClosed(): Promise<void> {
     if (this.connections.size === 0) return Promise.resolve();
@@ -132,6 +169,13 @@ function onError(this: Connection, error: Error): void {
 /** The log fields that identify a connection (issue 8: JSON logs join on them). */
 export function connectionFields(connection: Connection): Fields {
   return { remote_addr: connection.peer, conn_id: connection.id, room: connection.room };
+}
+
+const kConnection = Symbol('wshub.connection');
+type SocketOfConnection = Duplex & { [kConnection]?: Connection };
+function onSocketError(this: SocketOfConnection, error: NodeJS.ErrnoException): void {
+  const connection = this[kConnection];
+  connection?.owner?.socketFailed(connection, error);
 }
 
 /** Answers a refused upgrade with a plain HTTP response and closes the socket. */

@@ -49,6 +49,18 @@ export class TestClient {
     });
   }
 
+  /** The next `count` messages, in order of arrival. */
+  async take(count: number, timeoutMs = 10_000): Promise<Received[]> {
+    const deadline = Date.now() + timeoutMs;
+    const messages: Received[] = [];
+    while (messages.length < count) {
+      const left = deadline - Date.now();
+      if (left <= 0) throw new Error(`only ${messages.length} of ${count} messages within ${timeoutMs}ms`);
+      messages.push(await this.next(left));
+    }
+    return messages;
+  }
+
   send(data: string | Buffer, options: { binary?: boolean; fin?: boolean } = {}): Promise<void> {
     return new Promise((resolve, reject) =>
       this.ws.send(data, options, (error) => (error ? reject(error) : resolve())),

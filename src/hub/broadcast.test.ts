@@ -1,0 +1,66 @@
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import { BroadcastHub } from './broadcast.js';
+import type { Peer } from './hub.js';
+import type { OutboundMessage } from './message.js';
+
+class RecordingPeer implements Peer {
+  readonly got: OutboundMessage[] = [];
+  constructor(
+    readonly id: number,
+    readonly room: string,
+  ) {}
+  deliver(message: OutboundMessage): void {
+    this.got.push(message);
+  }
+}
+
+describe('BroadcastHub', () => {
+  it('hands one message object to every peer of the room, sender included', () => {
+    const hub = new BroadcastHub({ excludeSender: false });
+    const peers = [new RecordingPeer(1, ''), new RecordingPeer(2, ''), new RecordingPeer(3, 'other')];
+    for (const peer of peers) hub.join(peer);
+    hub.receive(peers[0] as Peer, Buffer.from('hi'), false);
+    const [a, b, c] = peers as [RecordingPeer, RecordingPeer, RecordingPeer];
+    assert.equal(a.got.length, 1);
+    assert.equal(b.got.length, 1);
+    assert.equal(c.got.length, 0);
+    assert.equal(a.got[0], b.got[0], 'the same message (framed once) goes to every receiver');
+    assert.equal(a.got[0]?.isBinary, false);
+  });
+
+  it('leaves the sender out when asked, and forgets peers that left', () => {
+    const hub = new BroadcastHub({ excludeSender: true });
+    const [a, b] = [new RecordingPeer(1, 'r'), new RecordingPeer(2, 'r')];
+    hub.join(a);
+    hub.join(b);
+    hub.receive(a, Buffer.from([1]), true);
+    assert.deepEqual([a.got.length, b.got.length], [0, 1]);
+    hub.leave(b);
+    hub.leave(b);
+    assert.equal(hub.roomCount, 1);
+    hub.receive(a, Buffer.from([2]), true);
+    assert.equal(b.got.length, 1);
+    hub.leave(a);
+    assert.equal(hub.roomCount, 0);
+  });
+
+  it('relays a client broadcast after local delivery, and delivers relayed ones locally only', () => {
+    const hub = new BroadcastHub({ excludeSender: false });
+    const peer = new RecordingPeer(1, 'r');
+    hub.join(peer);
+    const relayed: Array<[string, string, boolean]> = [];
+    hub.attachRelay({
+      publish: (room, data, isBinary) => {
+        assert.equal(peer.got.length, relayed.length + 1, 'local delivery comes first');
+        relayed.push([room, data.toString(), isBinary]);
+      },
+    });
+    hub.receive(peer, Buffer.from('x'), false);
+    assert.deepEqual(relayed, [['r', 'x', false]]);
+    assert.equal(hub.broadcast('r', Buffer.from('from elsewhere'), false), 1);
+    assert.equal(hub.broadcast('empty', Buffer.from('nobody'), false), 0);
+    assert.equal(relayed.length, 1);
+    assert.equal(peer.got[1]?.data.toString(), 'from elsewhere');
+  });
+});
