@@ -53,12 +53,6 @@ export async function start(config: Config, { logger }: AppDependencies): Promis
   const webSocketServer = createWebSocketHttpServer(transport.handleUpgrade);
   const port = await listen(webSocketServer, config.host, config.port, '--host/--port');
   logger.info(`Starting WebSocket server on ${formatListenAddress(config.host, port)}`);
-  logger.info(
-    config.mode === 'broadcast'
-      ? `Mode: broadcast (rooms at /ws/<room>${config.broadcastExcludeSender ? ', sender excluded' : ''})`
-      : 'Mode: echo',
-  );
-
   let metricsServer: Server | undefined;
   let metricsPort: number | undefined;
   if (config.metricsEnabled) {
@@ -80,6 +74,12 @@ export async function start(config: Config, { logger }: AppDependencies): Promis
     logger.info('Metrics server disabled (metrics.enabled: false)');
   }
 
+  // Echo mode keeps seed 000's startup lines exactly; broadcast mode says so once.
+  if (config.mode === 'broadcast') {
+    logger.info(
+      `Broadcast mode: every message goes to every client of its room (/ws, /ws/<room>)${config.broadcastExcludeSender ? ', sender excluded' : ''}`,
+    );
+  }
   const stopReport = startPeriodicReport(logger, transport.connections, config.statsInterval);
   let stopping: Promise<void> | undefined;
   return {

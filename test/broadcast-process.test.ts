@@ -8,7 +8,7 @@ describe('wshub --mode=broadcast (process)', () => {
   it('broadcasts, then on SIGTERM closes every client with 1001 and exits 0', async () => {
     const server = await spawnServer(['--mode=broadcast', '--stats-interval=0']);
     try {
-      await server.stdout.waitFor(/Mode: broadcast/);
+      await server.stdout.waitFor(/Broadcast mode: every message/);
       const clients = await Promise.all([1, 2, 3].map(() => TestClient.open(server.url)));
       await waitForMetric(server.metricsUrl, 'websocket_connected_clients', 3);
       await clients[0]?.send('before shutdown');
