@@ -1,0 +1,35 @@
+import type { AddressInfo } from 'node:net';
+import { type RawData, type WebSocket, WebSocketServer } from 'ws';
+
+/**
+ * The baselines every wshub figure is compared with: the smallest `ws` server
+ * that does the job (bench/README.md). `echo` sends each message back; `broadcast`
+ * is the naive loop over `wss.clients`. Prints `listening PORT` once ready.
+ */
+const mode = process.argv[2] === 'broadcast' ? 'broadcast' : 'echo';
+const wss = new WebSocketServer({
+  host: '127.0.0.1',
+  port: 0,
+  perMessageDeflate: false,
+  clientTracking: mode === 'broadcast',
+});
+
+wss.on('connection', function onConnection(ws: WebSocket) {
+  if (mode === 'broadcast') {
+    ws.on('message', function broadcast(data: RawData, isBinary: boolean) {
+      for (const client of wss.clients) client.send(data, { binary: isBinary });
+    });
+  } else {
+    ws.on('message', function echo(data: RawData, isBinary: boolean) {
+      ws.send(data, { binary: isBinary });
+    });
+  }
+});
+
+wss.on('listening', function onListening() {
+  process.stdout.write(`listening ${(wss.address() as AddressInfo).port}\n`);
+});
+
+process.on('SIGTERM', function onTerm() {
+  process.exit(0);
+});

@@ -1,0 +1,484 @@
+import { execFileSync } from 'node:child_process';
+import { writeFileSync } from 'node:fs';
+import { createRequire } from 'node:module';
+import { cpus, loadavg, release } from 'node:os';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { buildLoadgen, type LoadgenResult, RESULTS_DIR, runLoadgen, spawnLoadgen } from './loadgen.js';
+import { type BenchServer, type ServerName, startBenchServer, wshubHasBroadcast } from './servers.js';
+
+/**
+ * `npm run bench`: wshub against the minimal `ws` baseline, alternating in the
+ * same run, medians of several runs with their spread. See bench/README.md.
+ */
+
+interface Options {
+  quick: boolean;
+  json: boolean;
+  runs: number;
+  seconds: number;
+  warmup: number;
+  only: Set<string> | undefined;
+}
+
+const SECTIONS = ['echo', 'broadcast', 'memory', 'connect'] as const;
+
+function parseOptions(argv: readonly string[]): Options {
+  const options: Options = { quick: false, json: false, runs: 3, seconds: 3, warmup: 1, only: undefined };
+  for (const arg of argv) {
+    const [flag, value] = arg.split('=', 2) as [string, string | undefined];
+    if (flag === '--quick') options.quick = true;
+    else if (flag === '--json') options.json = true;
+    else if (flag === '--runs' && value && /^[1-9]\d?$/.test(value)) options.runs = Number(value);
+    else if (flag === '--seconds' && value && Number(value) > 0 && Number(value) <= 60)
+      options.seconds = Number(value);
+    else if (flag === '--only' && value) {
+      const names = value.split(',');
+      const unknown = names.filter((name) => !(SECTIONS as readonly string[]).includes(name));
+      if (unknown.length)
+        usage(`--only: unknown section ${unknown.join(',')} (allowed: ${SECTIONS.join(',')})`);
+      options.only = new Set(names);
+    } else usage(`unknown option ${arg}`);
+  }
+  if (options.quick) {
+    if (!argv.some((arg) => arg.startsWith('--runs'))) options.runs = 1;
+    if (!argv.some((arg) => arg.startsWith('--seconds'))) options.seconds = 1;
+    options.warmup = 0.5;
+  }
+  return options;
+}
+
+function usage(problem: string): never {
+  process.stderr.write(
+    `bench: ${problem}\nusage: npm run bench -- [--quick] [--json] [--runs=N] [--seconds=S] [--only=${SECTIONS.join(',')}]\n`,
+  );
+  process.exit(2);
+}
+
+const options = parseOptions(process.argv.slice(2));
+// With --json the human-readable report goes to stderr and stdout carries only the JSON document.
+const say = (line = ''): void => {
+  (options.json ? process.stderr : process.stdout).write(`${line}\n`);
+};
+
+interface Stat {
+  readonly median: number;
+  readonly min: number;
+  readonly max: number;
+  readonly values: number[];
+}
+
+interface Row {
+  readonly section: string;
+  readonly case: string;
+  readonly unit: string;
+  /** Whether a higher value is better (throughput) or lower (memory). */
+  readonly higherIsBetter: boolean;
+  readonly wshub: Stat | undefined;
+  readonly ws: Stat;
+  readonly ratio: number | undefined;
+  readonly extra: Record<string, unknown>;
+}
+
+const rows: Row[] = [];
+const warnings: string[] = [];
+
+function stat(values: number[]): Stat {
+  const sorted = [...values].sort((a, b) => a - b);
+  const mid = sorted.length >> 1;
+  const median =
+    sorted.length % 2 === 1
+      ? (sorted[mid] as number)
+      : ((sorted[mid - 1] as number) + (sorted[mid] as number)) / 2;
+  return { median, min: sorted[0] as number, max: sorted[sorted.length - 1] as number, values };
+}
+
+const fmt = (n: number): string =>
+  n >= 100 ? Math.round(n).toLocaleString('en-US') : n.toFixed(n >= 10 ? 1 : 2);
+const fmtStat = (s: Stat | undefined): string =>
+  s === undefined
+    ? 'n/a'
+    : s.values.length > 1
+      ? `${fmt(s.median)} [${fmt(s.min)}–${fmt(s.max)}]`
+      : fmt(s.median);
+
+// --- machine and conditions
+
+const cores = cpus().length;
+let hasTaskset = false;
+try {
+  execFileSync('taskset', ['-c', '0', 'true'], { stdio: 'ignore' });
+  hasTaskset = true;
+} catch {
+  hasTaskset = false;
+}
+const pinning = cores >= 2 && hasTaskset;
+const SERVER_CORE = pinning ? 0 : undefined;
+const CLIENT_CORE = pinning ? 1 : undefined;
+
+function bufferutilStatus(): string {
+  try {
+    const require = createRequire(import.meta.url);
+    const bufferutil = require('bufferutil') as { mask: unknown };
+    const native = !String(bufferutil.mask).includes('for (let i = 0');
+    return native ? 'native (bufferutil)' : 'JavaScript fallback (bufferutil did not build)';
+  } catch {
+    return 'not installed (ws masks in JavaScript)';
+  }
+}
+
+const conditions = {
+  date: new Date().toISOString(),
+  cpu: cpus()[0]?.model ?? 'unknown',
+  cores,
+  kernel: release(),
+  node: process.version,
+  pinning: pinning
+    ? `server on core ${SERVER_CORE}, load generator on core ${CLIENT_CORE} (taskset)`
+    : 'none (fewer than 2 cores or no taskset): server and load generator share the CPUs',
+  bufferutil: bufferutilStatus(),
+  loadAverageAtStart: loadavg().map((n) => Number(n.toFixed(2))),
+  loadAverageAtEnd: [] as number[],
+  runs: options.runs,
+  secondsPerRun: options.seconds,
+  quick: options.quick,
+};
+
+// --- scenario helpers
+
+const loadgen = buildLoadgen();
+
+type PerServer<T> = Record<ServerName, T>;
+
+/** Runs `measure` for wshub and ws alternately (wshub first on odd runs), `runs` times each. */
+async function alternate<T>(
+  runs: number,
+  servers: Partial<PerServer<BenchServer>>,
+  measure: (server: BenchServer) => Promise<T>,
+): Promise<PerServer<T[]>> {
+  const out: PerServer<T[]> = { wshub: [], ws: [] };
+  for (let run = 0; run < runs; run++) {
+    const order: ServerName[] = run % 2 === 0 ? ['wshub', 'ws'] : ['ws', 'wshub'];
+    for (const name of order) {
+      const server = servers[name];
+      if (server) out[name].push(await measure(server));
+    }
+  }
+  return out;
+}
+
+function addRow(
+  section: string,
+  label: string,
+  unit: string,
+  higherIsBetter: boolean,
+  values: PerServer<number[]>,
+  extra: Record<string, unknown> = {},
+): Row {
+  const wshub = values.wshub.length ? stat(values.wshub) : undefined;
+  const ws = stat(values.ws);
+  const ratio = wshub ? wshub.median / ws.median : undefined;
+  const row: Row = { section, case: label, unit, higherIsBetter, wshub, ws, ratio, extra };
+  rows.push(row);
+  return row;
+}
+
+const ratioText = (row: Row): string => (row.ratio === undefined ? 'n/a' : `${row.ratio.toFixed(2)}×`);
+const median = (values: number[]): number => stat(values).median;
+const medianOf = (results: LoadgenResult[], key: 'p50_us' | 'p99_us'): number | undefined =>
+  results.length ? median(results.map((r) => r[key])) : undefined;
+const cpuOf = (results: LoadgenResult[]): string =>
+  results.length ? `${Math.max(...results.map((r) => r.client_cpu_pct)).toFixed(0)}%` : '–';
+const latencyOf = (results: LoadgenResult[]): string =>
+  results.length
+    ? `${fmt(medianOf(results, 'p50_us') ?? 0)} / ${fmt(medianOf(results, 'p99_us') ?? 0)}`
+    : 'n/a';
+
+/** One table row: runs the load generator against both servers alternately and records the figures. */
+async function measureCase(
+  section: string,
+  label: string,
+  unit: string,
+  servers: Partial<PerServer<BenchServer>>,
+  args: (server: BenchServer) => string[],
+): Promise<{ row: Row; results: PerServer<LoadgenResult[]> }> {
+  const results = await alternate(options.runs, servers, async (server) => {
+    const result = await runLoadgen({
+      binary: loadgen,
+      core: CLIENT_CORE,
+      timeoutMs: 120_000,
+      args: args(server),
+    });
+    if (result.client_cpu_pct > 80) {
+      warnings.push(
+        `${section} ${label} (${server.name}): load generator at ${result.client_cpu_pct.toFixed(0)}% of a core — it may be the bottleneck`,
+      );
+    }
+    return result;
+  });
+  const row = addRow(
+    section,
+    label,
+    unit,
+    true,
+    { wshub: results.wshub.map((r) => r.per_s), ws: results.ws.map((r) => r.per_s) },
+    {
+      p50_us: { wshub: medianOf(results.wshub, 'p50_us'), ws: medianOf(results.ws, 'p50_us') },
+      p99_us: { wshub: medianOf(results.wshub, 'p99_us'), ws: medianOf(results.ws, 'p99_us') },
+      loadgenCpuPct: {
+        wshub: results.wshub.map((r) => r.client_cpu_pct),
+        ws: results.ws.map((r) => r.client_cpu_pct),
+      },
+    },
+  );
+  return { row, results };
+}
+
+/** Starts the servers, runs `body`, stops them whatever happens. */
+async function withServers<T>(
+  starts: Array<Promise<BenchServer>>,
+  body: (servers: Partial<PerServer<BenchServer>>) => Promise<T>,
+): Promise<T> {
+  const started = await Promise.allSettled(starts);
+  const servers: Partial<PerServer<BenchServer>> = {};
+  for (const outcome of started)
+    if (outcome.status === 'fulfilled') servers[outcome.value.name] = outcome.value;
+  try {
+    const failure = started.find((outcome) => outcome.status === 'rejected');
+    if (failure) throw failure.reason;
+    return await body(servers);
+  } finally {
+    await servers.wshub?.stop();
+    await servers.ws?.stop();
+  }
+}
+
+const commonArgs = (server: BenchServer): string[] => [
+  '-p',
+  String(server.port),
+  '-P',
+  server.path,
+  '-d',
+  String(options.seconds),
+  '-w',
+  String(options.warmup),
+];
+
+function printTable(headers: string[], lines: string[][]): void {
+  const widths = headers.map((h, i) => Math.max(h.length, ...lines.map((line) => (line[i] ?? '').length)));
+  const render = (cells: string[]): string =>
+    cells
+      .map((cell, i) => (i === 0 ? cell.padEnd(widths[i] ?? 0) : cell.padStart(widths[i] ?? 0)))
+      .join('  ');
+  say(render(headers));
+  for (const line of lines) say(render(line));
+  say();
+}
+
+// --- sections
+
+async function echoSection(): Promise<void> {
+  const cases = [
+    { conns: 100, size: 20 },
+    { conns: 100, size: 16 * 1024 },
+    { conns: 1000, size: 20 },
+    { conns: 1000, size: 16 * 1024 },
+  ];
+  const lines: string[][] = [];
+  const start = (name: ServerName) => startBenchServer(name, 'echo', { core: SERVER_CORE, nofile: 4096 });
+  await withServers([start('wshub'), start('ws')], async (servers) => {
+    for (const { conns, size } of cases) {
+      const label = `${conns} conns × ${size >= 1024 ? `${size / 1024} KiB` : `${size} B`}`;
+      const { row, results } = await measureCase('echo', label, 'msgs/s', servers, (server) => [
+        'echo',
+        ...commonArgs(server),
+        '-n',
+        String(conns),
+        '-s',
+        String(size),
+      ]);
+      lines.push([
+        label,
+        fmtStat(row.wshub),
+        fmtStat(row.ws),
+        ratioText(row),
+        `${cpuOf(results.wshub)} / ${cpuOf(results.ws)}`,
+      ]);
+    }
+  });
+  say(
+    `echo — msgs/s, one message in flight per connection, binary, compression off (median [min–max] of ${options.runs})`,
+  );
+  printTable(['case', 'wshub', 'ws baseline', 'ratio', 'loadgen CPU (max)'], lines);
+}
+
+async function broadcastSection(): Promise<void> {
+  const hasBroadcast = wshubHasBroadcast();
+  if (!hasBroadcast) {
+    warnings.push('broadcast: this wshub build has no --mode=broadcast; only the naive ws loop was measured');
+  }
+  const subscriberCounts = options.quick ? [100, 1000] : [100, 1000, 10_000];
+  const lines: string[][] = [];
+  for (const subscribers of subscriberCounts) {
+    const nofile = subscribers + 1024;
+    const starts = [startBenchServer('ws', 'broadcast', { core: SERVER_CORE, nofile })];
+    if (hasBroadcast) {
+      starts.push(
+        startBenchServer('wshub', 'broadcast', {
+          core: SERVER_CORE,
+          nofile,
+          wshubFlags: ['--mode=broadcast'],
+        }),
+      );
+    }
+    await withServers(starts, async (servers) => {
+      for (const window of [1, 16]) {
+        const label = `1 → ${subscribers.toLocaleString('en-US')} subs, window ${window}`;
+        const { row, results } = await measureCase('broadcast', label, 'deliveries/s', servers, (server) => [
+          'fanout',
+          ...commonArgs(server),
+          '-n',
+          String(subscribers),
+          '-s',
+          '20',
+          '-W',
+          String(window),
+        ]);
+        lines.push([
+          label,
+          fmtStat(row.wshub),
+          latencyOf(results.wshub),
+          fmtStat(row.ws),
+          latencyOf(results.ws),
+          ratioText(row),
+          `${cpuOf(results.wshub)} / ${cpuOf(results.ws)}`,
+        ]);
+      }
+    });
+  }
+  say(
+    `broadcast — 1 publisher, 20 B binary messages, deliveries/s and publish-to-receive latency p50/p99 in µs (median [min–max] of ${options.runs})`,
+  );
+  printTable(
+    ['case', 'wshub', 'wshub p50/p99', 'naive ws loop', 'ws p50/p99', 'ratio', 'loadgen CPU (max)'],
+    lines,
+  );
+}
+
+async function memorySection(): Promise<void> {
+  const counts = options.quick ? [10_000] : [10_000, 50_000];
+  const lines: string[][] = [];
+  for (const conns of counts) {
+    const perConn: PerServer<number[]> = { wshub: [], ws: [] };
+    for (const name of ['wshub', 'ws'] as const) {
+      try {
+        await withServers(
+          [startBenchServer(name, 'echo', { core: SERVER_CORE, nofile: conns + 1024 })],
+          async (servers) => {
+            perConn[name].push(await idleRss(servers[name] as BenchServer, conns));
+          },
+        );
+      } catch (error) {
+        warnings.push(`memory ${conns} conns (${name}): ${(error as Error).message}`);
+      }
+    }
+    if (!perConn.ws.length) continue;
+    const row = addRow(
+      'memory',
+      `${conns.toLocaleString('en-US')} idle conns`,
+      'KiB RSS/conn',
+      false,
+      perConn,
+    );
+    lines.push([row.case, fmtStat(row.wshub), fmtStat(row.ws), ratioText(row)]);
+  }
+  say('idle memory — server RSS growth per open connection, KiB (lower is better; ratio = wshub / ws)');
+  printTable(['case', 'wshub', 'ws baseline', 'ratio'], lines);
+}
+
+/** Opens `conns` idle connections and returns the server's RSS growth per connection in KiB. */
+async function idleRss(server: BenchServer, conns: number): Promise<number> {
+  await sleep(500);
+  const before = server.rssKiB();
+  const hold = spawnLoadgen({
+    binary: loadgen,
+    core: CLIENT_CORE,
+    timeoutMs: 120_000,
+    args: ['hold', '-p', String(server.port), '-P', server.path, '-n', String(conns), '-t', '60'],
+  });
+  try {
+    const deadline = Date.now() + 90_000;
+    while (!hold.stdout().includes('"ready"')) {
+      if (hold.child.exitCode !== null || Date.now() > deadline) {
+        throw new Error(`hold client failed: ${hold.stderr().trim() || hold.stdout().trim() || 'timed out'}`);
+      }
+      await sleep(50);
+    }
+    // Let the server settle (GC after the connection burst) before sampling.
+    await sleep(2000);
+    return (server.rssKiB() - before) / conns;
+  } finally {
+    hold.child.kill('SIGTERM');
+    await hold.exited;
+  }
+}
+
+async function connectSection(): Promise<void> {
+  const start = (name: ServerName) => startBenchServer(name, 'echo', { core: SERVER_CORE, nofile: 4096 });
+  const lines: string[][] = [];
+  await withServers([start('wshub'), start('ws')], async (servers) => {
+    const { row, results } = await measureCase(
+      'connect',
+      '64 in parallel',
+      'connections/s',
+      servers,
+      (server) => ['connect', ...commonArgs(server), '-c', '64'],
+    );
+    lines.push([
+      row.case,
+      fmtStat(row.wshub),
+      fmtStat(row.ws),
+      ratioText(row),
+      `${cpuOf(results.wshub)} / ${cpuOf(results.ws)}`,
+    ]);
+  });
+  say(
+    `connection rate — connect + upgrade + close handshake per second (median [min–max] of ${options.runs})`,
+  );
+  printTable(['case', 'wshub', 'ws baseline', 'ratio', 'loadgen CPU (max)'], lines);
+}
+
+// --- main
+
+const started = Date.now();
+say(`wshub benchmark — ${conditions.date}`);
+say(`machine: ${conditions.cpu}, ${cores} cores, Linux ${conditions.kernel}, Node ${conditions.node}`);
+say(`pinning: ${conditions.pinning}`);
+say(`bufferutil: ${conditions.bufferutil}`);
+say(`load average at start: ${conditions.loadAverageAtStart.join(' ')}`);
+if ((conditions.loadAverageAtStart[0] ?? 0) > 1.5) {
+  warnings.push(
+    `load average was ${conditions.loadAverageAtStart[0]} at start: other processes compete for the CPUs, figures are noisy`,
+  );
+}
+say();
+
+const want = (name: string): boolean => options.only === undefined || options.only.has(name);
+try {
+  if (want('echo')) await echoSection();
+  if (want('broadcast')) await broadcastSection();
+  if (want('memory')) await memorySection();
+  if (want('connect')) await connectSection();
+} catch (error) {
+  process.stderr.write(`bench: ${(error as Error).message}\n`);
+  process.exit(1);
+}
+
+conditions.loadAverageAtEnd = loadavg().map((n) => Number(n.toFixed(2)));
+for (const warning of warnings) say(`WARNING: ${warning}`);
+say(
+  `done in ${((Date.now() - started) / 1000).toFixed(0)} s; load average at end: ${conditions.loadAverageAtEnd.join(' ')}`,
+);
+
+const document = { conditions, warnings, results: rows };
+writeFileSync(`${RESULTS_DIR}/latest.json`, `${JSON.stringify(document, null, 2)}\n`);
+if (options.json) process.stdout.write(`${JSON.stringify(document, null, 2)}\n`);

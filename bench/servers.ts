@@ -1,0 +1,108 @@
+import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
+import { once } from 'node:events';
+import { closeSync, openSync, readFileSync } from 'node:fs';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { pinned, RESULTS_DIR, ROOT } from './loadgen.js';
+
+/** Which server a measurement is about: wshub, or the minimal `ws` baseline. */
+export type ServerName = 'wshub' | 'ws';
+export type ServerMode = 'echo' | 'broadcast';
+
+export interface BenchServer {
+  readonly name: ServerName;
+  readonly port: number;
+  readonly path: string;
+  readonly pid: number;
+  /** Resident set size of the server process in KiB (/proc/PID/status VmRSS). */
+  rssKiB(): number;
+  stop(): Promise<void>;
+}
+
+export interface StartOptions {
+  readonly core: number | undefined;
+  /** File descriptors the server needs (connections + slack). */
+  readonly nofile: number;
+  /** Extra wshub flags (e.g. --mode=broadcast). */
+  readonly wshubFlags?: readonly string[];
+}
+
+/**
+ * Starts a server pinned to `core` with `ulimit -n` raised, logging to a file
+ * under .bench-results/ (wshub keeps logging and metrics on, as in production).
+ */
+export async function startBenchServer(
+  name: ServerName,
+  mode: ServerMode,
+  options: StartOptions,
+): Promise<BenchServer> {
+  const logFile = `${RESULTS_DIR}/${name}-${mode}.log`;
+  const args =
+    name === 'wshub'
+      ? [
+          `${ROOT}bin/wshub.js`,
+          '--host=127.0.0.1',
+          '--port=0',
+          '--metrics-port=0',
+          '--metrics-host=127.0.0.1',
+          ...(options.wshubFlags ?? []),
+        ]
+      : [`${ROOT}dist/bench/baseline-server.js`, mode];
+  const ready = name === 'wshub' ? /Starting WebSocket server on \S+:(\d+)/ : /listening (\d+)/;
+  const fd = openSync(logFile, 'w');
+  // `ulimit -n` as root raises the hard limit too; otherwise take what the hard limit allows.
+  const script = `ulimit -n ${options.nofile} 2>/dev/null || ulimit -n "$(ulimit -Hn)"; exec "$@"`;
+  const child = spawn('sh', ['-c', script, 'sh', ...pinned(options.core, process.execPath, args)], {
+    stdio: ['ignore', fd, fd],
+  });
+  closeSync(fd);
+  const port = await waitForPort(child, logFile, ready);
+  const pid = child.pid as number;
+  return {
+    name,
+    port,
+    path: '/ws',
+    pid,
+    rssKiB: () => readRssKiB(pid),
+    async stop() {
+      if (child.exitCode !== null || child.signalCode !== null) return;
+      const exited = once(child, 'exit');
+      child.kill('SIGTERM');
+      const killer = setTimeout(() => child.kill('SIGKILL'), 10_000);
+      await exited;
+      clearTimeout(killer);
+    },
+  };
+}
+
+async function waitForPort(child: ChildProcess, logFile: string, ready: RegExp): Promise<number> {
+  const deadline = Date.now() + 15_000;
+  while (Date.now() < deadline) {
+    const match = ready.exec(readFileSync(logFile, 'utf8'));
+    if (match) return Number(match[1]);
+    if (child.exitCode !== null) break;
+    await sleep(50);
+  }
+  child.kill('SIGKILL');
+  throw new Error(`server did not start; its log (${logFile}):\n${readFileSync(logFile, 'utf8')}`);
+}
+
+export function readRssKiB(pid: number): number {
+  const status = readFileSync(`/proc/${pid}/status`, 'utf8');
+  const match = /VmRSS:\s+(\d+) kB/.exec(status);
+  if (!match) throw new Error(`no VmRSS in /proc/${pid}/status`);
+  return Number(match[1]);
+}
+
+/** Whether this wshub build has the broadcast mode (it lists --mode in --help). */
+export function wshubHasBroadcast(): boolean {
+  const help = spawnSyncText(process.execPath, [`${ROOT}bin/wshub.js`, '--help']);
+  return /--mode\b/.test(help) && /broadcast/.test(help);
+}
+
+function spawnSyncText(command: string, args: string[]): string {
+  try {
+    return execFileSync(command, args, { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] });
+  } catch {
+    return '';
+  }
+}
