@@ -12,7 +12,9 @@ import { createMetricsRegistry } from './metrics/registry.js';
 import { createMetricsServer } from './metrics/server.js';
 import { Stats } from './stats.js';
 import { formatListenAddress } from './transport/address.js';
+import { perMessageDeflateOptions } from './transport/compression.js';
 import { createWebSocketHttpServer } from './transport/http-server.js';
+import { receiveLimits } from './transport/receive-limits.js';
 import { UpgradeGate } from './transport/upgrade-gate.js';
 import { WebSocketTransport } from './transport/websocket-server.js';
 
@@ -41,9 +43,13 @@ export async function start(config: Config, { logger }: AppDependencies): Promis
     config.mode === 'broadcast'
       ? new BroadcastHub({ excludeSender: config.broadcastExcludeSender })
       : new EchoHub();
+  const limits = receiveLimits(config);
   const transport = new WebSocketTransport({
     maxMessageSize: config.maxMessageSize,
     maxBufferedBytes: config.maxBufferedBytes,
+    maxFragments: limits.maxFragments,
+    maxBufferedChunks: limits.maxBufferedChunks,
+    perMessageDeflate: config.compression ? perMessageDeflateOptions(config.compressionThreshold) : false,
     hub,
     gate,
     stats,

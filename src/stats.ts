@@ -12,6 +12,9 @@ export const DISCONNECT_REASONS = [
   'message_too_large',
   'write_error',
   'slow_consumer',
+  'too_many_fragments',
+  'too_many_buffered_chunks',
+  'invalid_compressed_data',
 ] as const;
 export type DisconnectReason = (typeof DISCONNECT_REASONS)[number];
 

@@ -37,6 +37,21 @@ export function integer(
   };
 }
 
+/**
+ * A positive count, or 'auto' for a value the application derives from other
+ * settings (e.g. fragment limits derived from --max-message-size).
+ */
+export function countOrAuto(min: number, max: number, autoMeans: string): Kind<number | 'auto'> {
+  const toCount = (value: unknown): unknown =>
+    typeof value === 'string' && value.trim().toLowerCase() === 'auto' ? 'auto' : toNumberIfInteger(value);
+  return {
+    hint: '<n|auto>',
+    expected: `auto (${autoMeans}) or an integer from ${min} to ${max}`,
+    schema: z.preprocess(toCount, z.union([z.literal('auto'), z.number().int().min(min).max(max)])),
+    format: (value) => value,
+  };
+}
+
 export function port(): Kind<number> {
   return { ...integer(0, 65535, 'an integer from 0 to 65535 (0 picks a free port)'), hint: '<port>' };
 }

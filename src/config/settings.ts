@@ -1,5 +1,5 @@
 import { type Level, LOG_FORMATS, LOG_LEVELS, type LogFormat } from '../log.js';
-import { boolean as bool, bytes, duration, host, type Kind, oneOf, port } from './kinds.js';
+import { boolean as bool, bytes, countOrAuto, duration, host, type Kind, oneOf, port } from './kinds.js';
 
 /**
  * Every setting is declared exactly once, here: its YAML key, its flag, its kind
@@ -76,6 +76,38 @@ export const SETTINGS = {
     kind: bytes(1024, 1024 * MiB),
     default: MiB,
     doc: 'Outbound bytes a client may have waiting; a client that falls further behind is closed with 1008',
+  }),
+  // Fragment and chunk limits: ws buffers a message's fragments and a frame's network reads as
+  // arrays of Buffers, each costing ~1 KiB of RSS when it arrived in its own read (measured), so
+  // their counts need bounds besides the byte limit. 'auto' scales them with --max-message-size so
+  // a legitimate message up to that size in 512-byte pieces always passes (issue 4).
+  maxFragments: setting({
+    key: 'limits.maxFragments',
+    flag: 'max-fragments',
+    kind: countOrAuto(1, 10_000_000, 'one per 512 bytes of --max-message-size, at least 1024'),
+    default: 'auto' as number | 'auto',
+    doc: 'Most frames one message may be split into; more close the connection with 1008',
+  }),
+  maxBufferedChunks: setting({
+    key: 'limits.maxBufferedChunks',
+    flag: 'max-buffered-chunks',
+    kind: countOrAuto(1, 10_000_000, 'one per 512 bytes of --max-message-size, at least 1024'),
+    default: 'auto' as number | 'auto',
+    doc: 'Most network reads held while waiting for the rest of a frame; more close the connection with 1008',
+  }),
+  compression: setting({
+    key: 'compression.enabled',
+    flag: 'compression',
+    kind: bool(),
+    default: false,
+    doc: 'Offer permessage-deflate (RFC 7692) to clients that ask for it; costs ~100 KiB per compressing connection',
+  }),
+  compressionThreshold: setting({
+    key: 'compression.threshold',
+    flag: 'compression-threshold',
+    kind: bytes(0, 256 * MiB),
+    default: 1024,
+    doc: 'Messages smaller than this are sent uncompressed even when compression was negotiated',
   }),
   metricsEnabled: setting({
     key: 'metrics.enabled',

@@ -1,7 +1,7 @@
 import type { IncomingMessage } from 'node:http';
 import { STATUS_CODES } from 'node:http';
 import type { Duplex } from 'node:stream';
-import { type WebSocket, WebSocketServer } from 'ws';
+import { type PerMessageDeflateOptions, type WebSocket, WebSocketServer } from 'ws';
 import type { Hub } from '../hub/hub.js';
 import type { Fields, Logger, RateLimitedLog } from '../log.js';
 import type { DisconnectReason, Stats } from '../stats.js';
@@ -14,6 +14,11 @@ export interface TransportOptions {
   readonly maxMessageSize: number;
   /** --max-buffered-bytes: past it a client is too slow and is closed with 1008. */
   readonly maxBufferedBytes: number;
+  /** Fragment and pending-read count limits (see receive-limits.ts). */
+  readonly maxFragments: number;
+  readonly maxBufferedChunks: number;
+  /** permessage-deflate options when --compression is on, else false. */
+  readonly perMessageDeflate: PerMessageDeflateOptions | false;
   readonly hub: Hub;
   readonly gate: UpgradeGate;
   readonly stats: Stats;
@@ -21,11 +26,31 @@ export interface TransportOptions {
   readonly limitedLog: RateLimitedLog;
 }
 
-/** ws error codes (lib/receiver.js) mapped to why the connection ended. */
+/**
+ * ws error codes (lib/receiver.js, lib/permessage-deflate.js) mapped to why the
+ * connection ended. ws has already chosen the close code (RFC 6455 §7.4.1):
+ * 1009 for size, 1007 for invalid UTF-8 and undecompressable data, 1008 for
+ * the fragment and chunk counts, 1002 for every other protocol error.
+ */
 const WS_ERROR_REASONS: Readonly<Record<string, DisconnectReason>> = {
   WS_ERR_UNSUPPORTED_MESSAGE_LENGTH: 'message_too_large',
+  WS_ERR_UNSUPPORTED_DATA_PAYLOAD_LENGTH: 'message_too_large',
   WS_ERR_INVALID_UTF8: 'invalid_utf8',
 };
+
+export function disconnectReasonOf(error: Error & { code?: string }): DisconnectReason {
+  const code = error.code ?? '';
+  const known = WS_ERROR_REASONS[code];
+  if (known !== undefined) return known;
+  // ws reports both count limits with one code; its messages tell them apart
+  // (test/limits.test.ts fails if a ws upgrade changes them).
+  if (code === 'WS_ERR_TOO_MANY_BUFFERED_PARTS') {
+    return /chunks/i.test(error.message) ? 'too_many_buffered_chunks' : 'too_many_fragments';
+  }
+  // zlib's own codes (Z_DATA_ERROR, Z_BUF_ERROR, ...): the compressed payload is corrupt.
+  if (code.startsWith('Z_')) return 'invalid_compressed_data';
+  return 'protocol_error';
+}
 
 /**
  * Accepts WebSocket upgrades that the gate admits, tracks every open
@@ -43,7 +68,9 @@ export class WebSocketTransport implements ConnectionOwner {
       noServer: true,
       clientTracking: false,
       maxPayload: options.maxMessageSize,
-      perMessageDeflate: false,
+      maxFragments: options.maxFragments,
+      maxBufferedChunks: options.maxBufferedChunks,
+      perMessageDeflate: options.perMessageDeflate,
       WebSocket: Connection,
     });
     this.outbound = new Outbound({
@@ -111,7 +138,7 @@ export class WebSocketTransport implements ConnectionOwner {
   }
 
   failed(connection: Connection, error: Error & { code?: string }): void {
-    const reason = WS_ERROR_REASONS[error.code ?? ''] ?? 'protocol_error';
+    const reason = disconnectReasonOf(error);
     connection.serverCloseReason ??= reason;
     this.options.limitedLog.log(
       reason,
