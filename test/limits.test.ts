@@ -52,12 +52,17 @@ describe('fragment and chunk limits (default --max-message-size=1MiB: auto = 204
     const client = await openRaw(server.app.port);
     const empty = clientFrame(CONTINUATION, Buffer.alloc(0), { fin: false });
     // 10,000 fragments in one write: the server must stop at 2048 and close.
-    client.send(clientFrame(TEXT, Buffer.alloc(0), { fin: false }), ...Array.from({ length: 10_000 }, () => empty));
+    client.send(
+      clientFrame(TEXT, Buffer.alloc(0), { fin: false }),
+      ...Array.from({ length: 10_000 }, () => empty),
+    );
     const close = await client.reader.nextClose();
     assert.equal(closeCodeOf(close), 1008);
     await client.reader.waitForEnd();
     assert.equal(
-      await waitForMetric(server.metricsUrl, 'websocket_server_disconnects_total', 1, { reason: 'too_many_fragments' }),
+      await waitForMetric(server.metricsUrl, 'websocket_server_disconnects_total', 1, {
+        reason: 'too_many_fragments',
+      }),
       1,
     );
     await server.log.waitFor(/WebSocket error from 127\.0\.0\.1:\d+: Too many message fragments/);
@@ -137,16 +142,26 @@ describe('memory under a tiny-fragment flood (spawned server)', () => {
   it('40 connections each sending 50,000 one-byte fragments: all closed with 1008, RSS stays bounded', async () => {
     const before = rssBytes();
     const oneByte = clientFrame(CONTINUATION, Buffer.from([0x61]), { fin: false });
-    const flood = Buffer.concat([clientFrame(BINARY, Buffer.from([0x61]), { fin: false }), ...Array(50_000).fill(oneByte)]);
+    const flood = Buffer.concat([
+      clientFrame(BINARY, Buffer.from([0x61]), { fin: false }),
+      ...Array(50_000).fill(oneByte),
+    ]);
     const clients = await Promise.all(Array.from({ length: 40 }, () => openRaw(server.port)));
     for (const client of clients) client.send(flood);
-    const codes = await Promise.all(clients.map(async (client) => closeCodeOf(await client.reader.nextClose(20_000))));
+    const codes = await Promise.all(
+      clients.map(async (client) => closeCodeOf(await client.reader.nextClose(20_000))),
+    );
     assert.deepEqual(new Set(codes), new Set([1008]));
     await Promise.all(clients.map((client) => client.reader.waitForEnd(10_000)));
     const grown = rssBytes() - before;
     // Unbounded, 2M one-byte fragments would hold hundreds of MiB; bounded, each connection holds at most 2048.
     assert.ok(grown < 64 * 1024 * 1024, `server RSS grew by ${(grown / 1048576).toFixed(1)} MiB`);
     assert.equal(await waitForMetric(server.metricsUrl, 'websocket_connections', 0), 0);
-    assert.equal(await metricValue(server.metricsUrl, 'websocket_server_disconnects_total', { reason: 'too_many_fragments' }), 40);
+    assert.equal(
+      await metricValue(server.metricsUrl, 'websocket_server_disconnects_total', {
+        reason: 'too_many_fragments',
+      }),
+      40,
+    );
   });
 });

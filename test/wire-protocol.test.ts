@@ -40,9 +40,14 @@ for (const mode of MODES) {
       assert.equal(close.masked, false, 'server frames are never masked (§5.1)');
       await client.reader.waitForEnd();
       expected.set(reason, (expected.get(reason) ?? 0) + 1);
-      const counted = await waitForMetric(server.metricsUrl, 'websocket_server_disconnects_total', expected.get(reason) ?? 0, {
-        reason,
-      });
+      const counted = await waitForMetric(
+        server.metricsUrl,
+        'websocket_server_disconnects_total',
+        expected.get(reason) ?? 0,
+        {
+          reason,
+        },
+      );
       assert.equal(counted, expected.get(reason), `websocket_server_disconnects_total{reason="${reason}"}`);
     }
 
@@ -58,7 +63,10 @@ for (const mode of MODES) {
       const pong = await client.reader.next();
       assert.deepEqual([pong.opcode, pong.payload.toString()], [PONG, 'mid']);
       const message = await client.reader.next();
-      assert.deepEqual([message.opcode, message.fin, message.payload.toString('utf8')], [TEXT, true, '€ cost']);
+      assert.deepEqual(
+        [message.opcode, message.fin, message.payload.toString('utf8')],
+        [TEXT, true, '€ cost'],
+      );
       client.send(clientClose(1000));
       assert.equal(closeCodeOf(await client.reader.nextClose()), 1000);
       await client.reader.waitForEnd();
@@ -215,7 +223,11 @@ for (const mode of MODES) {
         expected.get('protocol_error') ?? 0,
         { reason: 'protocol_error' },
       );
-      assert.equal(clientCloses, expected.get('protocol_error'), 'client-initiated closes are not counted as server closes');
+      assert.equal(
+        clientCloses,
+        expected.get('protocol_error'),
+        'client-initiated closes are not counted as server closes',
+      );
     });
   });
 }

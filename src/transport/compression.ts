@@ -36,3 +36,18 @@ export function perMessageDeflateOptions(threshold: number): PerMessageDeflateOp
     concurrencyLimit: 10,
   };
 }
+
+/**
+ * The smallest server_max_window_bits a client offers for permessage-deflate
+ * (RFC 7692 §7.1.2.1), or undefined when it offers none. Only a hint for
+ * choosing how to negotiate; ws parses and validates the header itself.
+ */
+export function offeredServerWindowBits(header: string | undefined): number | undefined {
+  if (header === undefined || !header.includes('server_max_window_bits')) return undefined;
+  let smallest: number | undefined;
+  for (const [, bits] of header.matchAll(/server_max_window_bits\s*=\s*"?(\d{1,2})"?/g)) {
+    const value = Number(bits);
+    if (smallest === undefined || value < smallest) smallest = value;
+  }
+  return smallest;
+}

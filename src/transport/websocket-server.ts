@@ -1,11 +1,12 @@
 import type { IncomingMessage } from 'node:http';
 import { STATUS_CODES } from 'node:http';
 import type { Duplex } from 'node:stream';
-import { type PerMessageDeflateOptions, type WebSocket, WebSocketServer } from 'ws';
+import { type PerMessageDeflateOptions, type ServerOptions, type WebSocket, WebSocketServer } from 'ws';
 import type { Hub } from '../hub/hub.js';
 import type { Fields, Logger, RateLimitedLog } from '../log.js';
 import type { DisconnectReason, Stats } from '../stats.js';
 import { formatPeer } from './address.js';
+import { offeredServerWindowBits } from './compression.js';
 import { Connection, type ConnectionOwner } from './connection.js';
 import { Outbound } from './outbound.js';
 import type { UpgradeGate } from './upgrade-gate.js';
@@ -60,17 +61,19 @@ export class WebSocketTransport implements ConnectionOwner {
   readonly connections = new Set<Connection>();
   private readonly wss: WebSocketServer;
   private readonly outbound: Outbound;
+  /** With --compression: negotiates for clients that ask for a smaller server window than ours. */
+  private readonly smallWindowWss: WebSocketServer | undefined;
   private nextId = 1;
   private allClosedWaiters: Array<() => void> = [];
 
   constructor(readonly options: TransportOptions) {
-    this.wss = new WebSocketServer({
+    const serverOptions = (perMessageDeflate: PerMessageDeflateOptions | false): ServerOptions => ({
       noServer: true,
       clientTracking: false,
       maxPayload: options.maxMessageSize,
       maxFragments: options.maxFragments,
       maxBufferedChunks: options.maxBufferedChunks,
-      perMessageDeflate: options.perMessageDeflate,
+      perMessageDeflate,
       WebSocket: Connection,
     });
     this.outbound = new Outbound({
@@ -78,6 +81,21 @@ export class WebSocketTransport implements ConnectionOwner {
       maxBufferedBytes: options.maxBufferedBytes,
       onSlowConsumer: (target, buffered) => this.slowConsumer(target as Connection, buffered),
     });
+    this.wss = new WebSocketServer(serverOptions(options.perMessageDeflate));
+    // ws refuses the whole handshake (400) when a client's server_max_window_bits is below the
+    // server's; RFC 7692 lets the server use what the client asked for, which costs even less memory.
+    this.smallWindowWss = options.perMessageDeflate
+      ? new WebSocketServer(serverOptions({ ...options.perMessageDeflate, serverMaxWindowBits: undefined }))
+      : undefined;
+  }
+
+  private serverFor(request: IncomingMessage): WebSocketServer {
+    const maxWindowBits = this.options.perMessageDeflate
+      ? this.options.perMessageDeflate.serverMaxWindowBits
+      : undefined;
+    if (this.smallWindowWss === undefined || typeof maxWindowBits !== 'number') return this.wss;
+    const asked = offeredServerWindowBits(request.headers['sec-websocket-extensions']);
+    return asked !== undefined && asked < maxWindowBits ? this.smallWindowWss : this.wss;
   }
 
   /** The 'upgrade' listener of the HTTP server. */
@@ -88,7 +106,7 @@ export class WebSocketTransport implements ConnectionOwner {
       return;
     }
     const { room } = admission.route;
-    this.wss.handleUpgrade(request, socket, head, (ws) => {
+    this.serverFor(request).handleUpgrade(request, socket, head, (ws) => {
       this.accept(ws as Connection, request, socket, room);
     });
   };

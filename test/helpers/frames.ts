@@ -147,7 +147,10 @@ export class FrameReader {
   async waitForEnd(timeoutMs = 5000): Promise<'end' | 'close'> {
     let timer: NodeJS.Timeout | undefined;
     const timeout = new Promise<never>((_, reject) => {
-      timer = setTimeout(() => reject(new Error(`the server did not close the TCP connection within ${timeoutMs}ms`)), timeoutMs);
+      timer = setTimeout(
+        () => reject(new Error(`the server did not close the TCP connection within ${timeoutMs}ms`)),
+        timeoutMs,
+      );
     });
     try {
       return await Promise.race([this.ended, timeout]);
