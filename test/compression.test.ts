@@ -215,3 +215,52 @@ describe('compression settings', () => {
     }
   });
 });
+
+describe('permessage-deflate in broadcast mode', () => {
+  let server: InProcessServer;
+  before(async () => {
+    server = await startServer(['--stats-interval=0', '--compression', '--mode=broadcast']);
+  });
+  after(() => server.app.stop());
+
+  it('one broadcast reaches a deflate receiver compressed and a plain receiver uncompressed, both intact', async () => {
+    const deflating = await openRaw(server.app.port, '/ws', [OFFER]);
+    const plain = await openRaw(server.app.port);
+    const sender = await TestClient.open(server.url, { perMessageDeflate: true });
+    await waitForMetric(server.metricsUrl, 'websocket_connections', 3);
+    const large = json(40_000);
+    const small = 'tiny';
+    await sender.send(large);
+    await sender.send(small);
+    const compressed = await deflating.reader.next();
+    assert.equal(compressed.rsv, RSV1, 'compressed for the receiver that negotiated it');
+    assert.equal(payloadOf(compressed).toString(), large);
+    assert.equal((await deflating.reader.next()).rsv, 0, 'under the threshold: plain');
+    const uncompressed = await plain.reader.next();
+    assert.equal(uncompressed.rsv, 0, 'never RSV1 for a receiver without the extension');
+    assert.equal(uncompressed.payload.toString(), large);
+    assert.equal((await plain.reader.next()).payload.toString(), small);
+    assert.equal((await sender.next()).data.toString(), large);
+    assert.equal((await sender.next()).data.toString(), small);
+    for (const raw of [deflating, plain]) {
+      raw.send(clientClose(1000));
+      await raw.reader.waitForEnd();
+    }
+    await sender.close();
+  });
+
+  it('keeps order across many mixed-size broadcasts to deflate and plain receivers', async () => {
+    const receivers = await Promise.all([
+      TestClient.open(server.url, { perMessageDeflate: true }),
+      TestClient.open(server.url, { perMessageDeflate: false }),
+    ]);
+    const sender = await TestClient.open(server.url, { perMessageDeflate: true });
+    await waitForMetric(server.metricsUrl, 'websocket_connections', 3);
+    const messages = Array.from({ length: 60 }, (_, i) => (i % 3 === 0 ? `${i}:${json(5000)}` : `${i}`));
+    for (const message of messages) void sender.send(message);
+    for (const receiver of [...receivers, sender]) {
+      for (const message of messages) assert.equal((await receiver.next()).data.toString(), message);
+    }
+    await Promise.all([...receivers, sender].map((client) => client.close()));
+  });
+});

@@ -16,6 +16,8 @@ const PONG = 0xa;
 /** The modes every conformance case runs in (RFC 6455 is the same in each). */
 const MODES: ReadonlyArray<{ readonly name: string; readonly flags: readonly string[] }> = [
   { name: 'echo', flags: [] },
+  // Alone in its room, a broadcast client receives its own messages (the sender is included by default).
+  { name: 'broadcast', flags: ['--mode=broadcast'] },
 ];
 
 for (const mode of MODES) {
