@@ -2,6 +2,7 @@ import { createRequire } from 'node:module';
 import { start } from './app.js';
 import { helpText } from './config/help.js';
 import { loadConfig } from './config/load.js';
+import { printConfig } from './config/print.js';
 import { isUsageError } from './errors.js';
 import { handleSignals } from './lifecycle/signals.js';
 import { createLogger } from './log.js';
@@ -24,6 +25,15 @@ export async function main(
     }
     if (loaded.action === 'version') {
       process.stdout.write(`wshub ${packageJson.version}\n`);
+      return;
+    }
+    if (loaded.action === 'print') {
+      process.stdout.write(printConfig(loaded.config));
+      return;
+    }
+    if (loaded.action === 'check') {
+      const file = loaded.configFile === undefined ? 'no config file' : `config file ${loaded.configFile}`;
+      process.stdout.write(`wshub: configuration OK (${file})\n`);
       return;
     }
     const logger = createLogger({ format: loaded.config.logFormat, level: loaded.config.logLevel });

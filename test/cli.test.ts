@@ -1,27 +1,7 @@
 import assert from 'node:assert/strict';
 import { createServer } from 'node:net';
 import { describe, it } from 'node:test';
-import { runWshub } from './helpers/server.js';
-
-async function runToExit(args: string[], env: Record<string, string> = {}) {
-  const run = runWshub(args, env);
-  const { code } = await run.exited;
-  return { code, stdout: run.stdout.lines.join('\n'), stderr: run.stderr.lines.join('\n') };
-}
-
-/** Asserts a user mistake: exit 2, exactly one line on stderr naming what is wrong, no stack trace. */
-function assertUsageError(
-  result: { code: number | null; stderr: string },
-  code: string,
-  mentions: RegExp,
-): void {
-  assert.equal(result.code, 2, result.stderr);
-  const lines = result.stderr.split('\n').filter((l) => l !== '');
-  assert.equal(lines.length, 1, `one line: ${result.stderr}`);
-  assert.ok(lines[0]?.endsWith(`[${code}]`), lines[0]);
-  assert.match(lines[0] ?? '', mentions);
-  assert.doesNotMatch(result.stderr, /\n\s+at /);
-}
+import { assertUsageError, runToExit } from './helpers/cli.js';
 
 describe('command line (spawned process)', () => {
   it('--help lists every flag with its default, and exits 0', async () => {

@@ -15,7 +15,18 @@ export function helpText(version: string): string {
   for (const meta of Object.values(META_FLAGS)) {
     rows.push([`--${meta.flag}=${meta.hint}`, `${meta.doc} (env ${meta.env})`]);
   }
-  rows.push(['-h, --help', 'Show this help and exit'], ['-v, --version', 'Print the version and exit']);
+  rows.push(
+    [
+      '--check-config',
+      'Validate the configuration (flags, environment, file), print "configuration OK" and exit 0, or the error and exit 2',
+    ],
+    [
+      '--print-config',
+      'Print the effective configuration as YAML (secrets redacted) and exit; it loads back with --config-file',
+    ],
+    ['-h, --help', 'Show this help and exit'],
+    ['-v, --version', 'Print the version and exit'],
+  );
   const width = Math.max(...rows.map(([flag]) => flag.length)) + 2;
   return [
     `wshub ${version}: WebSocket echo server and broadcast hub with Prometheus metrics`,

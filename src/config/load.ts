@@ -16,7 +16,17 @@ interface Sourced {
   readonly source: Source;
 }
 
-export type Action = 'run' | 'help' | 'version';
+/** What the process is asked to do; when several are asked, the first of this list wins. */
+const ACTIONS = ['help', 'version', 'print', 'check', 'run'] as const;
+export type Action = (typeof ACTIONS)[number];
+/** Flags that choose an action rather than set a value (--help and --version also have short forms). */
+const ACTION_FLAGS: Readonly<Record<string, Action>> = {
+  help: 'help',
+  version: 'version',
+  'print-config': 'print',
+  'check-config': 'check',
+};
+const firstAction = (a: Action, b: Action): Action => (ACTIONS.indexOf(a) <= ACTIONS.indexOf(b) ? a : b);
 
 export interface LoadedConfig {
   readonly action: Action;
@@ -126,6 +136,8 @@ function readFlags(argv: readonly string[]): Flags {
   const parseOptions: Record<string, { type: 'string' | 'boolean'; short?: string }> = {
     help: { type: 'boolean', short: 'h' },
     version: { type: 'boolean', short: 'v' },
+    'print-config': { type: 'boolean' },
+    'check-config': { type: 'boolean' },
     [META_FLAGS.configFile.flag]: { type: 'string' },
   };
   for (const name of SETTING_NAMES) {
@@ -164,9 +176,11 @@ function readFlags(argv: readonly string[]): Flags {
     if (known.type === 'string' && token.value === undefined) {
       throw new UsageError(ErrorCode.MISSING_VALUE, `flag ${spelled} needs a value, as in ${spelled}=VALUE`);
     }
-    if (token.name === 'help') action = 'help';
-    else if (token.name === 'version') action = action === 'help' ? 'help' : 'version';
-    else if (token.name === META_FLAGS.configFile.flag) configFileFlag = token.value;
+    const chosen = ACTION_FLAGS[token.name];
+    if (chosen !== undefined) {
+      if (token.inlineValue) throw new UsageError(ErrorCode.INVALID_VALUE, `flag ${spelled} takes no value`);
+      action = firstAction(action, chosen);
+    } else if (token.name === META_FLAGS.configFile.flag) configFileFlag = token.value;
     else if (token.name.startsWith('no-') && FLAG_TO_NAME.has(token.name.slice(3))) {
       if (token.inlineValue) {
         throw new UsageError(ErrorCode.INVALID_VALUE, `flag ${spelled} takes no value`);
