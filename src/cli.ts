@@ -10,6 +10,15 @@ import { createLogger } from './log.js';
 const packageJson = createRequire(import.meta.url)('../../package.json') as { version: string };
 
 /**
+ * Subcommands: `wshub NAME ...` runs a tool instead of the server. Each one
+ * receives the arguments after its name and returns the exit status; its module
+ * is loaded only when it is used, so the server never loads them.
+ */
+const SUBCOMMANDS: Readonly<Record<string, (argv: readonly string[]) => Promise<number>>> = {
+  bench: async (argv) => (await import('./bench/command.js')).benchCommand(argv, commandIO()),
+};
+
+/**
  * The process entry point: argv and env come in here and nowhere else. A user
  * mistake prints one line on stderr and exits 2; never a stack trace.
  */
@@ -18,6 +27,11 @@ export async function main(
   env: Readonly<Record<string, string | undefined>>,
 ): Promise<void> {
   try {
+    const subcommand = argv[0] === undefined ? undefined : SUBCOMMANDS[argv[0]];
+    if (subcommand !== undefined) {
+      process.exitCode = await subcommand(argv.slice(1));
+      return;
+    }
     const loaded = loadConfig(argv, env);
     if (loaded.action === 'help') {
       process.stdout.write(helpText(packageJson.version));
@@ -46,4 +60,20 @@ export async function main(
     }
     throw error;
   }
+}
+
+/** The terminal a subcommand talks to: the first Ctrl-C asks it to finish, a second exits at once (130). */
+function commandIO() {
+  return {
+    stdout: process.stdout,
+    stderr: process.stderr,
+    onInterrupt(handler: () => void): void {
+      process.once('SIGINT', function onFirstInterrupt() {
+        process.once('SIGINT', function onSecondInterrupt() {
+          process.exit(130);
+        });
+        handler();
+      });
+    },
+  };
 }

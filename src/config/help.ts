@@ -32,6 +32,7 @@ export function helpText(version: string): string {
     `wshub ${version}: WebSocket echo server and broadcast hub with Prometheus metrics`,
     '',
     'Usage: wshub [flags]',
+    '       wshub bench URL [flags]   load generator (wshub bench --help)',
     '',
     'Flags (precedence: flags > environment > config file > defaults):',
     ...rows.map(([flag, doc]) => `  ${flag.padEnd(width)}${doc}`),

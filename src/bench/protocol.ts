@@ -1,0 +1,68 @@
+import type { BenchMode } from './options.js';
+
+/** What the main thread tells one worker to do (workerData). */
+export interface WorkerPlan {
+  readonly url: string;
+  readonly insecure: boolean;
+  readonly mode: BenchMode;
+  /** Connections this worker opens. */
+  readonly connections: number;
+  /** This worker's share of the connect rate, per second. */
+  readonly connectRate: number;
+  readonly connectTimeoutMs: number;
+  readonly size: number;
+  readonly rate: number;
+  /** How long to wait for replies still in flight once sending stops. */
+  readonly drainMs: number;
+}
+
+/** Running totals a worker reports a few times a second. */
+export interface WorkerCounts {
+  established: number;
+  /** Connections open right now. */
+  open: number;
+  failed: number;
+  sent: number;
+  received: number;
+  bytesSent: number;
+  bytesReceived: number;
+  unexpectedCloses: number;
+  sendErrors: number;
+}
+
+export interface WorkerResult {
+  readonly counts: WorkerCounts;
+  readonly failedByReason: Readonly<Record<string, number>>;
+  readonly closeCodes: Readonly<Record<string, number>>;
+  /** Messages sent in echo mode whose echo never came back. */
+  readonly lost: number;
+  /** HDR histograms (µs), compressed base64, so they can be added up exactly. */
+  readonly latency: string;
+  readonly connectLatency: string;
+  /** When this worker's first message was sent and its sending stopped (epoch ms). */
+  readonly sendingFrom: number;
+  readonly sendingUntil: number;
+}
+
+export type WorkerMessage =
+  | { readonly type: 'ready' }
+  | { readonly type: 'progress'; readonly counts: WorkerCounts }
+  | { readonly type: 'done'; readonly result: WorkerResult };
+
+export type MainMessage =
+  /** Sent once every worker is ready, so none starts late because its thread loaded slower. */
+  { readonly type: 'start'; readonly startAt: number; readonly stopAt: number } | { readonly type: 'stop' };
+
+export function emptyCounts(): WorkerCounts {
+  return {
+    established: 0,
+    open: 0,
+    failed: 0,
+    sent: 0,
+    received: 0,
+    bytesSent: 0,
+    bytesReceived: 0,
+    unexpectedCloses: 0,
+    sendErrors: 0,
+  };
+}

@@ -1,0 +1,173 @@
+import { Worker } from 'node:worker_threads';
+import { decodeFromCompressedBase64 } from 'hdr-histogram-js';
+import { createHistogram } from './load.js';
+import type { BenchOptions } from './options.js';
+import {
+  emptyCounts,
+  type MainMessage,
+  type WorkerCounts,
+  type WorkerMessage,
+  type WorkerPlan,
+  type WorkerResult,
+} from './protocol.js';
+import type { BenchReport, Percentiles } from './report.js';
+
+export interface RunHooks {
+  /** Called about four times a second with the totals so far and the elapsed time. */
+  readonly onProgress?: (counts: WorkerCounts, elapsedMs: number) => void;
+}
+
+export interface BenchRun {
+  readonly done: Promise<BenchReport>;
+  /** Ends early (Ctrl-C): workers stop sending, drain, close, and the report covers what was done. */
+  stop(): void;
+}
+
+const WORKER_URL = new URL('./worker.js', import.meta.url);
+/** Lead time so every worker receives the start message before the start. */
+const START_DELAY_MS = 50;
+
+/** Splits the load over worker threads (one event loop per core), then adds their results up. */
+export function runBench(options: BenchOptions, hooks: RunHooks = {}): BenchRun {
+  let startAt = Number.POSITIVE_INFINITY;
+  const drainMs = Math.min(5000, Math.max(1000, options.connectTimeoutMs));
+  const latest: WorkerCounts[] = [];
+  const workers: Worker[] = [];
+  const results: Array<Promise<WorkerResult>> = [];
+  const ready: Array<Promise<void>> = [];
+  for (let index = 0; index < options.workers; index++) {
+    const connections =
+      Math.floor(options.connections / options.workers) +
+      (index < options.connections % options.workers ? 1 : 0);
+    const plan: WorkerPlan = {
+      url: options.url,
+      insecure: options.insecure,
+      mode: options.mode,
+      connections,
+      connectRate: (options.connectRate * connections) / options.connections,
+      connectTimeoutMs: options.connectTimeoutMs,
+      size: options.size,
+      rate: options.rate,
+      drainMs,
+    };
+    latest.push(emptyCounts());
+    const worker = new Worker(WORKER_URL, { workerData: plan });
+    workers.push(worker);
+    let markReady = (): void => {};
+    ready.push(new Promise((resolve) => (markReady = resolve)));
+    results.push(
+      new Promise((resolve, reject) => {
+        worker.on('message', function onWorkerMessage(message: WorkerMessage) {
+          if (message.type === 'ready') markReady();
+          else if (message.type === 'progress') latest[index] = message.counts;
+          else resolve(message.result);
+        });
+        worker.once('error', reject);
+        worker.once('exit', (code) =>
+          reject(new Error(`bench worker ${index} exited with ${code} before reporting`)),
+        );
+      }),
+    );
+  }
+  void Promise.all(ready).then(() => {
+    startAt = Date.now() + START_DELAY_MS;
+    const start: MainMessage = { type: 'start', startAt, stopAt: startAt + options.durationMs };
+    for (const worker of workers) worker.postMessage(start);
+  });
+  const progress = setInterval(() => {
+    if (Date.now() >= startAt) hooks.onProgress?.(sumCounts(latest), Date.now() - startAt);
+  }, 250);
+  const done = Promise.all(results)
+    .then((all) => buildReport(options, all))
+    .finally(() => {
+      clearInterval(progress);
+      for (const worker of workers) void worker.terminate();
+    });
+  return {
+    done,
+    stop() {
+      for (const worker of workers) worker.postMessage({ type: 'stop' });
+    },
+  };
+}
+
+export function sumCounts(all: readonly WorkerCounts[]): WorkerCounts {
+  const total = emptyCounts();
+  for (const counts of all) {
+    for (const key of Object.keys(total) as Array<keyof WorkerCounts>) total[key] += counts[key];
+  }
+  return total;
+}
+
+function addUp(target: Record<string, number>, source: Readonly<Record<string, number>>): void {
+  for (const [key, value] of Object.entries(source)) target[key] = (target[key] ?? 0) + value;
+}
+
+function percentiles(encoded: readonly string[]): Percentiles {
+  const histogram = createHistogram();
+  for (const one of encoded) histogram.add(decodeFromCompressedBase64(one, 32, false));
+  const ms = (us: number): number => Math.round(us) / 1000;
+  const count = histogram.totalCount;
+  return {
+    count,
+    p50: count ? ms(histogram.getValueAtPercentile(50)) : null,
+    p90: count ? ms(histogram.getValueAtPercentile(90)) : null,
+    p99: count ? ms(histogram.getValueAtPercentile(99)) : null,
+    p99_9: count ? ms(histogram.getValueAtPercentile(99.9)) : null,
+    max: count ? ms(histogram.maxValue) : null,
+    mean: count ? Math.round(histogram.mean) / 1000 : null,
+  };
+}
+
+export function buildReport(options: BenchOptions, results: readonly WorkerResult[]): BenchReport {
+  const counts = sumCounts(results.map((result) => result.counts));
+  const failedByReason: Record<string, number> = {};
+  const closeCodes: Record<string, number> = {};
+  let lost = 0;
+  let from = Number.POSITIVE_INFINITY;
+  let until = 0;
+  for (const result of results) {
+    addUp(failedByReason, result.failedByReason);
+    addUp(closeCodes, result.closeCodes);
+    lost += result.lost;
+    if (result.sendingFrom > 0) from = Math.min(from, result.sendingFrom);
+    until = Math.max(until, result.sendingUntil);
+  }
+  const seconds = Number.isFinite(from) && until > from ? (until - from) / 1000 : 0;
+  const perSecond = (n: number): number => (seconds > 0 ? Math.round((n / seconds) * 10) / 10 : 0);
+  const cancelled = failedByReason.cancelled ?? 0;
+  const errors = counts.failed - cancelled + counts.unexpectedCloses + lost + counts.sendErrors;
+  const passed = counts.established > 0 && (options.maxErrors === undefined || errors <= options.maxErrors);
+  return {
+    url: options.url,
+    mode: options.mode,
+    workers: options.workers,
+    durationSeconds: Math.round(seconds * 1000) / 1000,
+    messageSize: options.size,
+    ratePerConnection: options.rate,
+    connections: {
+      target: options.connections,
+      established: counts.established,
+      failed: counts.failed,
+      failedByReason,
+      unexpectedCloses: counts.unexpectedCloses,
+      connectMs: percentiles(results.map((result) => result.connectLatency)),
+    },
+    messages: {
+      sent: counts.sent,
+      received: counts.received,
+      lost,
+      sendErrors: counts.sendErrors,
+      bytesSent: counts.bytesSent,
+      bytesReceived: counts.bytesReceived,
+      sentPerSecond: perSecond(counts.sent),
+      receivedPerSecond: perSecond(counts.received),
+      receivedBytesPerSecond: Math.round(perSecond(counts.bytesReceived)),
+    },
+    latencyMs: percentiles(results.map((result) => result.latency)),
+    closeCodes,
+    errors,
+    maxErrors: options.maxErrors ?? null,
+    passed,
+  };
+}
