@@ -104,8 +104,42 @@ describe('wshub bench against a real wshub on loopback', () => {
     });
     const [status] = (await Promise.race([once(child, 'exit'), failedToStart])) as [number];
     assert.equal(status, 0, output);
-    assert.match(output, /\r\x1b\[K[\d.]+s\/1s {2}connections 2 open, 0 failed {2}messages [\d,]+ sent/);
+    const clearLine = '\r\u001b[K';
+    const progress = output.split(clearLine).slice(1, -1);
+    assert.ok(progress.length > 0, `no progress line in ${JSON.stringify(output)}`);
+    assert.match(
+      progress.at(-1) ?? '',
+      /^[\d.]+s\/1s {2}connections 2 open, 0 failed {2}messages [\d,]+ sent/,
+    );
     assert.match(output, /connections {3}2 established/);
+  });
+});
+
+describe('wshub bench --mode=broadcast against a broadcast-mode wshub', () => {
+  it('every connection receives every message of its room, timed across worker threads', async () => {
+    const server = await startServer(['--stats-interval=0', '--mode=broadcast']);
+    try {
+      const { code, report } = await benchJson([
+        server.url.replace(/\/ws$/, '/ws/bench-room'),
+        '--mode=broadcast',
+        '--connections=3',
+        '--connect-rate=1000',
+        '--workers=2',
+        '--rate=20',
+        '--duration=1s',
+      ]);
+      assert.equal(code, 0);
+      assert.equal(report.connections.established, 3);
+      const { sent, received } = report.messages;
+      assert.ok(sent > 0);
+      // Each message reaches all 3 (the sender too); one sent while the ramp-up was still
+      // opening the others reaches fewer (how many depends on the machine's load).
+      assert.ok(received <= sent * 3 && received >= sent * 2, `sent ${sent}, received ${received}`);
+      assert.equal(report.latencyMs.count, received);
+      assert.equal(report.errors, 0);
+    } finally {
+      await server.app.stop();
+    }
   });
 });
 
