@@ -37,7 +37,12 @@ export interface AppDependencies {
 export async function start(config: Config, { logger }: AppDependencies): Promise<RunningApp> {
   const stats = new Stats();
   const health = new Health();
-  const gate = new UpgradeGate();
+  const gate = new UpgradeGate({
+    maxConnections: config.maxConnections,
+    maxConnectionsPerIp: config.maxConnectionsPerIp,
+    allowedOrigins: config.allowedOrigins,
+    trustProxyHops: config.trustProxyHops,
+  });
   const limitedLog = new RateLimitedLog(logger);
   const hub: Hub =
     config.mode === 'broadcast'
@@ -50,13 +55,24 @@ export async function start(config: Config, { logger }: AppDependencies): Promis
     maxFragments: limits.maxFragments,
     maxBufferedChunks: limits.maxBufferedChunks,
     perMessageDeflate: config.compression ? perMessageDeflateOptions(config.compressionThreshold) : false,
+    keepalive: {
+      pingIntervalMs: config.pingInterval,
+      pingTimeoutMs: config.pingTimeout,
+      idleTimeoutMs: config.idleTimeout,
+      maxLifetimeMs: config.maxConnectionLifetime,
+    },
     hub,
     gate,
     stats,
     logger,
     limitedLog,
   });
-  const webSocketServer = createWebSocketHttpServer(transport.handleUpgrade);
+  const webSocketServer = createWebSocketHttpServer({
+    maxHeaderSize: config.maxHeaderSize,
+    handshakeTimeoutMs: config.handshakeTimeout,
+    onUpgrade: transport.handleUpgrade,
+    onClientError: transport.handleClientError,
+  });
   const port = await listen(webSocketServer, config.host, config.port, '--host/--port');
   logger.info(`Starting WebSocket server on ${formatListenAddress(config.host, port)}`);
   let metricsServer: Server | undefined;
@@ -87,6 +103,7 @@ export async function start(config: Config, { logger }: AppDependencies): Promis
     );
   }
   const stopReport = startPeriodicReport(logger, transport.connections, config.statsInterval);
+  transport.keepalive.start();
   let stopping: Promise<void> | undefined;
   return {
     port,
@@ -102,7 +119,10 @@ export async function start(config: Config, { logger }: AppDependencies): Promis
         webSocketServer,
         metricsServer,
         timeoutMs: config.shutdownTimeout,
-        stopBackground: stopReport,
+        stopBackground() {
+          stopReport();
+          transport.keepalive.stop();
+        },
       });
       return stopping;
     },

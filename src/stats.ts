@@ -15,8 +15,29 @@ export const DISCONNECT_REASONS = [
   'too_many_fragments',
   'too_many_buffered_chunks',
   'invalid_compressed_data',
+  'ping_timeout',
+  'idle_timeout',
+  'max_lifetime',
 ] as const;
 export type DisconnectReason = (typeof DISCONNECT_REASONS)[number];
+
+/**
+ * Why an upgrade request on the WebSocket port was refused (transport/upgrade-gate.ts
+ * re-exports these). A bounded set: these become metric labels.
+ */
+export const REJECT_REASONS = [
+  'not_found',
+  'invalid_room',
+  'shutting_down',
+  'bad_handshake',
+  'origin_not_allowed',
+  'max_connections',
+  'max_connections_per_ip',
+  'header_too_large',
+  'handshake_timeout',
+  'bad_request',
+] as const;
+export type RejectReason = (typeof REJECT_REASONS)[number];
 
 /** Why a message addressed to a client was not written to it. A bounded set: these become metric labels. */
 export const DROP_REASONS = ['slow_consumer'] as const;
@@ -36,4 +57,13 @@ export class Stats {
   bytesSent = 0;
   readonly serverDisconnects: Record<DisconnectReason, number> = zeroes(DISCONNECT_REASONS);
   readonly messagesDropped: Record<DropReason, number> = zeroes(DROP_REASONS);
+  readonly upgradesRejected: Record<RejectReason, number> = zeroes(REJECT_REASONS);
+  /**
+   * Called with each ping round trip in seconds. metrics/ points it at its histogram
+   * (a no-op when metrics are disabled): a pong arrives at most once per connection
+   * per ping interval, so this is off the message path.
+   */
+  observePingRtt: (seconds: number) => void = ignoreSample;
 }
+
+function ignoreSample(_seconds: number): void {}

@@ -1,5 +1,16 @@
 import { type Level, LOG_FORMATS, LOG_LEVELS, type LogFormat } from '../log.js';
-import { boolean as bool, bytes, countOrAuto, duration, host, type Kind, oneOf, port } from './kinds.js';
+import {
+  boolean as bool,
+  bytes,
+  countOrAuto,
+  duration,
+  host,
+  integer,
+  type Kind,
+  list,
+  oneOf,
+  port,
+} from './kinds.js';
 
 /**
  * Every setting is declared exactly once, here: its YAML key, its flag, its kind
@@ -25,6 +36,12 @@ function setting<T>(definition: Setting<T>): Setting<T> {
 
 const SECOND = 1000;
 const DAY = 24 * 3600 * SECOND;
+/** An origin allowlist entry (transport/origin.ts matches them): scheme://host[:port] or scheme://*.domain[:port]. */
+const ORIGIN_PATTERN =
+  /^[a-z][a-z0-9+.-]*:\/\/(\*\.)?(\[[0-9a-f:.]+\]|[a-z0-9-]+(\.[a-z0-9-]+)*)(:\d{1,5})?$/i;
+const MINUTE = 60 * SECOND;
+const HOUR = 60 * MINUTE;
+const KiB = 1024;
 const MiB = 1024 * 1024;
 
 export const SETTINGS = {
@@ -108,6 +125,80 @@ export const SETTINGS = {
     kind: bytes(0, 256 * MiB),
     default: 1024,
     doc: 'Messages smaller than this are sent uncompressed even when compression was negotiated',
+  }),
+  maxConnections: setting({
+    key: 'limits.maxConnections',
+    flag: 'max-connections',
+    kind: integer(0, 10_000_000, 'an integer from 0 (unlimited) to 10000000'),
+    default: 0,
+    doc: 'Open WebSocket connections allowed in total; more get 503 with Retry-After (0: unlimited)',
+  }),
+  maxConnectionsPerIp: setting({
+    key: 'limits.maxConnectionsPerIp',
+    flag: 'max-connections-per-ip',
+    kind: integer(0, 10_000_000, 'an integer from 0 (unlimited) to 10000000'),
+    default: 0,
+    doc: 'Open WebSocket connections allowed from one client address; more get 503 with Retry-After (0: unlimited)',
+  }),
+  allowedOrigins: setting({
+    key: 'server.allowedOrigins',
+    flag: 'allowed-origins',
+    kind: list({
+      pattern: ORIGIN_PATTERN,
+      expected:
+        'a comma-separated list (or a YAML list) of origins scheme://host[:port], no path, such as https://app.example.com or https://*.example.com',
+    }),
+    default: [] as readonly string[],
+    doc: 'Browser origins allowed to connect (exact, or https://*.example.com for subdomains); others get 403 (empty: all)',
+  }),
+  trustProxyHops: setting({
+    key: 'server.trustProxyHops',
+    flag: 'trust-proxy-hops',
+    kind: integer(0, 10, 'an integer from 0 (trust no proxy) to 10'),
+    default: 0,
+    doc: 'Proxies in front of wshub whose X-Forwarded-For entries identify the client for per-IP limits (0: use the TCP peer)',
+  }),
+  pingInterval: setting({
+    key: 'keepalive.pingInterval',
+    flag: 'ping-interval',
+    kind: duration(0, HOUR),
+    default: 25 * SECOND,
+    doc: 'How often the server pings each client; keep it below proxy idle timeouts (0: no pings)',
+  }),
+  pingTimeout: setting({
+    key: 'keepalive.pingTimeout',
+    flag: 'ping-timeout',
+    kind: duration(10, HOUR),
+    default: 20 * SECOND,
+    doc: 'A client that has not answered a ping by then is terminated',
+  }),
+  idleTimeout: setting({
+    key: 'limits.idleTimeout',
+    flag: 'idle-timeout',
+    kind: duration(0, 30 * DAY),
+    default: 0,
+    doc: 'Close (1000) a client that sent no message for this long; pongs do not count (0: never)',
+  }),
+  maxConnectionLifetime: setting({
+    key: 'limits.maxConnectionLifetime',
+    flag: 'max-connection-lifetime',
+    kind: duration(0, 30 * DAY),
+    default: 0,
+    doc: 'Close (1001) each connection after this long, ±10% jitter, so clients rebalance after scale-out (0: never)',
+  }),
+  maxHeaderSize: setting({
+    key: 'limits.maxHeaderSize',
+    flag: 'max-header-size',
+    kind: bytes(1 * KiB, 1 * MiB),
+    default: 16 * KiB,
+    doc: 'Largest HTTP request head on the WebSocket port; larger ones get 431',
+  }),
+  handshakeTimeout: setting({
+    key: 'limits.handshakeTimeout',
+    flag: 'handshake-timeout',
+    kind: duration(100, 10 * MINUTE),
+    default: 10 * SECOND,
+    doc: 'A connection that has not sent a complete upgrade request by then gets 408 and is closed',
   }),
   metricsEnabled: setting({
     key: 'metrics.enabled',

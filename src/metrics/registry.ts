@@ -1,5 +1,10 @@
-import { Counter, collectDefaultMetrics, Gauge, Registry } from 'prom-client';
-import { DISCONNECT_REASONS, DROP_REASONS, type Stats } from '../stats.js';
+import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from 'prom-client';
+import { DISCONNECT_REASONS, DROP_REASONS, REJECT_REASONS, type Stats } from '../stats.js';
+
+/** Ping round trips from a LAN (sub-millisecond) to a peer about to time out (default 20 s). */
+export const PING_RTT_BUCKETS = [
+  0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 20,
+];
 
 export interface MetricSources {
   readonly connections: { readonly size: number };
@@ -83,6 +88,31 @@ export function createMetricsRegistry(sources: MetricSources): Registry {
       },
     },
   );
+
+  mirrorCounter(
+    registry,
+    'websocket_upgrades_rejected_total',
+    'Upgrade requests on the WebSocket port refused before the handshake completed, by reason',
+    {
+      labelNames: ['reason'],
+      read: (set) => {
+        for (const reason of REJECT_REASONS) set(stats.upgradesRejected[reason], { reason });
+      },
+    },
+  );
+
+  // Observed directly rather than mirrored: a histogram cannot be copied from plain
+  // integers without re-implementing it, and pongs arrive at most once per
+  // connection per ping interval, far from the message path.
+  const pingRtt = new Histogram({
+    name: 'websocket_ping_rtt_seconds',
+    help: 'Time from a server ping to the client pong',
+    buckets: PING_RTT_BUCKETS,
+    registers: [registry],
+  });
+  stats.observePingRtt = function observePingRtt(seconds: number) {
+    pingRtt.observe(seconds);
+  };
   return registry;
 }
 

@@ -11,6 +11,7 @@ export interface ConnectionOwner {
   closed(connection: Connection, code: number): void;
   failed(connection: Connection, error: Error & { code?: string }): void;
   socketFailed(connection: Connection, error: NodeJS.ErrnoException): void;
+  ponged(connection: Connection): void;
 }
 
 /**
@@ -25,8 +26,20 @@ export class Connection extends WebSocket implements Peer, OutboundTarget {
   owner: ConnectionOwner | undefined = undefined;
   outbound: Outbound | undefined = undefined;
   framedSocket: Duplex | undefined = undefined;
+  /** The address connection limits count this connection under (see UpgradeGate). */
+  clientAddress = '';
   /** Set when the server decides to end the connection, before it closes. */
   serverCloseReason: DisconnectReason | undefined = undefined;
+
+  // Keepalive state (transport/keepalive.ts); times are performance.now() milliseconds.
+  /** Data messages received; the keepalive sweep compares it with `messagesSeen` to see activity. */
+  messagesReceived = 0;
+  messagesSeen = 0;
+  lastActiveAt = 0;
+  /** When the outstanding ping was sent, or -1 when no ping is outstanding. */
+  pingSentAt = -1;
+  nextPingAt = Number.POSITIVE_INFINITY;
+  expiresAt = Number.POSITIVE_INFINITY;
 
   deliver(message: OutboundMessage): void {
     this.outbound?.deliver(this, message);

@@ -1,16 +1,40 @@
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import type { Duplex } from 'node:stream';
 import { matchWebSocketPath, pathOf } from './routes.js';
+
+export interface WebSocketHttpOptions {
+  /** Largest request head accepted; larger ones get 431. */
+  readonly maxHeaderSize: number;
+  /** A connection that has not sent a complete request head by then gets 408 and is closed. */
+  readonly handshakeTimeoutMs: number;
+  readonly onUpgrade: (request: IncomingMessage, socket: Duplex, head: Buffer) => void;
+  /** Answers (and counts) requests Node could not parse or that timed out. */
+  readonly onClientError: (error: Error & { code?: string }, socket: Duplex) => void;
+}
 
 /**
  * The HTTP server of the WebSocket port. It serves no metrics: a plain request
  * to the WebSocket path gets 426 (RFC 7231 §6.5.15, with the Upgrade header it
  * needs), anything else 404. Upgrades go to `onUpgrade`.
+ *
+ * Hardening of the handshake: Node's own limits do the work. `maxHeaderSize`
+ * bounds the request head; `headersTimeout`/`requestTimeout` close sockets that
+ * connect and never finish a request (including ones that send nothing), checked
+ * often enough that the timeout holds to within a quarter of itself.
  */
-export function createWebSocketHttpServer(
-  onUpgrade: (request: IncomingMessage, socket: import('node:stream').Duplex, head: Buffer) => void,
-): Server {
-  const server = createServer(handlePlainRequest);
-  server.on('upgrade', onUpgrade);
+export function createWebSocketHttpServer(options: WebSocketHttpOptions): Server {
+  const timeout = options.handshakeTimeoutMs;
+  const server = createServer(
+    {
+      maxHeaderSize: options.maxHeaderSize,
+      headersTimeout: timeout,
+      requestTimeout: timeout,
+      connectionsCheckingInterval: Math.min(1000, Math.max(25, Math.floor(timeout / 4))),
+    },
+    handlePlainRequest,
+  );
+  server.on('upgrade', options.onUpgrade);
+  server.on('clientError', options.onClientError);
   return server;
 }
 

@@ -1,25 +1,63 @@
 import type { IncomingMessage } from 'node:http';
+import { REJECT_REASONS, type RejectReason } from '../stats.js';
+import { clientAddressOf } from './address.js';
+import { OriginAllowlist } from './origin.js';
 import { matchWebSocketPath, pathOf, type WebSocketRoute } from './routes.js';
 
-/** Why an upgrade was refused. A bounded set: these become metric labels. */
-export const REJECT_REASONS = ['not_found', 'invalid_room', 'shutting_down'] as const;
-export type RejectReason = (typeof REJECT_REASONS)[number];
+export { REJECT_REASONS, type RejectReason };
+
+export interface GateOptions {
+  /** Open connections allowed in total; 0 is unlimited. */
+  readonly maxConnections: number;
+  /** Open connections allowed from one client address; 0 is unlimited. */
+  readonly maxConnectionsPerIp: number;
+  /** Origin allowlist entries; empty allows every origin. */
+  readonly allowedOrigins: readonly string[];
+  /** Proxies in front of wshub whose X-Forwarded-For entries are trusted (0: none). */
+  readonly trustProxyHops: number;
+}
+
+const UNLIMITED: GateOptions = {
+  maxConnections: 0,
+  maxConnectionsPerIp: 0,
+  allowedOrigins: [],
+  trustProxyHops: 0,
+};
 
 export type Admission =
-  | { readonly ok: true; readonly route: WebSocketRoute }
+  | { readonly ok: true; readonly route: WebSocketRoute; readonly clientAddress: string }
   | {
       readonly ok: false;
       readonly reason: RejectReason;
       readonly status: number;
       readonly headers?: Readonly<Record<string, string>>;
+      /** One line for the response body and the log: what was wrong. */
+      readonly detail: string;
+      readonly clientAddress: string;
     };
+
+/** Seconds a client refused by a connection limit (or a draining server) is asked to wait. */
+export const RETRY_AFTER_SECONDS = 5;
+
+/** RFC 6455 §4.1: the key is 16 random bytes, base64-encoded (24 characters ending in ==). */
+const WEBSOCKET_KEY = /^[+/0-9A-Za-z]{22}==$/;
 
 /**
  * Decides, before any WebSocket work is done, whether an upgrade request may
- * proceed. Pure policy: it answers, the transport acts.
+ * proceed. Pure policy: it answers, the transport acts. It also keeps the
+ * open-connection counts the limits need; the transport reports every
+ * connection it opens and closes, so the counts are exact however a
+ * connection ends, and an address leaves the map when its count reaches zero.
  */
 export class UpgradeGate {
   private draining = false;
+  private open = 0;
+  private readonly openByAddress = new Map<string, number>();
+  private readonly origins: OriginAllowlist;
+
+  constructor(private readonly options: GateOptions = UNLIMITED) {
+    this.origins = new OriginAllowlist(options.allowedOrigins);
+  }
 
   /** From now on every upgrade is refused with 503 (graceful shutdown has begun). */
   drain(): void {
@@ -30,14 +68,88 @@ export class UpgradeGate {
     return this.draining;
   }
 
-  admit(request: IncomingMessage): Admission {
-    const match = matchWebSocketPath(pathOf(request.url));
-    if (match.kind === 'not_found') return { ok: false, reason: 'not_found', status: 404 };
-    // A path under /ws/ whose room name is not allowed: 400, the client asked for something malformed.
-    if (match.kind === 'invalid_room') return { ok: false, reason: 'invalid_room', status: 400 };
-    if (this.draining) {
-      return { ok: false, reason: 'shutting_down', status: 503, headers: { 'Retry-After': '5' } };
-    }
-    return { ok: true, route: match.route };
+  /** Distinct client addresses with at least one open connection. */
+  get trackedAddresses(): number {
+    return this.openByAddress.size;
   }
+
+  admit(request: IncomingMessage): Admission {
+    const { headers } = request;
+    const clientAddress = clientAddressOf(
+      request.socket.remoteAddress,
+      headers['x-forwarded-for'],
+      this.options.trustProxyHops,
+    );
+    const refuse = (
+      reason: RejectReason,
+      status: number,
+      detail: string,
+      extraHeaders?: Record<string, string>,
+    ): Admission => ({ ok: false, reason, status, detail, headers: extraHeaders, clientAddress });
+
+    const match = matchWebSocketPath(pathOf(request.url));
+    if (match.kind === 'not_found') return refuse('not_found', 404, 'no WebSocket endpoint at this path');
+    // A path under /ws/ whose room name is not allowed: 400, the client asked for something malformed.
+    if (match.kind === 'invalid_room') {
+      return refuse('invalid_room', 400, 'room names are 1 to 64 of A-Z a-z 0-9 . _ -');
+    }
+    if (this.draining) {
+      return refuse('shutting_down', 503, 'server is shutting down', retryAfter());
+    }
+    // RFC 6455 §4.2.1: what a valid opening handshake must carry. Checked here, not left
+    // to ws, so that every refusal is counted and logged in one place.
+    if (request.method !== 'GET') {
+      return refuse('bad_handshake', 405, 'a WebSocket handshake must use GET', { Allow: 'GET' });
+    }
+    if (headers.upgrade?.toLowerCase() !== 'websocket') {
+      return refuse('bad_handshake', 400, 'Upgrade header must be "websocket"');
+    }
+    const key = headers['sec-websocket-key'];
+    if (key === undefined || !WEBSOCKET_KEY.test(key)) {
+      return refuse('bad_handshake', 400, 'missing or invalid Sec-WebSocket-Key');
+    }
+    // §4.2.2: an unsupported version is answered with the versions the server speaks.
+    if (headers['sec-websocket-version'] !== '13') {
+      return refuse('bad_handshake', 400, 'Sec-WebSocket-Version must be 13', {
+        'Sec-WebSocket-Version': '13',
+      });
+    }
+    // Requests without Origin come from non-browser clients, which could send any
+    // Origin they like; the allowlist protects browsers from cross-site use (RFC 6455 §10.2).
+    const origin = headers.origin;
+    if (origin !== undefined && !this.origins.allows(origin)) {
+      return refuse('origin_not_allowed', 403, 'origin not allowed');
+    }
+    const { maxConnections, maxConnectionsPerIp } = this.options;
+    if (maxConnections > 0 && this.open >= maxConnections) {
+      return refuse('max_connections', 503, 'server connection limit reached', retryAfter());
+    }
+    if (maxConnectionsPerIp > 0 && (this.openByAddress.get(clientAddress) ?? 0) >= maxConnectionsPerIp) {
+      return refuse('max_connections_per_ip', 503, 'connection limit per address reached', retryAfter());
+    }
+    return { ok: true, route: match.route, clientAddress };
+  }
+
+  /**
+   * A connection admitted for `clientAddress` is open. ws completes an upgrade
+   * synchronously (no verifyClient), so no other request is admitted between
+   * admit() and this call, and a limit can never be overshot.
+   */
+  opened(clientAddress: string): void {
+    this.open++;
+    this.openByAddress.set(clientAddress, (this.openByAddress.get(clientAddress) ?? 0) + 1);
+  }
+
+  /** A connection reported to opened() has closed. */
+  closed(clientAddress: string): void {
+    const count = this.openByAddress.get(clientAddress);
+    if (count === undefined) return;
+    this.open--;
+    if (count <= 1) this.openByAddress.delete(clientAddress);
+    else this.openByAddress.set(clientAddress, count - 1);
+  }
+}
+
+function retryAfter(): Record<string, string> {
+  return { 'Retry-After': String(RETRY_AFTER_SECONDS) };
 }

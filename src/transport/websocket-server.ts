@@ -1,13 +1,15 @@
 import type { IncomingMessage } from 'node:http';
 import { STATUS_CODES } from 'node:http';
+import type { Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 import { type PerMessageDeflateOptions, type ServerOptions, type WebSocket, WebSocketServer } from 'ws';
 import type { Hub } from '../hub/hub.js';
 import type { Fields, Logger, RateLimitedLog } from '../log.js';
-import type { DisconnectReason, Stats } from '../stats.js';
+import type { DisconnectReason, RejectReason, Stats } from '../stats.js';
 import { formatPeer } from './address.js';
 import { offeredServerWindowBits } from './compression.js';
 import { Connection, type ConnectionOwner } from './connection.js';
+import { Keepalive, type KeepaliveOptions } from './keepalive.js';
 import { Outbound } from './outbound.js';
 import type { UpgradeGate } from './upgrade-gate.js';
 
@@ -20,6 +22,7 @@ export interface TransportOptions {
   readonly maxBufferedChunks: number;
   /** permessage-deflate options when --compression is on, else false. */
   readonly perMessageDeflate: PerMessageDeflateOptions | false;
+  readonly keepalive: KeepaliveOptions;
   readonly hub: Hub;
   readonly gate: UpgradeGate;
   readonly stats: Stats;
@@ -65,8 +68,10 @@ export class WebSocketTransport implements ConnectionOwner {
   private readonly smallWindowWss: WebSocketServer | undefined;
   private nextId = 1;
   private allClosedWaiters: Array<() => void> = [];
+  readonly keepalive: Keepalive;
 
   constructor(readonly options: TransportOptions) {
+    this.keepalive = new Keepalive(options.keepalive, this.connections, options.stats, options.limitedLog);
     const serverOptions = (perMessageDeflate: PerMessageDeflateOptions | false): ServerOptions => ({
       noServer: true,
       clientTracking: false,
@@ -102,19 +107,80 @@ export class WebSocketTransport implements ConnectionOwner {
   readonly handleUpgrade = (request: IncomingMessage, socket: Duplex, head: Buffer): void => {
     const admission = this.options.gate.admit(request);
     if (!admission.ok) {
-      rejectUpgrade(socket, admission.status, admission.headers);
+      this.refuse(socket, admission.reason, admission.status, admission.detail, admission.headers);
       return;
     }
-    const { room } = admission.route;
+    const { route, clientAddress } = admission;
+    let accepted = false;
     this.serverFor(request).handleUpgrade(request, socket, head, (ws) => {
-      this.accept(ws as Connection, request, socket, room);
+      accepted = true;
+      this.accept(ws as Connection, request, socket, route.room, clientAddress);
     });
+    // ws completes an upgrade synchronously; if it did not call back, it refused the
+    // request itself (e.g. a malformed Sec-WebSocket-Protocol) or the socket was gone.
+    if (!accepted) this.countRefusal(socket, 'bad_handshake', 400, 'refused by the WebSocket library');
   };
 
-  private accept(connection: Connection, request: IncomingMessage, socket: Duplex, room: string): void {
+  /**
+   * The 'clientError' listener of the HTTP server: a request that never became a
+   * complete, parseable request (too-large headers, no request within the
+   * handshake timeout, malformed HTTP). Answered as Node would, counted and logged.
+   */
+  readonly handleClientError = (error: Error & { code?: string }, socket: Duplex): void => {
+    const answer = CLIENT_ERROR_ANSWERS[error.code ?? ''];
+    if (answer === undefined && (error.code === 'ECONNRESET' || error.code === 'EPIPE')) {
+      socket.destroy();
+      return;
+    }
+    const { reason, status, detail } = answer ?? {
+      reason: 'bad_request',
+      status: 400,
+      detail: 'malformed HTTP request',
+    };
+    if ((socket as Socket).bytesWritten > 0) {
+      // A response is already under way on this connection: it cannot carry another.
+      this.countRefusal(socket, reason, status, detail);
+      socket.destroy();
+      return;
+    }
+    this.refuse(socket, reason, status, detail);
+  };
+
+  /** Answers a refused upgrade with `status`, counts it under `reason` and logs it (rate-limited). */
+  private refuse(
+    socket: Duplex,
+    reason: RejectReason,
+    status: number,
+    detail: string,
+    headers?: Readonly<Record<string, string>>,
+  ): void {
+    this.countRefusal(socket, reason, status, detail);
+    rejectUpgrade(socket, status, headers, detail);
+  }
+
+  private countRefusal(socket: Duplex, reason: RejectReason, status: number, detail: string): void {
+    this.options.stats.upgradesRejected[reason]++;
+    const { remoteAddress, remotePort } = socket as Socket;
+    const peer = formatPeer(remoteAddress, remotePort);
+    this.options.limitedLog.log(
+      `upgrade_${reason}`,
+      'warn',
+      `WebSocket upgrade refused: ${peer} ${status} ${reason} (${detail})`,
+      { remote_addr: peer, status, reason },
+    );
+  }
+
+  private accept(
+    connection: Connection,
+    request: IncomingMessage,
+    socket: Duplex,
+    room: string,
+    clientAddress: string,
+  ): void {
     connection.id = this.nextId++;
     connection.room = room;
     connection.peer = formatPeer(request.socket.remoteAddress, request.socket.remotePort);
+    connection.clientAddress = clientAddress;
     connection.owner = this;
     connection.outbound = this.outbound;
     // With an extension (permessage-deflate) the bytes differ per connection: ws frames them.
@@ -122,9 +188,12 @@ export class WebSocketTransport implements ConnectionOwner {
     connection.on('message', onMessage as unknown as WsListener);
     connection.on('close', onClose as unknown as WsListener);
     connection.on('error', onError as unknown as WsListener);
+    connection.on('pong', onPong as unknown as WsListener);
     (socket as SocketOfConnection)[kConnection] = connection;
     socket.once('error', onSocketError);
     this.connections.add(connection);
+    this.options.gate.opened(clientAddress);
+    this.keepalive.track(connection);
     this.options.stats.connectionsTotal++;
     this.options.logger.info(`WebSocket connected: ${connection.peer}`, connectionFields(connection));
     this.options.hub.join(connection);
@@ -132,6 +201,7 @@ export class WebSocketTransport implements ConnectionOwner {
 
   receive(connection: Connection, data: Buffer, isBinary: boolean): void {
     const stats = this.options.stats;
+    connection.messagesReceived++;
     stats.messagesReceived++;
     stats.bytesReceived += data.length;
     this.options.hub.receive(connection, data, isBinary);
@@ -139,6 +209,7 @@ export class WebSocketTransport implements ConnectionOwner {
 
   closed(connection: Connection, code: number): void {
     if (!this.connections.delete(connection)) return;
+    this.options.gate.closed(connection.clientAddress);
     const stats = this.options.stats;
     stats.disconnectionsTotal++;
     if (connection.serverCloseReason !== undefined) stats.serverDisconnects[connection.serverCloseReason]++;
@@ -189,6 +260,10 @@ export class WebSocketTransport implements ConnectionOwner {
     connection.closeBecause('slow_consumer', 1008, 'slow consumer: outbound buffer limit exceeded');
   }
 
+  ponged(connection: Connection): void {
+    this.keepalive.ponged(connection);
+  }
+
   /** Resolves once no connection is open. */
   allClosed(): Promise<void> {
     if (this.connections.size === 0) return Promise.resolve();
@@ -211,6 +286,26 @@ function onError(this: Connection, error: Error): void {
   this.owner?.failed(this, error);
 }
 
+function onPong(this: Connection): void {
+  this.owner?.ponged(this);
+}
+
+/** Node's clientError codes (lib/_http_server.js) and how each is answered. */
+const CLIENT_ERROR_ANSWERS: Readonly<
+  Record<string, { readonly reason: RejectReason; readonly status: number; readonly detail: string }>
+> = {
+  HPE_HEADER_OVERFLOW: { reason: 'header_too_large', status: 431, detail: 'request headers too large' },
+  ERR_HTTP_REQUEST_TIMEOUT: {
+    reason: 'handshake_timeout',
+    status: 408,
+    detail: 'no complete request within the handshake timeout',
+  },
+};
+
+// A refused client may reset the connection while its answer is written; the
+// socket is destroyed either way, and the error must not go unhandled.
+function ignoreSocketError(): void {}
+
 /** The log fields that identify a connection (issue 8: JSON logs join on them). */
 export function connectionFields(connection: Connection): Fields {
   return { remote_addr: connection.peer, conn_id: connection.id, room: connection.room };
@@ -228,12 +323,14 @@ export function rejectUpgrade(
   socket: Duplex,
   status: number,
   headers: Readonly<Record<string, string>> = {},
+  detail?: string,
 ): void {
+  socket.on('error', ignoreSocketError);
   if (!socket.writable) {
     socket.destroy();
     return;
   }
-  const body = `${status} ${STATUS_CODES[status] ?? ''}\n`;
+  const body = `${status} ${STATUS_CODES[status] ?? ''}${detail ? `: ${detail}` : ''}\n`;
   const lines = [
     `HTTP/1.1 ${status} ${STATUS_CODES[status] ?? ''}`,
     'Connection: close',
@@ -241,5 +338,8 @@ export function rejectUpgrade(
     `Content-Length: ${Buffer.byteLength(body)}`,
     ...Object.entries(headers).map(([name, value]) => `${name}: ${value}`),
   ];
+  // As ws's abortHandshake does: once the answer is flushed the socket is destroyed,
+  // so a client that never closes its side cannot hold the descriptor open.
+  socket.once('finish', socket.destroy);
   socket.end(`${lines.join('\r\n')}\r\n\r\n${body}`);
 }

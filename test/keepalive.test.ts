@@ -1,0 +1,132 @@
+import assert from 'node:assert/strict';
+import { after, before, describe, it } from 'node:test';
+import { TestClient } from './helpers/clients.js';
+import { metricValue } from './helpers/metrics.js';
+import { type InProcessServer, startServer } from './helpers/server.js';
+import { closedByServer, sendUpgrade } from './helpers/upgrade.js';
+
+const serverDisconnects = (server: InProcessServer, reason: string) =>
+  metricValue(server.metricsUrl, 'websocket_server_disconnects_total', { reason });
+
+/** Polls `read` until `done` holds for its value; bounded by `timeoutMs`. */
+async function eventually<T>(
+  read: () => Promise<T>,
+  done: (value: T) => boolean,
+  timeoutMs = 5000,
+): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  let value = await read();
+  while (!done(value) && Date.now() < deadline) {
+    await new Promise((resolve) => setTimeout(resolve, 25));
+    value = await read();
+  }
+  return value;
+}
+
+describe('keepalive pings (--ping-interval, --ping-timeout)', () => {
+  let server: InProcessServer;
+  before(async () => {
+    server = await startServer(['--stats-interval=0', '--ping-interval=200ms', '--ping-timeout=200ms']);
+  });
+  after(() => server.app.stop());
+
+  it('terminates a peer that never answers a ping, counted and logged as ping_timeout', async () => {
+    const raw = await sendUpgrade(server.app.port);
+    assert.equal(raw.status, 101);
+    const received: Buffer[] = [];
+    raw.socket.on('data', (chunk: Buffer) => received.push(chunk));
+    await closedByServer(raw.socket);
+    const bytes = Buffer.concat(received);
+    // A ping (FIN + opcode 0x9) with an empty payload, and no close frame: a dead peer gets no handshake.
+    assert.deepEqual([...bytes.subarray(0, 2)], [0x89, 0x00]);
+    assert.ok(!bytes.includes(0x88), 'no close frame');
+    assert.equal(await serverDisconnects(server, 'ping_timeout'), 1);
+    await server.log.waitFor(/^WebSocket ping timeout: 127\.0\.0\.1:\d+ did not answer a ping within 200ms/);
+    await server.log.waitFor(/^WebSocket disconnected: 127\.0\.0\.1:\d+$/);
+  });
+
+  it('keeps a peer that answers pings, and records round trips in websocket_ping_rtt_seconds', async () => {
+    const before = (await serverDisconnects(server, 'ping_timeout')) ?? 0;
+    const client = await TestClient.open(server.url);
+    let pings = 0;
+    client.ws.on('ping', () => pings++);
+    const count = await eventually(
+      async () => (await metricValue(server.metricsUrl, 'websocket_ping_rtt_seconds_count')) ?? 0,
+      (value) => value >= 3,
+    );
+    assert.ok(count >= 3, `expected 3 round trips, saw ${count}`);
+    assert.ok(pings >= 3);
+    const sum = (await metricValue(server.metricsUrl, 'websocket_ping_rtt_seconds_sum')) ?? -1;
+    assert.ok(sum >= 0 && sum < count * 20, `sum ${sum} of ${count} round trips`);
+    assert.equal(
+      await metricValue(server.metricsUrl, 'websocket_ping_rtt_seconds_bucket', { le: '+Inf' }),
+      count,
+    );
+    await client.send('alive');
+    assert.equal((await client.next()).data.toString(), 'alive');
+    assert.equal(await serverDisconnects(server, 'ping_timeout'), before);
+    await client.close();
+  });
+});
+
+describe('idle timeout (--idle-timeout)', () => {
+  let server: InProcessServer;
+  before(async () => {
+    server = await startServer(['--stats-interval=0', '--idle-timeout=600ms', '--ping-interval=100ms']);
+  });
+  after(() => server.app.stop());
+
+  it('closes with 1000 a client that sends nothing, although it answers pings', async () => {
+    const idle = await TestClient.open(server.url);
+    let pings = 0;
+    idle.ws.on('ping', () => pings++);
+    const active = await TestClient.open(server.url);
+    let activeClosed = false;
+    void active.closed.then(() => {
+      activeClosed = true;
+    });
+    // The active client sends a message every 100 ms, well past the idle client's end.
+    const activeSends = (async () => {
+      for (let i = 0; i < 15 && !activeClosed; i++) {
+        await active.send(`tick ${i}`);
+        await new Promise((resolve) => setTimeout(resolve, 100));
+      }
+    })();
+    const closed = await idle.closed;
+    assert.deepEqual(closed, { code: 1000, reason: 'idle timeout' });
+    assert.ok(pings >= 1, 'the idle client was pinged and answered');
+    await activeSends;
+    assert.equal(activeClosed, false, 'a client that sends messages is not idle');
+    assert.equal(await serverDisconnects(server, 'idle_timeout'), 1);
+    await server.log.waitFor(/^WebSocket idle timeout: closing 127\.0\.0\.1:\d+ \(no message for 600ms\)$/);
+    await active.close();
+  });
+});
+
+describe('connection lifetime (--max-connection-lifetime)', () => {
+  let server: InProcessServer;
+  before(async () => {
+    server = await startServer(['--stats-interval=0', '--max-connection-lifetime=1s', '--ping-interval=0']);
+  });
+  after(() => server.app.stop());
+
+  it('closes each connection with 1001 after the lifetime minus at most 10% jitter', async () => {
+    const started = Date.now();
+    const clients = await Promise.all([1, 2, 3].map(() => TestClient.open(server.url)));
+    let pings = 0;
+    for (const client of clients) client.ws.on('ping', () => pings++);
+    const ends = await Promise.all(
+      clients.map(async (client) => ({ ...(await client.closed), at: Date.now() })),
+    );
+    for (const end of ends) {
+      assert.equal(end.code, 1001);
+      assert.equal(end.reason, 'connection lifetime reached, please reconnect');
+      assert.ok(end.at - started >= 900, `closed after ${end.at - started}ms, before 90% of the lifetime`);
+    }
+    assert.equal(pings, 0, '--ping-interval=0 sends no pings');
+    assert.equal(await serverDisconnects(server, 'max_lifetime'), 3);
+    await server.log.waitFor(
+      /^WebSocket connection lifetime reached: closing 127\.0\.0\.1:\d+ so it reconnects$/,
+    );
+  });
+});
