@@ -21,9 +21,9 @@ export class LineLog {
     });
   }
 
-  /** Resolves with the first line (already seen or future) matching `pattern`. */
-  waitFor(pattern: RegExp, timeoutMs = 10_000): Promise<string> {
-    const seen = this.lines.find((line) => pattern.test(line));
+  /** Resolves with the first line (already seen from line `fromLine` on, or future) matching `pattern`. */
+  waitFor(pattern: RegExp, timeoutMs = 10_000, fromLine = 0): Promise<string> {
+    const seen = this.lines.slice(fromLine).find((line) => pattern.test(line));
     if (seen !== undefined) return Promise.resolve(seen);
     return new Promise((resolve, reject) => {
       const timer = setTimeout(() => {
