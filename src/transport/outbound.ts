@@ -76,8 +76,10 @@ export class Outbound {
     if (target.readyState !== OPEN) return;
     const size = message.data.length;
     const buffered = target.bufferedAmount;
-    // An empty buffer always takes one message, so a message up to --max-message-size always fits.
-    if (buffered > 0 && buffered + size > this.options.maxBufferedBytes) {
+    // Past the limit already: the receiver is not keeping up. Judged on what is waiting, not on the
+    // new message's size, so a large message never cuts off a client that keeps up; what waits for
+    // one client is bounded by the limit plus one message.
+    if (buffered > this.options.maxBufferedBytes) {
       this.options.stats.messagesDropped.slow_consumer++;
       this.options.onSlowConsumer(target, buffered);
       return;

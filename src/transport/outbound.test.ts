@@ -1,0 +1,94 @@
+import assert from 'node:assert/strict';
+import { PassThrough } from 'node:stream';
+import { describe, it } from 'node:test';
+import { OutboundMessage } from '../hub/message.js';
+import { Stats } from '../stats.js';
+import { frameMessage, Outbound, type OutboundTarget } from './outbound.js';
+
+class FakeTarget implements OutboundTarget {
+  readyState = 1;
+  bufferedAmount = 0;
+  readonly written: Buffer[] = [];
+  readonly sent: Array<{ data: Buffer; binary: boolean }> = [];
+  readonly framedSocket: PassThrough | undefined;
+
+  constructor(framed = true) {
+    const socket = new PassThrough();
+    socket.on('data', (chunk: Buffer) => this.written.push(chunk));
+    this.framedSocket = framed ? socket : undefined;
+  }
+
+  send(data: Buffer, options: { binary: boolean }): void {
+    this.sent.push({ data, binary: options.binary });
+  }
+}
+
+function outbound(maxBufferedBytes = 1000) {
+  const stats = new Stats();
+  const slow: Array<[OutboundTarget, number]> = [];
+  const out = new Outbound({ stats, maxBufferedBytes, onSlowConsumer: (t, b) => slow.push([t, b]) });
+  return { out, stats, slow };
+}
+
+describe('frameMessage', () => {
+  it('frames text and binary as single unmasked final frames (RFC 6455 §5.2)', () => {
+    assert.deepEqual(
+      Buffer.concat(frameMessage(new OutboundMessage(Buffer.from('hi'), false))),
+      Buffer.from([0x81, 2, 0x68, 0x69]),
+    );
+    assert.deepEqual(
+      Buffer.concat(frameMessage(new OutboundMessage(Buffer.alloc(0), true))),
+      Buffer.from([0x82, 0]),
+    );
+    const header = frameMessage(new OutboundMessage(Buffer.alloc(70_000), true))[0] as Buffer;
+    assert.deepEqual([...header.subarray(0, 2)], [0x82, 127]);
+    assert.equal(header.readUIntBE(4, 6), 70_000);
+  });
+});
+
+describe('Outbound', () => {
+  it('frames a message once and writes the same buffers to every receiver', async () => {
+    const { out, stats } = outbound();
+    const [a, b] = [new FakeTarget(), new FakeTarget()];
+    const message = new OutboundMessage(Buffer.from('fan-out'), false);
+    out.deliver(a, message);
+    const wire = message.wire;
+    out.deliver(b, message);
+    assert.equal(message.wire, wire, 'not re-framed for the second receiver');
+    await new Promise((resolve) => setImmediate(resolve));
+    assert.deepEqual(Buffer.concat(a.written), Buffer.concat(b.written));
+    assert.deepEqual([stats.messagesDelivered, stats.bytesSent], [2, 14]);
+  });
+
+  it('hands the message to ws when the connection has an extension', () => {
+    const { out } = outbound();
+    const target = new FakeTarget(false);
+    const message = new OutboundMessage(Buffer.from([1, 2]), true);
+    out.deliver(target, message);
+    assert.deepEqual(target.sent, [{ data: message.data, binary: true }]);
+    assert.equal(message.wire, undefined);
+  });
+
+  it('drops and reports only when more than the limit is already waiting', () => {
+    const { out, stats, slow } = outbound(1000);
+    const target = new FakeTarget();
+    target.bufferedAmount = 1000;
+    out.deliver(target, new OutboundMessage(Buffer.alloc(5000), true));
+    assert.equal(slow.length, 0, 'at the limit and with a large message: still written');
+    target.bufferedAmount = 1001;
+    out.deliver(target, new OutboundMessage(Buffer.alloc(1), true));
+    assert.deepEqual(slow, [[target, 1001]]);
+    assert.deepEqual([stats.messagesDelivered, stats.messagesDropped.slow_consumer], [1, 1]);
+  });
+
+  it('writes nothing to a connection that is closing', () => {
+    const { out, stats } = outbound();
+    const target = new FakeTarget(false);
+    target.readyState = 2;
+    out.deliver(target, new OutboundMessage(Buffer.from('late'), false));
+    assert.deepEqual(
+      [target.sent.length, stats.messagesDelivered, stats.messagesDropped.slow_consumer],
+      [0, 0, 0],
+    );
+  });
+});
