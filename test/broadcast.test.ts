@@ -106,7 +106,7 @@ describe('broadcast mode', () => {
     assert.equal((await lobby?.next())?.data.toString(), 'lobby again');
   });
 
-  it('refuses an invalid room name with 400 and no metric label carries a room name', async () => {
+  it('refuses an invalid room name with 400, counted as invalid_room; no metric label carries a room name', async () => {
     const s = await broadcastServer();
     await connect('/ws/secret-room-name');
     for (const path of ['/ws/bad%20name', `/ws/${'x'.repeat(65)}`, '/ws/a/b', '/ws/..']) {
@@ -117,6 +117,10 @@ describe('broadcast mode', () => {
       );
       assert.match(response, /^HTTP\/1\.1 400 /, path);
     }
+    assert.equal(
+      await metricValue(s.metricsUrl, 'websocket_upgrades_rejected_total', { reason: 'invalid_room' }),
+      4,
+    );
     const metrics = await (await fetch(`${s.metricsUrl}/metrics`)).text();
     assert.doesNotMatch(metrics, /secret-room-name/);
   });
