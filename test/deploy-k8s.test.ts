@@ -4,6 +4,7 @@ import { tmpdir } from 'node:os';
 import { join, relative } from 'node:path';
 import { after, describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
+import ts from 'typescript';
 import { loadConfig } from '../src/config/load.js';
 import { META_FLAGS, SETTINGS } from '../src/config/settings.js';
 import { instructionsOf, parseDockerfile } from './helpers/dockerfile.js';
@@ -37,6 +38,54 @@ async function modelFor(object: KubeObject): Promise<{ validate(): void }> {
   const Model = exports[object.kind];
   assert.ok(Model, `${module} exports no ${object.kind}`);
   return new Model(object);
+}
+
+/**
+ * Types every object as the kubernetes-models interface for its kind (generated
+ * from the same OpenAPI schemas) and lets TypeScript's excess-property check
+ * find fields the API does not have: JSON-schema validation alone accepts them,
+ * and kubectl's strict field validation would refuse them on apply.
+ */
+function unknownFields(objects: Array<{ file: string; object: KubeObject }>): string[] {
+  const lines: string[] = [];
+  for (const [index, { object }] of objects.entries()) {
+    const [group, version] = object.apiVersion.includes('/')
+      ? object.apiVersion.split('/')
+      : ['', object.apiVersion];
+    const module =
+      group === 'monitoring.coreos.com'
+        ? `@kubernetes-models/prometheus-operator/${group}/${version}/${object.kind}`
+        : `kubernetes-models/${group === '' ? '' : `${group}/`}${version}/${object.kind}`;
+    lines.push(`import type { I${object.kind} as T${index} } from '${module}';`);
+    lines.push(`export const m${index}: T${index} = ${JSON.stringify(object)};`);
+  }
+  // A virtual file at the repository root resolves node_modules as the tests do.
+  const virtual = join(ROOT, '__k8s_manifests__.ts');
+  const options: ts.CompilerOptions = {
+    strict: true,
+    noEmit: true,
+    skipLibCheck: true,
+    module: ts.ModuleKind.NodeNext,
+    moduleResolution: ts.ModuleResolutionKind.NodeNext,
+    target: ts.ScriptTarget.ES2022,
+    types: [],
+  };
+  const host = ts.createCompilerHost(options);
+  const source = lines.join('\n');
+  const getSourceFile = host.getSourceFile.bind(host);
+  host.getSourceFile = (fileName, language, onError) =>
+    fileName === virtual
+      ? ts.createSourceFile(fileName, source, language)
+      : getSourceFile(fileName, language, onError);
+  const fileExists = host.fileExists.bind(host);
+  host.fileExists = (fileName) => fileName === virtual || fileExists(fileName);
+  const program = ts.createProgram([virtual], options, host);
+  return ts.getPreEmitDiagnostics(program).map((diagnostic) => {
+    const message = ts.flattenDiagnosticMessageText(diagnostic.messageText, ' ');
+    const line = diagnostic.file?.getLineAndCharacterOfPosition(diagnostic.start ?? 0).line ?? 0;
+    const entry = objects[Math.floor(line / 2)];
+    return entry ? `${entry.file}: ${entry.object.kind}/${entry.object.metadata.name}: ${message}` : message;
+  });
 }
 
 type Probe = { httpGet: { path: string; port: string | number } };
@@ -116,6 +165,27 @@ describe('Kubernetes manifests', () => {
     };
     const model = await modelFor(deployment);
     assert.throws(() => model.validate(), /containerPort must be integer/);
+  });
+
+  it('no manifest has a field the API does not define (excess-property check against the same models)', () => {
+    const objects = yamlFiles().flatMap((file) =>
+      readObjects(join(K8S, file))
+        .filter((object) => object.kind !== 'Kustomization')
+        .map((object) => ({ file, object })),
+    );
+    assert.deepEqual(unknownFields(objects), []);
+  });
+
+  it('the field check reports a misspelled field (the check can fail)', () => {
+    const deployment = structuredClone(find(base.objects, 'Deployment', 'wshub'));
+    const container = podSpecOf(deployment).containers[0] as unknown as Record<string, unknown>;
+    container.readinesProbe = container.readinessProbe;
+    const problems = unknownFields([{ file: 'mutated.yaml', object: deployment }]);
+    assert.equal(problems.length, 1);
+    assert.match(
+      problems[0] as string,
+      /mutated\.yaml: Deployment\/wshub: .*readinesProbe.*does not exist in type 'IContainer'/,
+    );
   });
 
   it('the base kustomization lists every manifest in k8s/ and renders the whole set', () => {
