@@ -25,15 +25,19 @@ function yamlFiles(directory = K8S): string[] {
   });
 }
 
-/** The kubernetes-models class that holds the published OpenAPI schema for an apiVersion/kind. */
-async function modelFor(object: KubeObject): Promise<{ validate(): void }> {
+/** The kubernetes-models module of an apiVersion/kind (the Prometheus Operator's CRDs come from its own package). */
+function modelModule(object: KubeObject): string {
   const [group, version] = object.apiVersion.includes('/')
     ? object.apiVersion.split('/')
     : ['', object.apiVersion];
-  const module =
-    group === 'monitoring.coreos.com'
-      ? `@kubernetes-models/prometheus-operator/${group}/${version}/${object.kind}`
-      : `kubernetes-models/${group === '' ? '' : `${group}/`}${version}/${object.kind}`;
+  return group === 'monitoring.coreos.com'
+    ? `@kubernetes-models/prometheus-operator/${group}/${version}/${object.kind}`
+    : `kubernetes-models/${group === '' ? '' : `${group}/`}${version}/${object.kind}`;
+}
+
+/** The kubernetes-models class that holds the published OpenAPI schema for an apiVersion/kind. */
+async function modelFor(object: KubeObject): Promise<{ validate(): void }> {
+  const module = modelModule(object);
   const exports = (await import(module)) as Record<string, new (data: unknown) => { validate(): void }>;
   const Model = exports[object.kind];
   assert.ok(Model, `${module} exports no ${object.kind}`);
@@ -49,13 +53,7 @@ async function modelFor(object: KubeObject): Promise<{ validate(): void }> {
 function unknownFields(objects: Array<{ file: string; object: KubeObject }>): string[] {
   const lines: string[] = [];
   for (const [index, { object }] of objects.entries()) {
-    const [group, version] = object.apiVersion.includes('/')
-      ? object.apiVersion.split('/')
-      : ['', object.apiVersion];
-    const module =
-      group === 'monitoring.coreos.com'
-        ? `@kubernetes-models/prometheus-operator/${group}/${version}/${object.kind}`
-        : `kubernetes-models/${group === '' ? '' : `${group}/`}${version}/${object.kind}`;
+    const module = modelModule(object);
     lines.push(`import type { I${object.kind} as T${index} } from '${module}';`);
     lines.push(`export const m${index}: T${index} = ${JSON.stringify(object)};`);
   }
