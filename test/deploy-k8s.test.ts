@@ -1,143 +1,26 @@
 import assert from 'node:assert/strict';
-import { mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join, relative } from 'node:path';
+import { join } from 'node:path';
 import { after, describe, it } from 'node:test';
-import { fileURLToPath } from 'node:url';
-import ts from 'typescript';
 import { loadConfig } from '../src/config/load.js';
 import { META_FLAGS, SETTINGS } from '../src/config/settings.js';
+import { runToExit } from './helpers/cli.js';
 import { instructionsOf, parseDockerfile } from './helpers/dockerfile.js';
+import {
+  type ContainerSpec,
+  find,
+  K8S,
+  modelFor,
+  mountedConfig,
+  packageVersion,
+  podSpecOf,
+  ROOT,
+  unknownFields,
+  yamlFiles,
+} from './helpers/k8s.js';
 import { type KubeObject, readObjects, renderKustomization } from './helpers/kustomize.js';
 import { spawnServer } from './helpers/server.js';
-
-const ROOT = fileURLToPath(new URL('../..', import.meta.url));
-const K8S = join(ROOT, 'k8s');
-const packageVersion = (JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8')) as { version: string })
-  .version;
-
-/** Every YAML file under k8s/, relative to it. */
-function yamlFiles(directory = K8S): string[] {
-  return readdirSync(directory).flatMap((name) => {
-    const path = join(directory, name);
-    if (statSync(path).isDirectory()) return yamlFiles(path);
-    return /\.ya?ml$/.test(name) ? [relative(K8S, path)] : [];
-  });
-}
-
-/** The kubernetes-models module of an apiVersion/kind (the Prometheus Operator's CRDs come from its own package). */
-function modelModule(object: KubeObject): string {
-  const [group, version] = object.apiVersion.includes('/')
-    ? object.apiVersion.split('/')
-    : ['', object.apiVersion];
-  return group === 'monitoring.coreos.com'
-    ? `@kubernetes-models/prometheus-operator/${group}/${version}/${object.kind}`
-    : `kubernetes-models/${group === '' ? '' : `${group}/`}${version}/${object.kind}`;
-}
-
-/** The kubernetes-models class that holds the published OpenAPI schema for an apiVersion/kind. */
-async function modelFor(object: KubeObject): Promise<{ validate(): void }> {
-  const module = modelModule(object);
-  const exports = (await import(module)) as Record<string, new (data: unknown) => { validate(): void }>;
-  const Model = exports[object.kind];
-  assert.ok(Model, `${module} exports no ${object.kind}`);
-  return new Model(object);
-}
-
-/**
- * Types every object as the kubernetes-models interface for its kind (generated
- * from the same OpenAPI schemas) and lets TypeScript's excess-property check
- * find fields the API does not have: JSON-schema validation alone accepts them,
- * and kubectl's strict field validation would refuse them on apply.
- */
-function unknownFields(objects: Array<{ file: string; object: KubeObject }>): string[] {
-  const lines: string[] = [];
-  for (const [index, { object }] of objects.entries()) {
-    const module = modelModule(object);
-    lines.push(`import type { I${object.kind} as T${index} } from '${module}';`);
-    lines.push(`export const m${index}: T${index} = ${JSON.stringify(object)};`);
-  }
-  // A virtual file at the repository root resolves node_modules as the tests do.
-  const virtual = join(ROOT, '__k8s_manifests__.ts');
-  const options: ts.CompilerOptions = {
-    strict: true,
-    noEmit: true,
-    skipLibCheck: true,
-    module: ts.ModuleKind.NodeNext,
-    moduleResolution: ts.ModuleResolutionKind.NodeNext,
-    target: ts.ScriptTarget.ES2022,
-    types: [],
-  };
-  const host = ts.createCompilerHost(options);
-  const source = lines.join('\n');
-  const getSourceFile = host.getSourceFile.bind(host);
-  host.getSourceFile = (fileName, language, onError) =>
-    fileName === virtual
-      ? ts.createSourceFile(fileName, source, language)
-      : getSourceFile(fileName, language, onError);
-  const fileExists = host.fileExists.bind(host);
-  host.fileExists = (fileName) => fileName === virtual || fileExists(fileName);
-  const program = ts.createProgram([virtual], options, host);
-  return ts.getPreEmitDiagnostics(program).map((diagnostic) => {
-    const message = ts.flattenDiagnosticMessageText(diagnostic.messageText, ' ');
-    const line = diagnostic.file?.getLineAndCharacterOfPosition(diagnostic.start ?? 0).line ?? 0;
-    const entry = objects[Math.floor(line / 2)];
-    return entry ? `${entry.file}: ${entry.object.kind}/${entry.object.metadata.name}: ${message}` : message;
-  });
-}
-
-type Probe = { httpGet: { path: string; port: string | number } };
-interface ContainerSpec {
-  name: string;
-  image: string;
-  args?: string[];
-  ports: Array<{ name: string; containerPort: number }>;
-  livenessProbe: Probe;
-  readinessProbe: Probe;
-  startupProbe?: Probe;
-  lifecycle: { preStop: { sleep?: { seconds: number } } };
-  resources: { requests: Record<string, string>; limits: Record<string, string> };
-  securityContext: Record<string, unknown> & { capabilities: { drop: string[] } };
-  volumeMounts: Array<{ name: string; mountPath: string }>;
-}
-interface PodSpec {
-  terminationGracePeriodSeconds: number;
-  securityContext: Record<string, unknown> & { seccompProfile: { type: string } };
-  containers: ContainerSpec[];
-  volumes: Array<{ name: string; configMap?: { name: string } }>;
-}
-
-function find(objects: KubeObject[], kind: string, name?: string): KubeObject {
-  const found = objects.filter(
-    (object) => object.kind === kind && (name === undefined || object.metadata.name === name),
-  );
-  assert.equal(found.length, 1, `expected one ${kind}${name ? ` ${name}` : ''}`);
-  return found[0] as KubeObject;
-}
-
-const podSpecOf = (deployment: KubeObject): PodSpec =>
-  (deployment.spec as { template: { spec: PodSpec } }).template.spec;
-
-/** The wshub config a Deployment mounts from its ConfigMap, written to a temp dir standing for the mount path. */
-function mountedConfig(objects: KubeObject[], scratch: string): { args: string[]; file: string } {
-  const pod = podSpecOf(find(objects, 'Deployment', 'wshub'));
-  const container = pod.containers[0] as ContainerSpec;
-  const mount = container.volumeMounts.find((volumeMount) => volumeMount.name === 'config');
-  assert.ok(mount, 'the config volume is mounted');
-  const volume = pod.volumes.find((candidate) => candidate.name === mount.name);
-  const configMap = find(objects, 'ConfigMap', volume?.configMap?.name);
-  const data = configMap.data as Record<string, string>;
-  const configArg = (container.args ?? []).find((arg) => arg.startsWith(`--${META_FLAGS.configFile.flag}=`));
-  assert.ok(configArg, 'the container passes --config-file');
-  const path = configArg.split('=')[1] as string;
-  assert.ok(path.startsWith(`${mount.mountPath}/`), `${path} is inside the mount ${mount.mountPath}`);
-  const key = path.slice(mount.mountPath.length + 1);
-  assert.ok(data[key], `ConfigMap ${configMap.metadata.name} has the key ${key}`);
-  const file = join(scratch, key);
-  writeFileSync(file, data[key]);
-  const args = (container.args ?? []).map((arg) => arg.replace(mount.mountPath, scratch));
-  return { args, file };
-}
 
 const scratch = mkdtempSync(join(tmpdir(), 'wshub-k8s-'));
 after(() => rmSync(scratch, { recursive: true, force: true }));
@@ -242,6 +125,17 @@ describe('Kubernetes manifests', () => {
     const uid = Number(instructionsOf(final, 'USER')[0]?.rest.split(':')[0]);
     assert.equal(podSpecOf(deployment).securityContext.runAsUser, uid, 'runAsUser is the image user');
     assert.equal(container.image, `wshub:${packageVersion}`);
+  });
+
+  it('the container command line with the ConfigMap config passes the real wshub --check-config', async () => {
+    const { args, file } = mountedConfig(base.objects, scratch);
+    const checked = await runToExit([...args, '--check-config']);
+    assert.equal(checked.code, 0, checked.stderr);
+    assert.equal(checked.stdout, `wshub: configuration OK (config file ${file})`);
+    // The same check refuses a config with a key wshub does not know (so it can fail).
+    writeFileSync(`${file}.typo`, `${readFileSync(file, 'utf8')}\nserver:\n  prot: 3003\n`);
+    const typo = await runToExit([`--config-file=${file}.typo`, '--check-config']);
+    assert.equal(typo.code, 2);
   });
 
   it('the container args are flags wshub accepts, and the real binary starts with them and serves the probe paths', async () => {
