@@ -1,6 +1,15 @@
 import assert from 'node:assert/strict';
 import { spawn, spawnSync } from 'node:child_process';
-import { cpSync, existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync } from 'node:fs';
+import {
+  cpSync,
+  existsSync,
+  mkdtempSync,
+  readdirSync,
+  readFileSync,
+  rmSync,
+  statSync,
+  symlinkSync,
+} from 'node:fs';
 import { tmpdir } from 'node:os';
 import { basename, join, relative } from 'node:path';
 import { after, describe, it } from 'node:test';
@@ -187,6 +196,8 @@ describe('Dockerfile recipe replayed outside Docker', () => {
   });
 });
 
+const DEV_INSTALL = /^npm ci --ignore-scripts --no-audit --no-fund$/;
+
 /** The runtime image's node binary stands for this process's node. */
 function localNode(word: string): string {
   return /^\/nodejs\/bin\/node$|^node$/.test(word) ? process.execPath : word;
@@ -238,6 +249,17 @@ function replay(file: Dockerfile, scratch: string): Map<Stage, string> {
           break;
         }
         case 'RUN': {
+          if (DEV_INSTALL.test(instruction.rest)) {
+            // The full install with dev dependencies is what `npm ci` made of the same lockfile
+            // for this checkout: link it rather than unpack ~50 MB again. The production
+            // install below runs for real.
+            assert.ok(
+              existsSync(join(dir, 'package-lock.json')),
+              'package-lock.json is copied before npm ci',
+            );
+            symlinkSync(join(ROOT, 'node_modules'), join(dir, 'node_modules'), 'dir');
+            break;
+          }
           const result = instruction.exec
             ? spawnSync(localNode(instruction.exec[0] as string), instruction.exec.slice(1).map(localNode), {
                 cwd: dir,
