@@ -106,6 +106,17 @@ describe('--config-file (spawned process)', () => {
     );
   });
 
+  it('refuses a broadcast setting in echo mode instead of ignoring it', async () => {
+    const hub = file('exclude.yaml', 'broadcast:\n  excludeSender: true\n');
+    assertUsageError(
+      await runToExit([`--config-file=${hub}`, '--check-config']),
+      'WSHUB_CONFLICTING_SETTINGS',
+      /broadcast\.excludeSender \(.*exclude\.yaml:2\) only applies in broadcast mode, but --mode is echo/,
+    );
+    const ok = await runToExit([`--config-file=${hub}`, '--check-config'], { WSHUB_MODE: 'broadcast' });
+    assert.equal(ok.code, 0, ok.stderr);
+  });
+
   it('says so when the file is missing or unreadable', async () => {
     const missing = join(dir, 'nope.yaml');
     assertUsageError(

@@ -124,6 +124,13 @@ function checkConsistency(config: Config, sourceOf: (name: SettingName) => Sourc
       `${nameFor('port')} and ${nameFor('metricsPort')} are both ${config.port}; the WebSocket and metrics servers need different ports`,
     );
   }
+  // A broadcast-only setting in echo mode would be silently ignored: say so instead.
+  if (config.broadcastExcludeSender && config.mode !== 'broadcast') {
+    throw new UsageError(
+      ErrorCode.CONFLICTING_SETTINGS,
+      `${nameFor('broadcastExcludeSender')} only applies in broadcast mode, but ${nameFor('mode')} is ${config.mode}; set it to broadcast or remove the other setting`,
+    );
+  }
 }
 
 interface Flags {
