@@ -15,6 +15,8 @@ import { formatListenAddress } from './transport/address.js';
 import { perMessageDeflateOptions } from './transport/compression.js';
 import { createWebSocketHttpServer } from './transport/http-server.js';
 import { receiveLimits } from './transport/receive-limits.js';
+import { TlsReloader, tlsHandshakeFailureListener, warnIfNotValidNow } from './transport/tls.js';
+import { describeCertificate } from './transport/tls-files.js';
 import { UpgradeGate } from './transport/upgrade-gate.js';
 import { WebSocketTransport } from './transport/websocket-server.js';
 
@@ -27,6 +29,8 @@ export interface RunningApp {
   readonly connectionCount: () => number;
   /** Graceful shutdown; resolves when both servers are closed. Idempotent. */
   stop(): Promise<void>;
+  /** What SIGHUP does: reloads the TLS certificate (old one kept if the new one is broken). */
+  reload(): void;
 }
 
 export interface AppDependencies {
@@ -67,18 +71,34 @@ export async function start(config: Config, { logger }: AppDependencies): Promis
     logger,
     limitedLog,
   });
+  const tls = config.tlsEnabled
+    ? new TlsReloader({
+        files: { certFile: config.tlsCertFile, keyFile: config.tlsKeyFile, caFile: config.tlsCaFile },
+        stats,
+        logger,
+        limitedLog,
+      })
+    : undefined;
+  if (!tls && (config.tlsCertFile !== '' || config.tlsKeyFile !== '' || config.tlsCaFile !== '')) {
+    logger.info('TLS disabled (server.tls.enabled is false): the configured certificate files are not used');
+  }
   const webSocketServer = createWebSocketHttpServer({
     maxHeaderSize: config.maxHeaderSize,
     handshakeTimeoutMs: config.handshakeTimeout,
     onUpgrade: transport.handleUpgrade,
     onClientError: transport.handleClientError,
+    tls: tls && {
+      secureContext: tls.serverOptions,
+      onHandshakeError: tlsHandshakeFailureListener(stats, limitedLog),
+      attach: (server) => tls.attach(server),
+    },
   });
   const port = await listen(webSocketServer, config.host, config.port, '--host/--port');
   logger.info(`Starting WebSocket server on ${formatListenAddress(config.host, port)}`);
   let metricsServer: Server | undefined;
   let metricsPort: number | undefined;
   if (config.metricsEnabled) {
-    const registry = createMetricsRegistry({ connections: transport.connections, stats });
+    const registry = createMetricsRegistry({ connections: transport.connections, stats, tls });
     metricsServer = createMetricsServer(registry, health);
     try {
       metricsPort = await listen(
@@ -102,6 +122,11 @@ export async function start(config: Config, { logger }: AppDependencies): Promis
       `Broadcast mode: every message goes to every client of its room (/ws, /ws/<room>)${config.broadcastExcludeSender ? ', sender excluded' : ''}`,
     );
   }
+  if (tls) {
+    logger.info(`TLS enabled (wss://): certificate ${describeCertificate(tls.current)}`);
+    warnIfNotValidNow(logger, tls.current);
+    if (config.tlsWatch) tls.watch();
+  }
   const stopReport = startPeriodicReport(logger, transport.connections, config.statsInterval);
   transport.keepalive.start();
   let stopping: Promise<void> | undefined;
@@ -122,9 +147,14 @@ export async function start(config: Config, { logger }: AppDependencies): Promis
         stopBackground() {
           stopReport();
           transport.keepalive.stop();
+          tls?.stop();
         },
       });
       return stopping;
+    },
+    reload() {
+      if (tls) tls.reload('SIGHUP');
+      else logger.info('Nothing to reload: TLS is disabled');
     },
   };
 }

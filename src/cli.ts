@@ -1,10 +1,10 @@
 import { createRequire } from 'node:module';
-import { start } from './app.js';
+import { type RunningApp, start } from './app.js';
 import { helpText } from './config/help.js';
 import { loadConfig } from './config/load.js';
 import { printConfig } from './config/print.js';
 import { isUsageError } from './errors.js';
-import { handleSignals } from './lifecycle/signals.js';
+import { handleReloadSignal, handleSignals } from './lifecycle/signals.js';
 import { createLogger } from './log.js';
 
 const packageJson = createRequire(import.meta.url)('../../package.json') as { version: string };
@@ -16,6 +16,8 @@ const packageJson = createRequire(import.meta.url)('../../package.json') as { ve
  */
 const SUBCOMMANDS: Readonly<Record<string, (argv: readonly string[]) => Promise<number>>> = {
   bench: async (argv) => (await import('./bench/command.js')).benchCommand(argv, commandIO()),
+  client: async (argv) =>
+    (await import('./client/command.js')).clientCommand(argv, { ...commandIO(), stdin: process.stdin }),
 };
 
 /**
@@ -51,8 +53,15 @@ export async function main(
       return;
     }
     const logger = createLogger({ format: loaded.config.logFormat, level: loaded.config.logLevel });
-    const app = await start(loaded.config, { logger });
-    handleSignals(logger, () => app.stop());
+    // Installed before starting: Node's default for SIGHUP is to exit, even mid-startup.
+    let app: RunningApp | undefined;
+    handleReloadSignal(logger, () => {
+      if (app) app.reload();
+      else logger.info('Nothing to reload yet: still starting');
+    });
+    app = await start(loaded.config, { logger });
+    const running = app;
+    handleSignals(logger, () => running.stop());
   } catch (error) {
     if (isUsageError(error)) {
       process.stderr.write(`wshub: ${error.message} [${error.code}]\n`);

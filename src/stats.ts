@@ -46,6 +46,10 @@ export type DropReason = (typeof DROP_REASONS)[number];
 const zeroes = <K extends string>(keys: readonly K[]): Record<K, number> =>
   Object.fromEntries(keys.map((key) => [key, 0])) as Record<K, number>;
 
+/** Outcome of a TLS certificate reload (SIGHUP or file change). */
+export const TLS_RELOAD_RESULTS = ['success', 'failure'] as const;
+export type TlsReloadResult = (typeof TLS_RELOAD_RESULTS)[number];
+
 export class Stats {
   connectionsTotal = 0;
   disconnectionsTotal = 0;
@@ -64,6 +68,8 @@ export class Stats {
    * per ping interval, so this is off the message path.
    */
   observePingRtt: (seconds: number) => void = ignoreSample;
+  tlsHandshakeFailures = 0;
+  readonly tlsReloads: Record<TlsReloadResult, number> = zeroes(TLS_RELOAD_RESULTS);
 }
 
 function ignoreSample(_seconds: number): void {}

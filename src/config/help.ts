@@ -33,6 +33,7 @@ export function helpText(version: string): string {
     '',
     'Usage: wshub [flags]',
     '       wshub bench URL [flags]   load generator (wshub bench --help)',
+    '       wshub client [URL]        example client: stdin lines out, messages printed (wshub client --help)',
     '',
     'Flags (precedence: flags > environment > config file > defaults):',
     ...rows.map(([flag, doc]) => `  ${flag.padEnd(width)}${doc}`),

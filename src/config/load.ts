@@ -131,6 +131,16 @@ function checkConsistency(config: Config, sourceOf: (name: SettingName) => Sourc
       `${nameFor('broadcastExcludeSender')} only applies in broadcast mode, but ${nameFor('mode')} is ${config.mode}; set it to broadcast or remove the other setting`,
     );
   }
+  if (config.tlsEnabled) {
+    for (const name of ['tlsCertFile', 'tlsKeyFile'] as const) {
+      if (config[name] !== '') continue;
+      const setting = settingOf(name);
+      throw new UsageError(
+        ErrorCode.MISSING_SETTING,
+        `${nameFor('tlsEnabled')} turns TLS on, but ${setting.key} is not set; set it to a PEM file with --${setting.flag}=PATH, ${envName(setting)} or ${setting.key} in the config file`,
+      );
+    }
+  }
 }
 
 interface Flags {

@@ -10,6 +10,7 @@ import {
   list,
   oneOf,
   port,
+  text,
 } from './kinds.js';
 
 /**
@@ -32,6 +33,10 @@ export interface Setting<T> {
 
 function setting<T>(definition: Setting<T>): Setting<T> {
   return definition;
+}
+
+function pemFile(): Kind<string> {
+  return { ...text({ allowEmpty: true, expected: 'a path to a PEM file' }), hint: '<path>' };
 }
 
 const SECOND = 1000;
@@ -72,6 +77,41 @@ export const SETTINGS = {
     kind: bool(),
     default: false,
     doc: 'In broadcast mode, do not send a message back to its sender',
+  }),
+  tlsEnabled: setting({
+    key: 'server.tls.enabled',
+    flag: 'tls',
+    kind: bool(),
+    default: false,
+    doc: 'Serve wss:// (TLS) on the WebSocket port; needs --tls-cert-file and --tls-key-file',
+  }),
+  tlsCertFile: setting({
+    key: 'server.tls.certFile',
+    flag: 'tls-cert-file',
+    kind: pemFile(),
+    default: '',
+    doc: 'PEM certificate (optionally followed by its chain); reloaded when it changes and on SIGHUP',
+  }),
+  tlsKeyFile: setting({
+    key: 'server.tls.keyFile',
+    flag: 'tls-key-file',
+    kind: pemFile(),
+    default: '',
+    doc: 'PEM private key of the certificate (unencrypted); reloaded with the certificate',
+  }),
+  tlsCaFile: setting({
+    key: 'server.tls.caFile',
+    flag: 'tls-ca-file',
+    kind: pemFile(),
+    default: '',
+    doc: 'Optional PEM bundle of intermediate/CA certificates sent with the certificate',
+  }),
+  tlsWatch: setting({
+    key: 'server.tls.watch',
+    flag: 'tls-watch',
+    kind: bool(),
+    default: true,
+    doc: "Reload the certificate when its files' directories change, e.g. a Kubernetes Secret rotation (SIGHUP always reloads)",
   }),
   shutdownTimeout: setting({
     key: 'server.shutdownTimeout',

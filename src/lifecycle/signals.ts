@@ -36,3 +36,14 @@ export function handleSignals(
     process.on(signal, onSignal);
   }
 }
+
+/**
+ * SIGHUP reloads what can change without a restart (the TLS certificate), as
+ * nginx and HAProxy do. Without a listener Node's default for SIGHUP is to exit.
+ */
+export function handleReloadSignal(logger: Logger, reload: () => void): void {
+  process.on('SIGHUP', function onSighup() {
+    logger.info('Received SIGHUP, reloading');
+    reload();
+  });
+}

@@ -1,5 +1,11 @@
 import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from 'prom-client';
-import { DISCONNECT_REASONS, DROP_REASONS, REJECT_REASONS, type Stats } from '../stats.js';
+import {
+  DISCONNECT_REASONS,
+  DROP_REASONS,
+  REJECT_REASONS,
+  type Stats,
+  TLS_RELOAD_RESULTS,
+} from '../stats.js';
 
 /** Ping round trips from a LAN (sub-millisecond) to a peer about to time out (default 20 s). */
 export const PING_RTT_BUCKETS = [
@@ -9,6 +15,8 @@ export const PING_RTT_BUCKETS = [
 export interface MetricSources {
   readonly connections: { readonly size: number };
   readonly stats: Stats;
+  /** The certificate being served, when TLS is on. */
+  readonly tls?: { readonly current: { readonly validTo: number } } | undefined;
 }
 
 /**
@@ -113,6 +121,35 @@ export function createMetricsRegistry(sources: MetricSources): Registry {
   stats.observePingRtt = function observePingRtt(seconds: number) {
     pingRtt.observe(seconds);
   };
+
+  mirrorCounter(
+    registry,
+    'wshub_tls_reloads_total',
+    'TLS certificate reloads (file change or SIGHUP), by result',
+    {
+      labelNames: ['result'],
+      read: (set) => {
+        for (const result of TLS_RELOAD_RESULTS) set(stats.tlsReloads[result], { result });
+      },
+    },
+  );
+  mirrorCounter(
+    registry,
+    'wshub_tls_handshake_failures_total',
+    'TLS handshakes on the WebSocket port that failed (plain HTTP, rejected certificate, ...)',
+    { read: (set) => set(stats.tlsHandshakeFailures) },
+  );
+  const tls = sources.tls;
+  if (tls) {
+    new Gauge({
+      name: 'wshub_tls_certificate_expiry_timestamp_seconds',
+      help: 'notAfter of the certificate currently served, in seconds since the epoch',
+      registers: [registry],
+      collect() {
+        this.set(Math.floor(tls.current.validTo / 1000));
+      },
+    });
+  }
   return registry;
 }
 

@@ -1,5 +1,13 @@
-import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import {
+  createServer,
+  type IncomingMessage,
+  type Server,
+  type ServerOptions,
+  type ServerResponse,
+} from 'node:http';
+import { createServer as createHttpsServer } from 'node:https';
 import type { Duplex } from 'node:stream';
+import type { SecureContextOptions, TLSSocket, Server as TlsServer } from 'node:tls';
 import { matchWebSocketPath, pathOf } from './routes.js';
 
 export interface WebSocketHttpOptions {
@@ -10,12 +18,22 @@ export interface WebSocketHttpOptions {
   readonly onUpgrade: (request: IncomingMessage, socket: Duplex, head: Buffer) => void;
   /** Answers (and counts) requests Node could not parse or that timed out. */
   readonly onClientError: (error: Error & { code?: string }, socket: Duplex) => void;
+  /** Present: serve wss:// (an https.Server is an http.Server, so callers see one type). */
+  readonly tls?: TlsServerOptions | undefined;
+}
+
+export interface TlsServerOptions {
+  readonly secureContext: SecureContextOptions;
+  /** Counts and logs a failed TLS handshake (Node destroys the socket itself). */
+  readonly onHandshakeError: (error: Error & { code?: string }, socket: TLSSocket) => void;
+  /** Receives the TLS server, to swap its certificate later (TlsReloader.attach). */
+  readonly attach: (server: TlsServer) => void;
 }
 
 /**
  * The HTTP server of the WebSocket port. It serves no metrics: a plain request
  * to the WebSocket path gets 426 (RFC 7231 §6.5.15, with the Upgrade header it
- * needs), anything else 404. Upgrades go to `onUpgrade`.
+ * needs), anything else 404. Upgrades go to `onUpgrade`. With `tls` it serves wss://.
  *
  * Hardening of the handshake: Node's own limits do the work. `maxHeaderSize`
  * bounds the request head; `headersTimeout`/`requestTimeout` close sockets that
@@ -24,15 +42,26 @@ export interface WebSocketHttpOptions {
  */
 export function createWebSocketHttpServer(options: WebSocketHttpOptions): Server {
   const timeout = options.handshakeTimeoutMs;
-  const server = createServer(
-    {
-      maxHeaderSize: options.maxHeaderSize,
-      headersTimeout: timeout,
-      requestTimeout: timeout,
-      connectionsCheckingInterval: Math.min(1000, Math.max(25, Math.floor(timeout / 4))),
-    },
-    handlePlainRequest,
-  );
+  const httpOptions: ServerOptions = {
+    maxHeaderSize: options.maxHeaderSize,
+    headersTimeout: timeout,
+    requestTimeout: timeout,
+    connectionsCheckingInterval: Math.min(1000, Math.max(25, Math.floor(timeout / 4))),
+  };
+  const tls = options.tls;
+  let server: Server;
+  if (tls === undefined) {
+    server = createServer(httpOptions, handlePlainRequest);
+  } else {
+    // The TLS handshake gets the same deadline as the HTTP request head.
+    const httpsServer = createHttpsServer(
+      { ...httpOptions, ...tls.secureContext, handshakeTimeout: timeout },
+      handlePlainRequest,
+    );
+    httpsServer.on('tlsClientError', tls.onHandshakeError);
+    tls.attach(httpsServer);
+    server = httpsServer;
+  }
   server.on('upgrade', options.onUpgrade);
   server.on('clientError', options.onClientError);
   return server;

@@ -90,10 +90,14 @@ export interface SpawnResult {
 }
 
 /** Runs the wshub binary as a user would, capturing its output line by line. */
-export function runWshub(args: string[], env: Record<string, string> = {}): SpawnResult {
+export function runWshub(
+  args: string[],
+  env: Record<string, string> = {},
+  options: { stdin?: 'ignore' | 'pipe' } = {},
+): SpawnResult {
   const child = spawn(process.execPath, [BIN, ...args], {
     env: { PATH: process.env.PATH ?? '', TZ: process.env.TZ ?? '', ...env },
-    stdio: ['ignore', 'pipe', 'pipe'],
+    stdio: [options.stdin ?? 'ignore', 'pipe', 'pipe'],
   });
   const stdout = new LineLog();
   const stderr = new LineLog();

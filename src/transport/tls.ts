@@ -1,0 +1,157 @@
+import { type FSWatcher, watch } from 'node:fs';
+import { dirname, resolve } from 'node:path';
+import type { TLSSocket, Server as TlsServer } from 'node:tls';
+import type { Logger, RateLimitedLog } from '../log.js';
+import type { Stats } from '../stats.js';
+import { formatPeer } from './address.js';
+import {
+  describeCertificate,
+  loadTlsMaterial,
+  sameMaterial,
+  secureContextOptions,
+  type TlsFiles,
+  type TlsMaterial,
+} from './tls-files.js';
+
+export type ReloadTrigger = 'SIGHUP' | 'file change';
+
+export interface TlsReloaderOptions {
+  readonly files: TlsFiles;
+  readonly stats: Stats;
+  readonly logger: Logger;
+  readonly limitedLog: RateLimitedLog;
+  /** Quiet time after the last directory event before reloading (a rotation touches several files). */
+  readonly debounceMs?: number;
+  readonly load?: (files: TlsFiles) => TlsMaterial;
+}
+
+/**
+ * Holds the certificate the WebSocket port serves and swaps it without
+ * dropping connections: `setSecureContext` only affects handshakes that start
+ * afterwards. Reloads on SIGHUP and when the files' directories change.
+ * Directories, not files, are watched: a Kubernetes Secret volume rotates by
+ * atomically renaming a `..data` symlink, which a watch on the old file never sees.
+ * A new pair that fails any startup check is logged and the old one kept.
+ */
+export class TlsReloader {
+  private material: TlsMaterial;
+  private server: TlsServer | undefined;
+  private readonly watchers: FSWatcher[] = [];
+  private debounceTimer: NodeJS.Timeout | undefined;
+  private readonly load: (files: TlsFiles) => TlsMaterial;
+
+  /** Loads the initial pair; throws the UsageError of the first failed check. */
+  constructor(private readonly options: TlsReloaderOptions) {
+    this.load = options.load ?? loadTlsMaterial;
+    this.material = this.load(options.files);
+  }
+
+  get current(): TlsMaterial {
+    return this.material;
+  }
+
+  get serverOptions() {
+    return secureContextOptions(this.material);
+  }
+
+  attach(server: TlsServer): void {
+    this.server = server;
+  }
+
+  /** Loads the files again; on success the server uses them for new handshakes. Returns whether it succeeded. */
+  reload(trigger: ReloadTrigger): boolean {
+    const { stats, logger, limitedLog } = this.options;
+    let next: TlsMaterial;
+    try {
+      next = this.load(this.options.files);
+    } catch (error) {
+      stats.tlsReloads.failure++;
+      limitedLog.log(
+        'tls_reload_failure',
+        'error',
+        `TLS certificate reload (${trigger}) failed, keeping the current certificate: ${(error as Error).message}`,
+      );
+      return false;
+    }
+    // A directory event for some other file: nothing to do, nothing to count.
+    if (trigger === 'file change' && sameMaterial(next, this.material)) return true;
+    this.server?.setSecureContext(secureContextOptions(next));
+    this.material = next;
+    stats.tlsReloads.success++;
+    logger.info(`TLS certificate reloaded (${trigger}): ${describeCertificate(next)}`);
+    warnIfNotValidNow(logger, next);
+    return true;
+  }
+
+  /** Starts watching the directories of the files. A directory that cannot be watched is logged; SIGHUP still works. */
+  watch(): void {
+    const { files, logger } = this.options;
+    const directories = new Set(
+      [files.certFile, files.keyFile, files.caFile]
+        .filter((file) => file !== '')
+        .map((file) => dirname(resolve(file))),
+    );
+    for (const directory of directories) {
+      try {
+        const watcher = watch(directory, { persistent: false }, this.onDirectoryEvent);
+        watcher.on('error', function onWatchError(error: Error) {
+          logger.warn(
+            `Stopped watching ${directory} for certificate changes (${error.message}); reload with SIGHUP`,
+          );
+          watcher.close();
+        });
+        this.watchers.push(watcher);
+      } catch (error) {
+        logger.warn(
+          `Cannot watch ${directory} for certificate changes (${(error as Error).message}); reload with SIGHUP`,
+        );
+      }
+    }
+  }
+
+  stop(): void {
+    for (const watcher of this.watchers) watcher.close();
+    this.watchers.length = 0;
+    clearTimeout(this.debounceTimer);
+  }
+
+  private readonly onDirectoryEvent = (): void => {
+    clearTimeout(this.debounceTimer);
+    this.debounceTimer = setTimeout(this.reloadAfterChange, this.options.debounceMs ?? 500);
+    this.debounceTimer.unref();
+  };
+
+  private readonly reloadAfterChange = (): void => {
+    this.reload('file change');
+  };
+}
+
+/** Logs an expired or not-yet-valid certificate: served anyway (the operator decides), but never silently. */
+export function warnIfNotValidNow(logger: Logger, material: TlsMaterial, now = Date.now()): void {
+  if (material.validTo < now) {
+    logger.warn(
+      `TLS certificate expired at ${new Date(material.validTo).toISOString()}; clients will reject it`,
+    );
+  } else if (material.validFrom > now) {
+    logger.warn(`TLS certificate is not valid before ${new Date(material.validFrom).toISOString()}`);
+  }
+}
+
+/**
+ * The 'tlsClientError' listener of the WebSocket port: a handshake that fails
+ * (plain HTTP to the TLS port, a client that rejects our certificate) is counted
+ * and logged, rate-limited. Node destroys the socket itself.
+ */
+export function tlsHandshakeFailureListener(
+  stats: Stats,
+  limitedLog: RateLimitedLog,
+): (error: Error & { code?: string }, socket: TLSSocket) => void {
+  return function onTlsClientError(error, socket) {
+    stats.tlsHandshakeFailures++;
+    limitedLog.log(
+      'tls_handshake_failure',
+      'warn',
+      `TLS handshake failed from ${formatPeer(socket.remoteAddress, socket.remotePort)}: ${error.code ?? error.message}`,
+    );
+  };
+}
