@@ -60,6 +60,8 @@ export interface LoadgenRun {
   readonly core?: number | undefined;
   /** Hard limit for the whole run; the client has its own deadlines, this only guards against bugs. */
   readonly timeoutMs: number;
+  /** Called when the client prints `measure-start` / `measure-end` (the measured window's bounds). */
+  readonly onMarker?: (marker: 'measure-start' | 'measure-end') => void;
 }
 
 /** Builds the command line, with `taskset -c CORE` in front when pinning. */
@@ -82,6 +84,10 @@ export function spawnLoadgen(run: LoadgenRun): SpawnedLoadgen {
   let stderr = '';
   child.stdout.setEncoding('utf8').on('data', (chunk: string) => {
     stdout += chunk;
+    if (run.onMarker === undefined) return;
+    for (const marker of ['measure-start', 'measure-end'] as const) {
+      if (chunk.includes(`${marker}\n`)) run.onMarker(marker);
+    }
   });
   child.stderr.setEncoding('utf8').on('data', (chunk: string) => {
     stderr += chunk;

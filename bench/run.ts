@@ -188,6 +188,8 @@ const medianOf = (results: LoadgenResult[], key: 'p50_us' | 'p99_us'): number | 
   results.length ? median(results.map((r) => r[key])) : undefined;
 const cpuOf = (results: LoadgenResult[]): string =>
   results.length ? `${Math.max(...results.map((r) => r.client_cpu_pct)).toFixed(0)}%` : '–';
+const usPerOp = (values: PerServer<number[]>): string =>
+  `${values.wshub.length ? fmt(median(values.wshub)) : '–'} / ${values.ws.length ? fmt(median(values.ws)) : '–'}`;
 const latencyOf = (results: LoadgenResult[]): string =>
   results.length
     ? `${fmt(medianOf(results, 'p50_us') ?? 0)} / ${fmt(medianOf(results, 'p99_us') ?? 0)}`
@@ -200,14 +202,22 @@ async function measureCase(
   unit: string,
   servers: Partial<PerServer<BenchServer>>,
   args: (server: BenchServer) => string[],
-): Promise<{ row: Row; results: PerServer<LoadgenResult[]> }> {
+): Promise<{ row: Row; results: PerServer<LoadgenResult[]>; serverCpuUs: PerServer<number[]> }> {
+  const serverCpuUs: PerServer<number[]> = { wshub: [], ws: [] };
   const results = await alternate(options.runs, servers, async (server) => {
+    let cpuAtStart = 0;
+    let cpuUsed = 0;
     const result = await runLoadgen({
       binary: loadgen,
       core: CLIENT_CORE,
       timeoutMs: 120_000,
       args: args(server),
+      onMarker(marker) {
+        if (marker === 'measure-start') cpuAtStart = server.cpuSeconds();
+        else cpuUsed = server.cpuSeconds() - cpuAtStart;
+      },
     });
+    if (result.count > 0) serverCpuUs[server.name].push((cpuUsed * 1e6) / result.count);
     if (result.client_cpu_pct > 80) {
       warnings.push(
         `${section} ${label} (${server.name}): load generator at ${result.client_cpu_pct.toFixed(0)}% of a core — it may be the bottleneck`,
@@ -228,9 +238,13 @@ async function measureCase(
         wshub: results.wshub.map((r) => r.client_cpu_pct),
         ws: results.ws.map((r) => r.client_cpu_pct),
       },
+      serverCpuUsPerOp: {
+        wshub: serverCpuUs.wshub.length ? median(serverCpuUs.wshub) : undefined,
+        ws: serverCpuUs.ws.length ? median(serverCpuUs.ws) : undefined,
+      },
     },
   );
-  return { row, results };
+  return { row, results, serverCpuUs };
 }
 
 /** Starts the servers, runs `body`, stops them whatever happens. */
@@ -288,7 +302,7 @@ async function echoSection(): Promise<void> {
   await withServers([start('wshub'), start('ws')], async (servers) => {
     for (const { conns, size } of cases) {
       const label = `${conns} conns × ${size >= 1024 ? `${size / 1024} KiB` : `${size} B`}`;
-      const { row, results } = await measureCase('echo', label, 'msgs/s', servers, (server) => [
+      const { row, results, serverCpuUs } = await measureCase('echo', label, 'msgs/s', servers, (server) => [
         'echo',
         ...commonArgs(server),
         '-n',
@@ -301,6 +315,7 @@ async function echoSection(): Promise<void> {
         fmtStat(row.wshub),
         fmtStat(row.ws),
         ratioText(row),
+        usPerOp(serverCpuUs),
         `${cpuOf(results.wshub)} / ${cpuOf(results.ws)}`,
       ]);
     }
@@ -308,7 +323,10 @@ async function echoSection(): Promise<void> {
   say(
     `echo — msgs/s, one message in flight per connection, binary, compression off (median [min–max] of ${options.runs})`,
   );
-  printTable(['case', 'wshub', 'ws baseline', 'ratio', 'loadgen CPU (max)'], lines);
+  printTable(
+    ['case', 'wshub', 'ws baseline', 'ratio', 'server CPU µs/op wshub / ws', 'loadgen CPU (max)'],
+    lines,
+  );
 }
 
 async function broadcastSection(): Promise<void> {
@@ -333,16 +351,22 @@ async function broadcastSection(): Promise<void> {
     await withServers(starts, async (servers) => {
       for (const window of [1, 16]) {
         const label = `1 → ${subscribers.toLocaleString('en-US')} subs, window ${window}`;
-        const { row, results } = await measureCase('broadcast', label, 'deliveries/s', servers, (server) => [
-          'fanout',
-          ...commonArgs(server),
-          '-n',
-          String(subscribers),
-          '-s',
-          '20',
-          '-W',
-          String(window),
-        ]);
+        const { row, results, serverCpuUs } = await measureCase(
+          'broadcast',
+          label,
+          'deliveries/s',
+          servers,
+          (server) => [
+            'fanout',
+            ...commonArgs(server),
+            '-n',
+            String(subscribers),
+            '-s',
+            '20',
+            '-W',
+            String(window),
+          ],
+        );
         lines.push([
           label,
           fmtStat(row.wshub),
@@ -350,6 +374,7 @@ async function broadcastSection(): Promise<void> {
           fmtStat(row.ws),
           latencyOf(results.ws),
           ratioText(row),
+          usPerOp(serverCpuUs),
           `${cpuOf(results.wshub)} / ${cpuOf(results.ws)}`,
         ]);
       }
@@ -359,7 +384,16 @@ async function broadcastSection(): Promise<void> {
     `broadcast — 1 publisher, 20 B binary messages, deliveries/s and publish-to-receive latency p50/p99 in µs (median [min–max] of ${options.runs})`,
   );
   printTable(
-    ['case', 'wshub', 'wshub p50/p99', 'naive ws loop', 'ws p50/p99', 'ratio', 'loadgen CPU (max)'],
+    [
+      'case',
+      'wshub',
+      'wshub p50/p99',
+      'naive ws loop',
+      'ws p50/p99',
+      'ratio',
+      'server CPU µs/op wshub / ws',
+      'loadgen CPU (max)',
+    ],
     lines,
   );
 }
@@ -426,7 +460,7 @@ async function connectSection(): Promise<void> {
   const start = (name: ServerName) => startBenchServer(name, 'echo', { core: SERVER_CORE, nofile: 4096 });
   const lines: string[][] = [];
   await withServers([start('wshub'), start('ws')], async (servers) => {
-    const { row, results } = await measureCase(
+    const { row, results, serverCpuUs } = await measureCase(
       'connect',
       '64 in parallel',
       'connections/s',
@@ -438,13 +472,17 @@ async function connectSection(): Promise<void> {
       fmtStat(row.wshub),
       fmtStat(row.ws),
       ratioText(row),
+      usPerOp(serverCpuUs),
       `${cpuOf(results.wshub)} / ${cpuOf(results.ws)}`,
     ]);
   });
   say(
     `connection rate — connect + upgrade + close handshake per second (median [min–max] of ${options.runs})`,
   );
-  printTable(['case', 'wshub', 'ws baseline', 'ratio', 'loadgen CPU (max)'], lines);
+  printTable(
+    ['case', 'wshub', 'ws baseline', 'ratio', 'server CPU µs/op wshub / ws', 'loadgen CPU (max)'],
+    lines,
+  );
 }
 
 // --- main

@@ -15,6 +15,8 @@ export interface BenchServer {
   readonly pid: number;
   /** Resident set size of the server process in KiB (/proc/PID/status VmRSS). */
   rssKiB(): number;
+  /** CPU time (user + system) the server process used so far, in seconds (/proc/PID/stat). */
+  cpuSeconds(): number;
   stop(): Promise<void>;
 }
 
@@ -63,6 +65,7 @@ export async function startBenchServer(
     path: '/ws',
     pid,
     rssKiB: () => readRssKiB(pid),
+    cpuSeconds: () => readCpuSeconds(pid),
     async stop() {
       if (child.exitCode !== null || child.signalCode !== null) return;
       const exited = once(child, 'exit');
@@ -84,6 +87,14 @@ async function waitForPort(child: ChildProcess, logFile: string, ready: RegExp):
   }
   child.kill('SIGKILL');
   throw new Error(`server did not start; its log (${logFile}):\n${readFileSync(logFile, 'utf8')}`);
+}
+
+/** utime + stime of a process; /proc/PID/stat counts clock ticks (USER_HZ, 100 on Linux). */
+export function readCpuSeconds(pid: number): number {
+  const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+  // Fields after the command name (which may contain spaces) start at state, field 3.
+  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  return (Number(fields[11]) + Number(fields[12])) / 100;
 }
 
 export function readRssKiB(pid: number): number {

@@ -59,6 +59,8 @@ export class Stats {
   messagesDelivered = 0;
   /** Payload bytes of the messages written to clients (framing excluded, like bytesReceived). */
   bytesSent = 0;
+  /** Socket writes of data frames: at most one per connection per event-loop turn (issue 5, corking). */
+  socketWrites = 0;
   readonly serverDisconnects: Record<DisconnectReason, number> = zeroes(DISCONNECT_REASONS);
   readonly messagesDropped: Record<DropReason, number> = zeroes(DROP_REASONS);
   readonly upgradesRejected: Record<RejectReason, number> = zeroes(REJECT_REASONS);

@@ -68,6 +68,11 @@ export function createMetricsRegistry(sources: MetricSources): Registry {
       () => stats.bytesReceived,
     ],
     ['websocket_sent_bytes_total', 'Payload bytes of messages written to clients', () => stats.bytesSent],
+    [
+      'wshub_socket_writes_total',
+      'Writes of data frames to client sockets; frames for one socket in one event-loop turn share a write',
+      () => stats.socketWrites,
+    ],
   ];
   for (const [name, help, read] of plainCounters) {
     mirrorCounter(registry, name, help, { read: (set) => set(read()) });

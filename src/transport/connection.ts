@@ -30,6 +30,10 @@ export class Connection extends WebSocket implements Peer, OutboundTarget {
   clientAddress = '';
   /** Set when the server decides to end the connection, before it closes. */
   serverCloseReason: DisconnectReason | undefined = undefined;
+  pendingFirst: OutboundMessage | undefined = undefined;
+  pendingRest: OutboundMessage[] | undefined = undefined;
+  pendingCount = 0;
+  pendingBytes = 0;
 
   // Keepalive state (transport/keepalive.ts); times are performance.now() milliseconds.
   /** Data messages received; the keepalive sweep compares it with `messagesSeen` to see activity. */
@@ -43,6 +47,22 @@ export class Connection extends WebSocket implements Peer, OutboundTarget {
 
   deliver(message: OutboundMessage): void {
     this.outbound?.deliver(this, message);
+  }
+
+  // Frames corked for this turn go out before any frame ws writes itself (close, ping, pong, send).
+  override close(code?: number, data?: string | Buffer): void {
+    if (this.pendingCount > 0) this.outbound?.flush(this);
+    super.close(code, data);
+  }
+
+  override ping(data?: unknown, mask?: boolean, cb?: (err: Error) => void): void {
+    if (this.pendingCount > 0) this.outbound?.flush(this);
+    super.ping(data, mask, cb);
+  }
+
+  override pong(data?: unknown, mask?: boolean, cb?: (err: Error) => void): void {
+    if (this.pendingCount > 0) this.outbound?.flush(this);
+    super.pong(data, mask, cb);
   }
 
   /** Closes with a close frame (the peer gets `code`) and records why. */

@@ -11,6 +11,10 @@ class FakeTarget implements OutboundTarget {
   readonly written: Buffer[] = [];
   readonly sent: Array<{ data: Buffer; binary: boolean }> = [];
   readonly framedSocket: PassThrough | undefined;
+  pendingFirst: OutboundMessage | undefined = undefined;
+  pendingRest: OutboundMessage[] | undefined = undefined;
+  pendingCount = 0;
+  pendingBytes = 0;
 
   constructor(framed = true) {
     const socket = new PassThrough();
@@ -60,6 +64,19 @@ describe('Outbound', () => {
     assert.deepEqual([stats.messagesDelivered, stats.bytesSent], [2, 14]);
   });
 
+  it('writes all frames one turn delivers to a target in one write, receivers sharing the bytes', async () => {
+    const { out, stats } = outbound(1 << 20);
+    const [a, b] = [new FakeTarget(), new FakeTarget()];
+    const messages = [0, 1, 2].map((i) => new OutboundMessage(Buffer.from(`m${i}`), false));
+    for (const message of messages) for (const target of [a, b]) out.deliver(target, message);
+    assert.deepEqual([a.written.length, b.written.length], [0, 0], 'nothing written before the turn ends');
+    await new Promise((resolve) => setImmediate(resolve));
+    const expected = Buffer.concat(messages.flatMap((message) => frameMessage(message)));
+    assert.deepEqual(a.written, [expected]);
+    assert.deepEqual(b.written, [expected]);
+    assert.deepEqual([stats.messagesDelivered, stats.socketWrites], [6, 2]);
+  });
+
   it('hands the message to ws when the connection has an extension', () => {
     const { out } = outbound();
     const target = new FakeTarget(false);
@@ -69,12 +86,13 @@ describe('Outbound', () => {
     assert.equal(message.wire, undefined);
   });
 
-  it('drops and reports only when more than the limit is already waiting', () => {
+  it('drops and reports only when more than the limit is already waiting', async () => {
     const { out, stats, slow } = outbound(1000);
     const target = new FakeTarget();
     target.bufferedAmount = 1000;
     out.deliver(target, new OutboundMessage(Buffer.alloc(5000), true));
     assert.equal(slow.length, 0, 'at the limit and with a large message: still written');
+    await new Promise((resolve) => setImmediate(resolve)); // the corked write goes out at the end of the turn
     target.bufferedAmount = 1001;
     out.deliver(target, new OutboundMessage(Buffer.alloc(1), true));
     assert.deepEqual(slow, [[target, 1001]]);
