@@ -20,10 +20,10 @@ export class TestClient {
       if (waiter) waiter(message);
       else this.received.push(message);
     });
-    this.closed = once(ws, 'close').then(([code, reason]) => ({
-      code: code as number,
-      reason: String(reason),
-    }));
+    // Not events.once: it rejects on 'error', leaving an unhandled rejection for a client nobody closes.
+    this.closed = new Promise((resolve) => {
+      ws.once('close', (code: number, reason: Buffer) => resolve({ code, reason: String(reason) }));
+    });
     ws.on('error', () => {});
   }
 
