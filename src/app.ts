@@ -1,5 +1,6 @@
 import type { Server } from 'node:http';
 import type { Config } from './config/settings.js';
+import { consoleRoutes } from './console/routes.js';
 import { BroadcastHub } from './hub/broadcast.js';
 import { EchoHub } from './hub/echo.js';
 import type { Hub } from './hub/hub.js';
@@ -13,7 +14,7 @@ import { createMetricsServer } from './metrics/server.js';
 import { Stats } from './stats.js';
 import { formatListenAddress } from './transport/address.js';
 import { perMessageDeflateOptions } from './transport/compression.js';
-import { createWebSocketHttpServer } from './transport/http-server.js';
+import { createWebSocketHttpServer, type PlainRoute } from './transport/http-server.js';
 import { receiveLimits } from './transport/receive-limits.js';
 import { TlsReloader, tlsHandshakeFailureListener, warnIfNotValidNow } from './transport/tls.js';
 import { describeCertificate } from './transport/tls-files.js';
@@ -82,6 +83,15 @@ export async function start(config: Config, { logger }: AppDependencies): Promis
   if (!tls && (config.tlsCertFile !== '' || config.tlsKeyFile !== '' || config.tlsCaFile !== '')) {
     logger.info('TLS disabled (server.tls.enabled is false): the configured certificate files are not used');
   }
+  const routes = new Map<string, PlainRoute>();
+  if (config.consoleEnabled) {
+    for (const [path, route] of consoleRoutes({
+      connectionCount: () => transport.connections.size,
+      mode: config.mode,
+    })) {
+      routes.set(path, route);
+    }
+  }
   const webSocketServer = createWebSocketHttpServer({
     maxHeaderSize: config.maxHeaderSize,
     handshakeTimeoutMs: config.handshakeTimeout,
@@ -92,6 +102,7 @@ export async function start(config: Config, { logger }: AppDependencies): Promis
       onHandshakeError: tlsHandshakeFailureListener(stats, limitedLog),
       attach: (server) => tls.attach(server),
     },
+    routes,
   });
   const port = await listen(webSocketServer, config.host, config.port, '--host/--port');
   logger.info(`Starting WebSocket server on ${formatListenAddress(config.host, port)}`);

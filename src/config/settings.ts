@@ -268,6 +268,13 @@ export const SETTINGS = {
     default: 30 * SECOND,
     doc: 'How often to log "Active connections: N" (0 disables)',
   }),
+  consoleEnabled: setting({
+    key: 'console.enabled',
+    flag: 'console',
+    kind: bool(),
+    default: true,
+    doc: 'Serve the browser console at GET / and the connection count at GET /stats on the WebSocket port (--no-console to disable)',
+  }),
   logFormat: setting<LogFormat>({
     key: 'log.format',
     flag: 'log-format',

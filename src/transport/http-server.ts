@@ -10,6 +10,9 @@ import type { Duplex } from 'node:stream';
 import type { SecureContextOptions, TLSSocket, Server as TlsServer } from 'node:tls';
 import { matchWebSocketPath, pathOf } from './routes.js';
 
+/** A plain HTTP endpoint of the WebSocket port. */
+export type PlainRoute = (request: IncomingMessage, response: ServerResponse) => void;
+
 export interface WebSocketHttpOptions {
   /** Largest request head accepted; larger ones get 431. */
   readonly maxHeaderSize: number;
@@ -20,6 +23,8 @@ export interface WebSocketHttpOptions {
   readonly onClientError: (error: Error & { code?: string }, socket: Duplex) => void;
   /** Present: serve wss:// (an https.Server is an http.Server, so callers see one type). */
   readonly tls?: TlsServerOptions | undefined;
+  /** Plain HTTP endpoints by exact path (the console, the publish API), tried before 426/404. */
+  readonly routes?: ReadonlyMap<string, PlainRoute>;
 }
 
 export interface TlsServerOptions {
@@ -32,8 +37,9 @@ export interface TlsServerOptions {
 
 /**
  * The HTTP server of the WebSocket port. It serves no metrics: a plain request
- * to the WebSocket path gets 426 (RFC 7231 §6.5.15, with the Upgrade header it
- * needs), anything else 404. Upgrades go to `onUpgrade`. With `tls` it serves wss://.
+ * to a path in `routes` goes there, one to the WebSocket path gets 426 (RFC 7231
+ * §6.5.15, with the Upgrade header it needs), anything else 404. Upgrades go to
+ * `onUpgrade`. With `tls` it serves wss://.
  *
  * Hardening of the handshake: Node's own limits do the work. `maxHeaderSize`
  * bounds the request head; `headersTimeout`/`requestTimeout` close sockets that
@@ -49,6 +55,12 @@ export function createWebSocketHttpServer(options: WebSocketHttpOptions): Server
     connectionsCheckingInterval: Math.min(1000, Math.max(25, Math.floor(timeout / 4))),
   };
   const tls = options.tls;
+  const routes = options.routes;
+  const handlePlainRequest = (request: IncomingMessage, response: ServerResponse): void => {
+    const route = routes?.get(pathOf(request.url));
+    if (route !== undefined) route(request, response);
+    else answerUpgradeRequiredOrNotFound(request, response);
+  };
   let server: Server;
   if (tls === undefined) {
     server = createServer(httpOptions, handlePlainRequest);
@@ -67,7 +79,7 @@ export function createWebSocketHttpServer(options: WebSocketHttpOptions): Server
   return server;
 }
 
-function handlePlainRequest(request: IncomingMessage, response: ServerResponse): void {
+function answerUpgradeRequiredOrNotFound(request: IncomingMessage, response: ServerResponse): void {
   if (matchWebSocketPath(pathOf(request.url)).kind === 'websocket') {
     const body =
       '426 Upgrade Required: this endpoint speaks WebSocket (RFC 6455); connect with a WebSocket client\n';
