@@ -17,8 +17,8 @@ describe('the WebSocket port over plain HTTP', () => {
     assert.match(await response.text(), /Upgrade Required/);
   });
 
-  it('answers any other path with 404', async () => {
-    for (const path of ['/', '/wss', '/ws/../x', '/favicon.ico']) {
+  it('answers any other path with 404 (GET / is the console, see console.test.ts)', async () => {
+    for (const path of ['/wss', '/ws/../x', '/favicon.ico', '/index.html']) {
       const response = await fetch(`http://127.0.0.1:${server.app.port}${path}`);
       assert.equal(response.status, 404, path);
       await response.text();
