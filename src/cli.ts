@@ -29,7 +29,8 @@ export async function main(
   env: Readonly<Record<string, string | undefined>>,
 ): Promise<void> {
   try {
-    const subcommand = argv[0] === undefined ? undefined : SUBCOMMANDS[argv[0]];
+    const name = argv[0];
+    const subcommand = name !== undefined && Object.hasOwn(SUBCOMMANDS, name) ? SUBCOMMANDS[name] : undefined;
     if (subcommand !== undefined) {
       process.exitCode = await subcommand(argv.slice(1));
       return;
