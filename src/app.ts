@@ -12,6 +12,7 @@ import { type Logger, RateLimitedLog } from './log.js';
 import { createMetricsRegistry } from './metrics/registry.js';
 import { createMetricsServer } from './metrics/server.js';
 import { Stats } from './stats.js';
+import { describeAccelerators, detectAccelerators } from './transport/accelerators.js';
 import { formatListenAddress } from './transport/address.js';
 import { perMessageDeflateOptions } from './transport/compression.js';
 import { createWebSocketHttpServer, type PlainRoute } from './transport/http-server.js';
@@ -127,6 +128,7 @@ export async function start(config: Config, { logger }: AppDependencies): Promis
     logger.info('Metrics server disabled (metrics.enabled: false)');
   }
 
+  logger.info(describeAccelerators(detectAccelerators()));
   // Echo mode keeps seed 000's startup lines exactly; broadcast mode says so once.
   if (config.mode === 'broadcast') {
     logger.info(
