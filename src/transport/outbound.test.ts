@@ -44,6 +44,13 @@ describe('frameMessage', () => {
       Buffer.concat(frameMessage(new OutboundMessage(Buffer.alloc(0), true))),
       Buffer.from([0x82, 0]),
     );
+    for (const size of [125, 126, 4096, 4097, 65_535]) {
+      const payload = Buffer.alloc(size, 7);
+      const wire = Buffer.concat(frameMessage(new OutboundMessage(payload, true)));
+      const header = size < 126 ? [0x82, size] : [0x82, 126, size >> 8, size & 0xff];
+      assert.deepEqual([...wire.subarray(0, header.length)], header, `header of a ${size}-byte frame`);
+      assert.deepEqual(wire.subarray(header.length), payload);
+    }
     const header = frameMessage(new OutboundMessage(Buffer.alloc(70_000), true))[0] as Buffer;
     assert.deepEqual([...header.subarray(0, 2)], [0x82, 127]);
     assert.equal(header.readUIntBE(4, 6), 70_000);

@@ -49,9 +49,22 @@ const CONCAT_MAX = 256 * 1024;
  * [header, payload] for large ones (no copy).
  */
 export function frameMessage(message: OutboundMessage): readonly Buffer[] {
-  const wire = Sender.frame(message.data, message.isBinary ? BINARY_FRAME : TEXT_FRAME);
-  if (wire.length !== 2 || message.data.length > SINGLE_BUFFER_MAX) return wire;
-  return [Buffer.concat(wire as Buffer[])];
+  const data = message.data;
+  if (data.length > SINGLE_BUFFER_MAX) {
+    return Sender.frame(data, message.isBinary ? BINARY_FRAME : TEXT_FRAME);
+  }
+  // RFC 6455 §5.2: FIN + opcode, then a 7-bit or 16-bit length; server frames carry no mask.
+  const headerLength = data.length < 126 ? 2 : 4;
+  const frame = Buffer.allocUnsafe(headerLength + data.length);
+  frame[0] = 0x80 | (message.isBinary ? 0x2 : 0x1);
+  if (headerLength === 2) {
+    frame[1] = data.length;
+  } else {
+    frame[1] = 126;
+    frame.writeUInt16BE(data.length, 2);
+  }
+  data.copy(frame, headerLength);
+  return [frame];
 }
 
 /**
