@@ -210,6 +210,34 @@ describe('admission settings', () => {
     }
   });
 
+  it('reads the allowlist from a YAML list, a comma-separated flag or the environment', () => {
+    const yaml = 'server:\n  allowedOrigins:\n    - https://a.example.com\n    - https://*.example.org\n';
+    const fromFile = loadConfig(['--config-file=hub.yaml'], {}, { readFile: () => yaml }).config;
+    assert.deepEqual(fromFile.allowedOrigins, ['https://a.example.com', 'https://*.example.org']);
+    const fromFlag = loadConfig(
+      ['--allowed-origins=https://a.example.com, http://localhost:8080'],
+      {},
+    ).config;
+    assert.deepEqual(fromFlag.allowedOrigins, ['https://a.example.com', 'http://localhost:8080']);
+    const fromEnv = loadConfig([], { WSHUB_ALLOWED_ORIGINS: 'https://a.example.com' }).config;
+    assert.deepEqual(fromEnv.allowedOrigins, ['https://a.example.com']);
+    const defaults = loadConfig([], {}).config;
+    assert.deepEqual(
+      [
+        defaults.maxConnections,
+        defaults.maxConnectionsPerIp,
+        defaults.allowedOrigins,
+        defaults.trustProxyHops,
+      ],
+      [0, 0, [], 0],
+    );
+    assert.deepEqual(
+      [defaults.pingInterval, defaults.pingTimeout, defaults.idleTimeout, defaults.maxConnectionLifetime],
+      [25_000, 20_000, 0, 0],
+    );
+    assert.deepEqual([defaults.maxHeaderSize, defaults.handshakeTimeout], [16 * 1024, 10_000]);
+  });
+
   it('a bad limit exits 2 with one line naming the flag', async () => {
     const run = runWshub(['--max-connections-per-ip=-1']);
     const { code } = await run.exited;

@@ -70,6 +70,41 @@ describe('keepalive pings (--ping-interval, --ping-timeout)', () => {
   });
 });
 
+describe('one timer for all connections', () => {
+  let server: InProcessServer;
+  before(async () => {
+    server = await startServer([
+      '--stats-interval=0',
+      '--ping-interval=1s',
+      '--idle-timeout=1m',
+      '--max-connection-lifetime=1h',
+    ]);
+  });
+  after(() => server.app.stop());
+
+  it('opening 50 connections with pings, idle timeout and lifetime on adds no timer', async () => {
+    // Count every timer created while the connections open (getActiveResourcesInfo misses unref'd ones).
+    let created = 0;
+    const { setTimeout: realTimeout, setInterval: realInterval } = globalThis;
+    const counting = <F extends (...args: never[]) => unknown>(real: F): F =>
+      ((...args: Parameters<F>) => {
+        created++;
+        return real(...args);
+      }) as F;
+    globalThis.setTimeout = counting(realTimeout);
+    globalThis.setInterval = counting(realInterval);
+    const clients = await Promise.all(Array.from({ length: 50 }, () => TestClient.open(server.url))).finally(
+      () => {
+        globalThis.setTimeout = realTimeout;
+        globalThis.setInterval = realInterval;
+      },
+    );
+    assert.equal(server.app.connectionCount(), 50);
+    assert.equal(created, 0);
+    await Promise.all(clients.map((client) => client.close()));
+  });
+});
+
 describe('idle timeout (--idle-timeout)', () => {
   let server: InProcessServer;
   before(async () => {
