@@ -2,6 +2,7 @@ import type { Duplex } from 'node:stream';
 import { WebSocket } from 'ws';
 import type { Peer } from '../hub/hub.js';
 import type { OutboundMessage } from '../hub/message.js';
+import type { Fields } from '../log.js';
 import type { DisconnectReason } from '../stats.js';
 import type { Outbound, OutboundTarget } from './outbound.js';
 
@@ -76,4 +77,9 @@ export class Connection extends WebSocket implements Peer, OutboundTarget {
     this.serverCloseReason = reason;
     this.terminate();
   }
+}
+
+/** The log fields that identify a connection (issue 8: JSON logs join on them). */
+export function connectionFields(connection: Connection): Fields {
+  return { remote_addr: connection.peer, conn_id: connection.id, room: connection.room };
 }

@@ -2,7 +2,7 @@ import { performance } from 'node:perf_hooks';
 import { WebSocket } from 'ws';
 import type { RateLimitedLog } from '../log.js';
 import type { Stats } from '../stats.js';
-import type { Connection } from './connection.js';
+import { type Connection, connectionFields } from './connection.js';
 
 export interface KeepaliveOptions {
   /** Ping every open connection this often; 0 sends no pings. */
@@ -107,6 +107,7 @@ export class Keepalive {
             'ping_timeout',
             'warn',
             `WebSocket ping timeout: ${connection.peer} did not answer a ping within ${pingTimeoutMs}ms; terminating`,
+            { ...connectionFields(connection), reason: 'ping_timeout' },
           );
           connection.terminateBecause('ping_timeout');
           continue;
@@ -126,6 +127,7 @@ export class Keepalive {
             'idle_timeout',
             'info',
             `WebSocket idle timeout: closing ${connection.peer} (no message for ${idleTimeoutMs}ms)`,
+            { ...connectionFields(connection), reason: 'idle_timeout' },
           );
           connection.closeBecause('idle_timeout', 1000, 'idle timeout');
           continue;
@@ -136,6 +138,7 @@ export class Keepalive {
           'max_lifetime',
           'info',
           `WebSocket connection lifetime reached: closing ${connection.peer} so it reconnects`,
+          { ...connectionFields(connection), reason: 'max_lifetime' },
         );
         connection.closeBecause('max_lifetime', 1001, 'connection lifetime reached, please reconnect');
       }

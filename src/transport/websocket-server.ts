@@ -4,11 +4,11 @@ import type { Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 import { type PerMessageDeflateOptions, type ServerOptions, type WebSocket, WebSocketServer } from 'ws';
 import type { Hub } from '../hub/hub.js';
-import type { Fields, Logger, RateLimitedLog } from '../log.js';
+import type { Logger, RateLimitedLog } from '../log.js';
 import type { DisconnectReason, RejectReason, Stats } from '../stats.js';
 import { formatPeer } from './address.js';
 import { offeredServerWindowBits } from './compression.js';
-import { Connection, type ConnectionOwner } from './connection.js';
+import { Connection, type ConnectionOwner, connectionFields } from './connection.js';
 import { Keepalive, type KeepaliveOptions } from './keepalive.js';
 import { Outbound } from './outbound.js';
 import type { UpgradeGate } from './upgrade-gate.js';
@@ -305,11 +305,6 @@ const CLIENT_ERROR_ANSWERS: Readonly<
 // A refused client may reset the connection while its answer is written; the
 // socket is destroyed either way, and the error must not go unhandled.
 function ignoreSocketError(): void {}
-
-/** The log fields that identify a connection (issue 8: JSON logs join on them). */
-export function connectionFields(connection: Connection): Fields {
-  return { remote_addr: connection.peer, conn_id: connection.id, room: connection.room };
-}
 
 const kConnection = Symbol('wshub.connection');
 type SocketOfConnection = Duplex & { [kConnection]?: Connection };
