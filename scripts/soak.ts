@@ -10,12 +10,13 @@ import { type SpawnedServer, spawnServer } from '../test/helpers/server.js';
 
 /**
  * npm run soak -- [--cycles=100000] [--concurrency=50] [--broadcast-duration=60s]
- *                 [--subscribers=200] [--rate=200] [--max-time=15m]
+ *                 [--subscribers=200] [--rate=200] [--max-time=15m] [--compression]
  *
  * Two bounded loopback runs against a spawned wshub, printing the server's RSS
  * and V8 heap (both after a forced GC) at intervals:
  *  1. connect/disconnect cycles (graceful closes, resets, a message then close);
- *  2. a long broadcast run with subscriber churn.
+ *  2. a long broadcast run with subscriber churn (with --compression, half the
+ *     subscribers negotiate permessage-deflate).
  * Leak criterion, per run: after a warm-up (the first sample), the heap after GC
  * may grow by at most HEAP_GROWTH_LIMIT and RSS by at most RSS_GROWTH_LIMIT, and
  * websocket_connections must return to exactly 0. Exit 1 on failure.
@@ -186,12 +187,17 @@ async function broadcast(
   durationMs: number,
   subscribers: number,
   rate: number,
+  compression: boolean,
   deadline: number,
   failures: string[],
 ): Promise<void> {
-  const server = await spawnForSoak(['--mode=broadcast']);
-  const clients: TestClient[] = [];
+  const server = await spawnForSoak(['--mode=broadcast', ...(compression ? ['--compression'] : [])]);
   const url = server.url;
+  // With --compression, every other subscriber negotiates permessage-deflate.
+  let opened = 0;
+  const openSubscriber = (): Promise<TestClient> =>
+    TestClient.open(url, { perMessageDeflate: compression && opened++ % 2 === 0 });
+  const clients: TestClient[] = [];
   const samples: Sample[] = [];
   let received = 0;
   const count = (client: TestClient): void => {
@@ -202,7 +208,7 @@ async function broadcast(
   };
   try {
     for (let i = 0; i < subscribers; i++) {
-      const client = await TestClient.open(url);
+      const client = await openSubscriber();
       count(client);
       clients.push(client);
     }
@@ -225,7 +231,7 @@ async function broadcast(
       for (let i = 0; i < Math.max(1, subscribers / 50); i++) {
         const index = (churned++ * 7919) % clients.length;
         const leaving = clients[index];
-        const joining = await TestClient.open(url);
+        const joining = await openSubscriber();
         count(joining);
         clients[index] = joining;
         leaving?.ws.terminate();
@@ -269,6 +275,7 @@ async function main(): Promise<void> {
       subscribers: { type: 'string', default: '200' },
       rate: { type: 'string', default: '200' },
       'max-time': { type: 'string', default: '15m' },
+      compression: { type: 'boolean', default: false },
     },
   });
   const number = (name: string, text: string, max: number): number => {
@@ -295,7 +302,7 @@ async function main(): Promise<void> {
     `soak: ${cycles} connect/disconnect cycles (${concurrency} at a time), then ${values['broadcast-duration']} of broadcast to ${subscribers} subscribers at ${rate} msg/s; all on 127.0.0.1, at most ${values['max-time']}`,
   );
   await connectDisconnect(cycles, concurrency, deadline, failures);
-  await broadcast(broadcastMs, subscribers, rate, deadline, failures);
+  await broadcast(broadcastMs, subscribers, rate, values.compression, deadline, failures);
   if (failures.length > 0) {
     console.error(`soak: FAILED\n- ${failures.join('\n- ')}`);
     process.exit(1);
