@@ -18,7 +18,7 @@ import { perMessageDeflateOptions } from './transport/compression.js';
 import { createWebSocketHttpServer, type PlainRoute } from './transport/http-server.js';
 import { receiveLimits } from './transport/receive-limits.js';
 import { TlsReloader, tlsHandshakeFailureListener, warnIfNotValidNow } from './transport/tls.js';
-import { describeCertificate } from './transport/tls-files.js';
+import { describeCertificate, loadTlsMaterial, type TlsFiles } from './transport/tls-files.js';
 import { UpgradeGate } from './transport/upgrade-gate.js';
 import { WebSocketTransport } from './transport/websocket-server.js';
 
@@ -37,6 +37,17 @@ export interface RunningApp {
 
 export interface AppDependencies {
   readonly logger: Logger;
+}
+
+const tlsFilesOf = (config: Config): TlsFiles => ({
+  certFile: config.tlsCertFile,
+  keyFile: config.tlsKeyFile,
+  caFile: config.tlsCaFile,
+});
+
+/** What --check-config verifies beyond the values: the files startup would read (the TLS pair). */
+export function checkStartupFiles(config: Config): void {
+  if (config.tlsEnabled) loadTlsMaterial(tlsFilesOf(config));
 }
 
 /** The composition root: builds every module from the frozen config and starts listening. */
@@ -75,7 +86,7 @@ export async function start(config: Config, { logger }: AppDependencies): Promis
   });
   const tls = config.tlsEnabled
     ? new TlsReloader({
-        files: { certFile: config.tlsCertFile, keyFile: config.tlsKeyFile, caFile: config.tlsCaFile },
+        files: tlsFilesOf(config),
         stats,
         logger,
         limitedLog,

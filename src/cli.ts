@@ -1,5 +1,5 @@
 import { createRequire } from 'node:module';
-import { type RunningApp, start } from './app.js';
+import { checkStartupFiles, type RunningApp, start } from './app.js';
 import { helpText } from './config/help.js';
 import { loadConfig } from './config/load.js';
 import { printConfig } from './config/print.js';
@@ -49,6 +49,7 @@ export async function main(
       return;
     }
     if (loaded.action === 'check') {
+      checkStartupFiles(loaded.config);
       const file = loaded.configFile === undefined ? 'no config file' : `config file ${loaded.configFile}`;
       process.stdout.write(`wshub: configuration OK (${file})\n`);
       return;

@@ -50,6 +50,14 @@ const zeroes = <K extends string>(keys: readonly K[]): Record<K, number> =>
 export const TLS_RELOAD_RESULTS = ['success', 'failure'] as const;
 export type TlsReloadResult = (typeof TLS_RELOAD_RESULTS)[number];
 
+/**
+ * Why a TLS handshake on the WebSocket port failed: plain HTTP sent to it, no
+ * handshake within --handshake-timeout, the peer closed first (TCP health checks,
+ * clients that reject the certificate), or anything else OpenSSL refused.
+ */
+export const TLS_HANDSHAKE_FAILURE_REASONS = ['http_request', 'timeout', 'closed', 'protocol'] as const;
+export type TlsHandshakeFailureReason = (typeof TLS_HANDSHAKE_FAILURE_REASONS)[number];
+
 export class Stats {
   connectionsTotal = 0;
   disconnectionsTotal = 0;
@@ -70,7 +78,9 @@ export class Stats {
    * per ping interval, so this is off the message path.
    */
   observePingRtt: (seconds: number) => void = ignoreSample;
-  tlsHandshakeFailures = 0;
+  readonly tlsHandshakeFailures: Record<TlsHandshakeFailureReason, number> = zeroes(
+    TLS_HANDSHAKE_FAILURE_REASONS,
+  );
   readonly tlsReloads: Record<TlsReloadResult, number> = zeroes(TLS_RELOAD_RESULTS);
 }
 

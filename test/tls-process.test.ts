@@ -157,6 +157,25 @@ describe('TLS startup errors (spawned wshub, exit 2, one line)', () => {
     assert.match(line, /--tls-ca-file \/ server\.tls\.caFile\) is not a PEM file/);
   });
 
+  it('--check-config checks the TLS files too: a mismatched pair fails, a good pair passes', async () => {
+    const bad = runWshub([
+      '--check-config',
+      '--tls',
+      `--tls-cert-file=${good.certFile}`,
+      `--tls-key-file=${other.keyFile}`,
+    ]);
+    assert.equal((await bad.exited).code, 2);
+    assert.match(bad.stderr.lines.join('\n'), /does not match the certificate.*\[WSHUB_TLS_KEY_MISMATCH\]$/);
+    const fine = runWshub([
+      '--check-config',
+      '--tls',
+      `--tls-cert-file=${good.certFile}`,
+      `--tls-key-file=${good.keyFile}`,
+    ]);
+    assert.equal((await fine.exited).code, 0);
+    assert.match(fine.stdout.lines.join('\n'), /configuration OK/);
+  });
+
   it('the environment variable form names the variable', async () => {
     const run = runWshub(['--host=127.0.0.1', '--port=0', '--metrics-port=0'], { WSHUB_TLS: 'true' });
     assert.equal((await run.exited).code, 2);

@@ -2,6 +2,7 @@ import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
 import { once } from 'node:events';
 import { copyFileSync, mkdirSync, readFileSync, renameSync, symlinkSync, writeFileSync } from 'node:fs';
+import { connect as netConnect } from 'node:net';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { WebSocket } from 'ws';
@@ -59,17 +60,58 @@ describe('TLS (wss://)', () => {
       );
     });
 
-    it('counts and logs a plain ws:// client that reaches the TLS port', async () => {
-      const before = (await metricValue(server.metricsUrl, 'wshub_tls_handshake_failures_total')) ?? 0;
+    it('counts and logs a plain ws:// client that reaches the TLS port (reason http_request)', async () => {
+      const labels = { reason: 'http_request' };
+      const before =
+        (await metricValue(server.metricsUrl, 'wshub_tls_handshake_failures_total', labels)) ?? 0;
       const ws = new WebSocket(`ws://127.0.0.1:${server.app.port}/ws`);
       const [error] = (await once(ws, 'error').catch((e: unknown) => [e])) as [Error];
       assert.ok(error instanceof Error);
       assert.equal(
-        await waitForMetric(server.metricsUrl, 'wshub_tls_handshake_failures_total', before + 1),
+        await waitForMetric(server.metricsUrl, 'wshub_tls_handshake_failures_total', before + 1, labels),
         before + 1,
       );
-      await server.log.waitFor(/TLS handshake failed from .*ERR_SSL_HTTP_REQUEST/);
+      await server.log.waitFor(
+        /TLS handshake failed from 127\.0\.0\.1:\d+ \(http_request\): ERR_SSL_HTTP_REQUEST/,
+      );
     });
+
+    it('counts a TCP connection closed before the handshake (a health check) as reason closed', async () => {
+      const labels = { reason: 'closed' };
+      const before =
+        (await metricValue(server.metricsUrl, 'wshub_tls_handshake_failures_total', labels)) ?? 0;
+      const socket = netConnect(server.app.port, '127.0.0.1');
+      await once(socket, 'connect');
+      socket.end();
+      assert.equal(
+        await waitForMetric(server.metricsUrl, 'wshub_tls_handshake_failures_total', before + 1, labels),
+        before + 1,
+      );
+      await server.log.waitFor(/TLS connection from .* closed before the handshake completed/);
+    });
+  });
+
+  it('counts a client that never starts the handshake as reason timeout (--handshake-timeout)', async () => {
+    const server = await startServer(tlsFlags(first.certFile, first.keyFile, ['--handshake-timeout=200ms']));
+    try {
+      const socket = netConnect(server.app.port, '127.0.0.1');
+      await once(socket, 'connect');
+      await once(socket, 'close');
+      assert.equal(
+        await waitForMetric(server.metricsUrl, 'wshub_tls_handshake_failures_total', 1, {
+          reason: 'timeout',
+        }),
+        1,
+      );
+      await server.log.waitFor(/TLS handshake failed from .* \(timeout\): ERR_TLS_HANDSHAKE_TIMEOUT/);
+      // Counted once, as a TLS failure: not also as a refused HTTP upgrade.
+      assert.equal(
+        await metricValue(server.metricsUrl, 'websocket_upgrades_rejected_total', { reason: 'bad_request' }),
+        0,
+      );
+    } finally {
+      await server.app.stop();
+    }
   });
 
   describe('accepted file layouts', () => {
@@ -135,6 +177,27 @@ describe('TLS (wss://)', () => {
         await server.app.stop();
       }
     });
+  });
+
+  it('reloads when the files are overwritten in place (cp new.crt tls.crt; cp new.key tls.key)', async () => {
+    const dir = join(temp.dir, 'in-place');
+    mkdirSync(dir);
+    const next = makeCertificate(temp.dir, 'in-place-next');
+    copyFileSync(first.certFile, join(dir, 'tls.crt'));
+    copyFileSync(first.keyFile, join(dir, 'tls.key'));
+    const server = await startServer(tlsFlags(join(dir, 'tls.crt'), join(dir, 'tls.key')));
+    try {
+      assert.equal(await servedFingerprint(server.app.port), first.fingerprint256);
+      copyFileSync(next.certFile, join(dir, 'tls.crt'));
+      copyFileSync(next.keyFile, join(dir, 'tls.key'));
+      await server.log.waitFor(/TLS certificate reloaded \(file change\)/);
+      assert.equal(await servedFingerprint(server.app.port), next.fingerprint256);
+      // One debounced reload for the two writes, none failed half-way.
+      assert.equal(await metricValue(server.metricsUrl, 'wshub_tls_reloads_total', { result: 'failure' }), 0);
+      assert.equal(await metricValue(server.metricsUrl, 'wshub_tls_reloads_total', { result: 'success' }), 1);
+    } finally {
+      await server.app.stop();
+    }
   });
 
   describe('reload on a Kubernetes Secret rotation (symlink swap)', () => {

@@ -18,7 +18,7 @@ export function helpText(version: string): string {
   rows.push(
     [
       '--check-config',
-      'Validate the configuration (flags, environment, file), print "configuration OK" and exit 0, or the error and exit 2',
+      'Validate the configuration (flags, environment, file, TLS certificate files), print "configuration OK" and exit 0, or the error and exit 2',
     ],
     [
       '--print-config',

@@ -4,6 +4,7 @@ import {
   DROP_REASONS,
   REJECT_REASONS,
   type Stats,
+  TLS_HANDSHAKE_FAILURE_REASONS,
   TLS_RELOAD_RESULTS,
 } from '../stats.js';
 
@@ -141,8 +142,14 @@ export function createMetricsRegistry(sources: MetricSources): Registry {
   mirrorCounter(
     registry,
     'wshub_tls_handshake_failures_total',
-    'TLS handshakes on the WebSocket port that failed (plain HTTP, rejected certificate, ...)',
-    { read: (set) => set(stats.tlsHandshakeFailures) },
+    'TLS handshakes on the WebSocket port that failed, by reason',
+    {
+      labelNames: ['reason'],
+      read: (set) => {
+        for (const reason of TLS_HANDSHAKE_FAILURE_REASONS)
+          set(stats.tlsHandshakeFailures[reason], { reason });
+      },
+    },
   );
   const tls = sources.tls;
   if (tls) {

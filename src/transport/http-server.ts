@@ -70,12 +70,25 @@ export function createWebSocketHttpServer(options: WebSocketHttpOptions): Server
       { ...httpOptions, ...tls.secureContext, handshakeTimeout: timeout },
       handlePlainRequest,
     );
-    httpsServer.on('tlsClientError', tls.onHandshakeError);
+    // https.Server re-emits every 'tlsClientError' as 'clientError'. A failed TLS
+    // handshake is counted once, as such, and never answered with HTTP.
+    const failedHandshakes = new WeakSet<Duplex>();
+    httpsServer.prependListener('tlsClientError', function onTlsClientError(error, socket) {
+      failedHandshakes.add(socket);
+      tls.onHandshakeError(error, socket);
+    });
+    httpsServer.on(
+      'clientError',
+      function onHttpsClientError(error: Error & { code?: string }, socket: Duplex) {
+        if (failedHandshakes.has(socket)) socket.destroy();
+        else options.onClientError(error, socket);
+      },
+    );
     tls.attach(httpsServer);
     server = httpsServer;
   }
   server.on('upgrade', options.onUpgrade);
-  server.on('clientError', options.onClientError);
+  if (tls === undefined) server.on('clientError', options.onClientError);
   return server;
 }
 

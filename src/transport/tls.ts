@@ -2,7 +2,7 @@ import { type FSWatcher, watch } from 'node:fs';
 import { dirname, resolve } from 'node:path';
 import type { TLSSocket, Server as TlsServer } from 'node:tls';
 import type { Logger, RateLimitedLog } from '../log.js';
-import type { Stats } from '../stats.js';
+import type { Stats, TlsHandshakeFailureReason } from '../stats.js';
 import { formatPeer } from './address.js';
 import {
   describeCertificate,
@@ -137,21 +137,33 @@ export function warnIfNotValidNow(logger: Logger, material: TlsMaterial, now = D
   }
 }
 
+const HANDSHAKE_ERROR_REASONS: Readonly<Record<string, TlsHandshakeFailureReason>> = {
+  ERR_SSL_HTTP_REQUEST: 'http_request',
+  ERR_TLS_HANDSHAKE_TIMEOUT: 'timeout',
+  ECONNRESET: 'closed',
+};
+
 /**
  * The 'tlsClientError' listener of the WebSocket port: a handshake that fails
- * (plain HTTP to the TLS port, a client that rejects our certificate) is counted
- * and logged, rate-limited. Node destroys the socket itself.
+ * is counted by reason and logged, rate-limited per reason. A peer that closes
+ * first (a TCP health check) is logged at info, the rest at warn. Node destroys
+ * the socket itself.
  */
 export function tlsHandshakeFailureListener(
   stats: Stats,
   limitedLog: RateLimitedLog,
 ): (error: Error & { code?: string }, socket: TLSSocket) => void {
   return function onTlsClientError(error, socket) {
-    stats.tlsHandshakeFailures++;
+    const reason = HANDSHAKE_ERROR_REASONS[error.code ?? ''] ?? 'protocol';
+    stats.tlsHandshakeFailures[reason]++;
+    const peer = formatPeer(socket.remoteAddress, socket.remotePort);
+    const detail = error.code ?? error.message;
     limitedLog.log(
-      'tls_handshake_failure',
-      'warn',
-      `TLS handshake failed from ${formatPeer(socket.remoteAddress, socket.remotePort)}: ${error.code ?? error.message}`,
+      `tls_handshake_${reason}`,
+      reason === 'closed' ? 'info' : 'warn',
+      reason === 'closed'
+        ? `TLS connection from ${peer} closed before the handshake completed (health check, or a client that rejected the certificate)`
+        : `TLS handshake failed from ${peer} (${reason}): ${detail}`,
     );
   };
 }
