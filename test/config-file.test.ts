@@ -4,6 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, describe, it } from 'node:test';
 import { parse } from 'yaml';
+import { makeCertificate, requireOpenssl } from './helpers/certs.js';
 import { assertUsageError, runToExit } from './helpers/cli.js';
 import { TestClient } from './helpers/clients.js';
 import { runWshub } from './helpers/server.js';
@@ -18,9 +19,12 @@ function file(name: string, text: string): string {
 }
 
 // The Go hub's config.yaml (seed 002), with ports a test can use.
-// TODO(tls): add the server.tls section (enabled/certFile/keyFile) once the TLS settings are on main.
 const SEED_SHAPE = `server:
   port: 0
+  tls:
+    enabled: false
+    certFile: ""
+    keyFile: ""
 metrics:
   enabled: true
   port: 0
@@ -56,6 +60,44 @@ describe('--config-file (spawned process)', () => {
       a.ws.terminate();
       b.ws.terminate();
     } finally {
+      run.child.kill('SIGKILL');
+      await run.exited;
+    }
+  });
+
+  it('issue 3 done-when: a Go hub config with TLS, several wss:// clients, every message reaches all, counters in /metrics', async () => {
+    requireOpenssl();
+    const cert = makeCertificate(dir, 'hub');
+    const hub = file(
+      'tls.yaml',
+      `server:\n  port: 0\n  host: 127.0.0.1\n  tls:\n    enabled: true\n    certFile: "${cert.certFile}"\n    keyFile: "${cert.keyFile}"\nmetrics:\n  enabled: true\n  host: 127.0.0.1\n  port: 0\n`,
+    );
+    const check = await runToExit([`--config-file=${hub}`, '--check-config'], { WSHUB_MODE: 'broadcast' });
+    assert.equal(check.code, 0, check.stderr);
+    const run = runWshub([`--config-file=${hub}`, '--stats-interval=0'], { WSHUB_MODE: 'broadcast' });
+    const clients: TestClient[] = [];
+    try {
+      const started = await run.stdout.waitFor(/Starting WebSocket server on 127\.0\.0\.1:(\d+)/);
+      const port = Number(/:(\d+)/.exec(started.slice(started.indexOf('127.0.0.1')))?.[1]);
+      const metricsLine = await run.stdout.waitFor(/Starting metrics server on 127\.0\.0\.1:(\d+)$/);
+      const metricsPort = Number(/:(\d+)$/.exec(metricsLine)?.[1]);
+      for (let i = 0; i < 3; i++) {
+        clients.push(await TestClient.open(`wss://127.0.0.1:${port}/ws`, { ca: cert.cert }));
+      }
+      await clients[0]?.send('over tls');
+      await clients[2]?.send(Buffer.from([1, 2, 3]), { binary: true });
+      for (const client of clients) {
+        const [text, binary] = await client.take(2);
+        assert.deepEqual([text?.data.toString(), text?.isBinary], ['over tls', false]);
+        assert.deepEqual([binary?.data, binary?.isBinary], [Buffer.from([1, 2, 3]), true]);
+      }
+      const metrics = await (await fetch(`http://127.0.0.1:${metricsPort}/metrics`)).text();
+      assert.match(metrics, /^websocket_connected_clients 3$/m);
+      assert.match(metrics, /^websocket_connections_total 3$/m);
+      assert.match(metrics, /^websocket_messages_total 2$/m);
+      assert.match(metrics, /^websocket_messages_delivered_total 6$/m);
+    } finally {
+      for (const client of clients) client.ws.terminate();
       run.child.kill('SIGKILL');
       await run.exited;
     }
