@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { clientAddressOf, formatPeer } from './address.js';
+import { clientAddressOf, formatPeer, limitKey } from './address.js';
 
 describe('clientAddressOf', () => {
   it('is the TCP peer (IPv4-mapped shown as IPv4) when no proxy is trusted', () => {
@@ -33,5 +33,19 @@ describe('formatPeer', () => {
     assert.equal(formatPeer('::ffff:127.0.0.1', 5000), '127.0.0.1:5000');
     assert.equal(formatPeer('::1', 5000), '[::1]:5000');
     assert.equal(formatPeer(undefined, undefined), 'unknown');
+  });
+});
+
+describe('limitKey', () => {
+  it('keeps IPv4 addresses and groups IPv6 addresses by /64', () => {
+    assert.equal(limitKey('203.0.113.9'), '203.0.113.9');
+    assert.equal(limitKey('2001:db8:1:2:aaaa:bbbb:cccc:dddd'), '2001:db8:1:2::/64');
+    assert.equal(limitKey('2001:0DB8:0001:0002::1'), '2001:db8:1:2::/64');
+    assert.equal(limitKey('2001:db8::1'), '2001:db8:0:0::/64');
+    assert.equal(limitKey('2001:db8:1::'), '2001:db8:1:0::/64');
+    assert.equal(limitKey('::1'), '0:0:0:0::/64');
+    assert.equal(limitKey('fe80::1%eth0'), 'fe80:0:0:0::/64');
+    assert.equal(limitKey('64:ff9b::198.51.100.7'), '64:ff9b:0:0::/64');
+    assert.equal(limitKey('unknown'), 'unknown');
   });
 });

@@ -45,3 +45,27 @@ export function clientAddressOf(
   }
   return address;
 }
+
+/**
+ * The key connection limits count an address under: an IPv4 address as is, an
+ * IPv6 address by its /64 prefix, because one IPv6 host usually owns a whole /64
+ * and could otherwise open the per-address limit once per address it picks.
+ */
+export function limitKey(address: string): string {
+  if (isIP(address) !== 6) return address;
+  const [head = '', tail] = address.split('%')[0]?.split('::') ?? [];
+  const groups = (part: string | undefined): string[] =>
+    part === undefined || part === ''
+      ? []
+      : part.split(':').flatMap((group) => (group.includes('.') ? ['0', '0'] : [group]));
+  const first = groups(head);
+  const last = groups(tail);
+  const hextets =
+    tail === undefined
+      ? first
+      : [...first, ...Array(Math.max(0, 8 - first.length - last.length)).fill('0'), ...last];
+  return `${hextets
+    .slice(0, 4)
+    .map((group) => Number.parseInt(group, 16).toString(16))
+    .join(':')}::/64`;
+}

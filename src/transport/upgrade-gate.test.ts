@@ -49,3 +49,21 @@ describe('UpgradeGate counts', () => {
     assert.equal(gate.admit(request('10.0.0.7')).ok, false, 'a spurious close() must not free a slot');
   });
 });
+
+describe('UpgradeGate per-address key', () => {
+  it('counts IPv6 clients by /64, so one host cannot rotate through its addresses', () => {
+    const gate = new UpgradeGate({
+      maxConnections: 0,
+      maxConnectionsPerIp: 1,
+      allowedOrigins: [],
+      trustProxyHops: 0,
+    });
+    const first = gate.admit(request('2001:db8:1:2::10'));
+    assert.equal(first.ok, true);
+    gate.opened(first.clientAddress);
+    assert.equal(gate.admit(request('2001:db8:1:2:ffff::99')).ok, false, 'same /64');
+    assert.equal(gate.admit(request('2001:db8:1:3::10')).ok, true, 'another /64');
+    gate.closed(first.clientAddress);
+    assert.equal(gate.trackedAddresses, 0);
+  });
+});

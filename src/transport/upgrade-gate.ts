@@ -1,6 +1,6 @@
 import type { IncomingMessage } from 'node:http';
 import { REJECT_REASONS, type RejectReason } from '../stats.js';
-import { clientAddressOf } from './address.js';
+import { clientAddressOf, limitKey } from './address.js';
 import { OriginAllowlist } from './origin.js';
 import { matchWebSocketPath, pathOf, type WebSocketRoute } from './routes.js';
 
@@ -75,10 +75,8 @@ export class UpgradeGate {
 
   admit(request: IncomingMessage): Admission {
     const { headers } = request;
-    const clientAddress = clientAddressOf(
-      request.socket.remoteAddress,
-      headers['x-forwarded-for'],
-      this.options.trustProxyHops,
+    const clientAddress = limitKey(
+      clientAddressOf(request.socket.remoteAddress, headers['x-forwarded-for'], this.options.trustProxyHops),
     );
     const refuse = (
       reason: RejectReason,
