@@ -1,0 +1,237 @@
+import { Redis, type RedisOptions } from 'ioredis';
+import { formatRedisTarget, type RedisTarget } from '../config/redis-url.js';
+import type { Logger, RateLimitedLog } from '../log.js';
+import type { Backplane, BackplaneCounters, BackplaneHealth, BackplaneState } from './backplane.js';
+
+export interface RedisBackplaneOptions {
+  readonly target: RedisTarget;
+  readonly counters: BackplaneCounters;
+  readonly logger: Logger;
+  readonly limitedLog: RateLimitedLog;
+  /** Bytes handed to Redis and not yet acknowledged, at most; beyond it publish() fails fast. */
+  readonly maxPendingBytes: number;
+  /** Longest wait between reconnection attempts; the backoff starts at RECONNECT_DELAY_MIN_MS and doubles. */
+  readonly reconnectDelayMaxMs: number;
+}
+
+const RECONNECT_DELAY_MIN_MS = 50;
+const CONNECT_TIMEOUT_MS = 5000;
+
+/**
+ * The Redis pub/sub driver. Two connections, as Redis requires: one in
+ * subscriber mode, one to PUBLISH on. Publishing is fail-fast (no offline
+ * queue, no resend after a reconnect: that would break at-most-once), and
+ * bounded by maxPendingBytes. Subscriptions are restored by this class on
+ * every 'ready', so it knows exactly when the node is connected again.
+ */
+export class RedisBackplane implements Backplane {
+  private readonly publisher: Redis;
+  private readonly subscriber: Redis;
+  private readonly handlers = new Map<string, (message: Buffer) => void>();
+  private readonly where: string;
+  private subscriberReady = false;
+  private subscribeWaiters: Array<() => void> = [];
+  private pendingBytes = 0;
+  private state: BackplaneState = 'connecting';
+  private lastError = '';
+  private disconnectedAt = 0;
+  private closing: Promise<void> | undefined;
+
+  constructor(private readonly options: RedisBackplaneOptions) {
+    this.where = formatRedisTarget(options.target);
+    const { target } = options;
+    const common: RedisOptions = {
+      host: target.host,
+      port: target.port,
+      username: target.username || undefined,
+      password: target.password || undefined,
+      db: target.db,
+      tls: target.tls ? {} : undefined,
+      // RESP2 works with every Redis (and compatible servers) still in use.
+      protocol: 2,
+      connectTimeout: CONNECT_TIMEOUT_MS,
+      enableOfflineQueue: false,
+      autoResubscribe: false,
+      autoResendUnfulfilledCommands: false,
+      // Rejects what was in flight when the connection dropped, at once, so pendingBytes is released.
+      maxRetriesPerRequest: 0,
+      retryStrategy: (attempt) => this.reconnectDelay(attempt),
+      lazyConnect: true,
+    };
+    this.publisher = new Redis({ ...common, connectionName: 'wshub-publisher' });
+    this.subscriber = new Redis({ ...common, connectionName: 'wshub-subscriber' });
+    this.publisher.on('ready', this.onConnectionChange);
+    this.publisher.on('close', this.onConnectionChange);
+    this.publisher.on('error', this.onError);
+    this.subscriber.on('ready', this.onSubscriberReady);
+    this.subscriber.on('close', this.onSubscriberClose);
+    this.subscriber.on('error', this.onError);
+    this.subscriber.on('messageBuffer', this.onMessage);
+    // Failures are reported through 'error' and retried by retryStrategy.
+    this.publisher.connect().catch(() => {});
+    this.subscriber.connect().catch(() => {});
+  }
+
+  publish(channel: string, message: Buffer): boolean {
+    const counters = this.options.counters;
+    if (this.publisher.status !== 'ready' || this.state === 'closed') {
+      counters.publishFailures++;
+      this.logDrop(this.state === 'closed' ? 'the backplane is closed' : 'Redis is not connected');
+      return false;
+    }
+    const size = message.length;
+    if (this.pendingBytes + size > this.options.maxPendingBytes) {
+      counters.publishFailures++;
+      this.logDrop(`more than ${this.options.maxPendingBytes} bytes are waiting for Redis`);
+      return false;
+    }
+    this.pendingBytes += size;
+    this.publisher.publish(channel, message).then(
+      () => {
+        this.pendingBytes -= size;
+        counters.published++;
+      },
+      (error: Error) => {
+        this.pendingBytes -= size;
+        counters.publishFailures++;
+        this.logDrop(error.message);
+      },
+    );
+    return true;
+  }
+
+  subscribe(channel: string, onMessage: (message: Buffer) => void): Promise<void> {
+    const isNew = !this.handlers.has(channel);
+    this.handlers.set(channel, onMessage);
+    if (this.state === 'closed' || (this.subscriberReady && !isNew)) return Promise.resolve();
+    const active = new Promise<void>((resolve) => this.subscribeWaiters.push(resolve));
+    // Otherwise the next 'ready' subscribes to every channel, this one included.
+    if (this.subscriberReady) {
+      this.subscriber.subscribe(channel).then(this.resolveSubscribeWaiters, this.onSubscribeFailed);
+    }
+    return active;
+  }
+
+  health(): BackplaneHealth {
+    return { state: this.state, detail: this.state === 'connected' ? '' : this.lastError };
+  }
+
+  close(): Promise<void> {
+    this.closing ??= this.shutDown();
+    return this.closing;
+  }
+
+  private async shutDown(): Promise<void> {
+    this.state = 'closed';
+    this.resolveSubscribeWaiters();
+    await Promise.all([quit(this.publisher), quit(this.subscriber)]);
+  }
+
+  private reconnectDelay(attempt: number): number {
+    const exponential = RECONNECT_DELAY_MIN_MS * 2 ** Math.min(attempt - 1, 20);
+    const capped = Math.min(exponential, this.options.reconnectDelayMaxMs);
+    // Jitter, so that many nodes losing Redis at once don't reconnect in lockstep.
+    return Math.round(capped * (0.8 + Math.random() * 0.2));
+  }
+
+  private readonly onSubscriberReady = (): void => {
+    this.subscribeAll();
+  };
+
+  private subscribeAll(): void {
+    const channels = [...this.handlers.keys()];
+    if (channels.length === 0) {
+      this.subscriberReady = true;
+      this.onConnectionChange();
+      return;
+    }
+    this.subscriber.subscribe(...channels).then(() => {
+      if (this.subscriber.status !== 'ready') return;
+      this.subscriberReady = true;
+      this.onConnectionChange();
+    }, this.onSubscribeFailed);
+  }
+
+  private readonly onSubscribeFailed = (error: Error): void => {
+    this.onError(new Error(`SUBSCRIBE failed: ${error.message}`));
+    // A subscriber that cannot subscribe is useless: drop the connection and let the backoff retry.
+    if (this.subscriber.status === 'ready') this.subscriber.disconnect(true);
+  };
+
+  private readonly onSubscriberClose = (): void => {
+    this.subscriberReady = false;
+    this.onConnectionChange();
+  };
+
+  private readonly onError = (error: Error): void => {
+    this.lastError = error.message;
+    this.options.limitedLog.log(
+      'backplane_error',
+      'warn',
+      `Backplane error (${this.where}): ${error.message}`,
+    );
+  };
+
+  private readonly onMessage = (channel: Buffer, message: Buffer): void => {
+    const handler = this.handlers.get(channel.toString('utf8'));
+    if (handler === undefined) return;
+    this.options.counters.received++;
+    handler(message);
+  };
+
+  /** Recomputes the state after any connection event and logs transitions once. */
+  private readonly onConnectionChange = (): void => {
+    if (this.state === 'closed') return;
+    const previous = this.state;
+    const connected = this.publisher.status === 'ready' && this.subscriberReady;
+    if (connected) {
+      this.state = 'connected';
+      if (previous === 'connected') return;
+      this.lastError = '';
+      if (previous === 'disconnected') {
+        this.options.counters.reconnects++;
+        const seconds = ((Date.now() - this.disconnectedAt) / 1000).toFixed(1);
+        this.options.logger.info(
+          `Backplane reconnected to ${this.where} after ${seconds}s; relaying between nodes again`,
+        );
+      } else {
+        this.options.logger.info(`Backplane connected to ${this.where}`);
+      }
+      this.resolveSubscribeWaiters();
+    } else if (previous === 'connected') {
+      this.state = 'disconnected';
+      this.disconnectedAt = Date.now();
+      this.lastError ||= 'connection closed';
+      this.options.logger.warn(
+        `Backplane disconnected from ${this.where} (${this.lastError}); local delivery continues, ` +
+          'messages for other nodes are dropped until it reconnects',
+      );
+    }
+  };
+
+  private logDrop(why: string): void {
+    this.options.limitedLog.log(
+      'backplane_unavailable',
+      'warn',
+      `Message not relayed to other nodes: ${why} (backplane ${this.where})`,
+    );
+  }
+
+  private readonly resolveSubscribeWaiters = (): void => {
+    const waiters = this.subscribeWaiters;
+    this.subscribeWaiters = [];
+    for (const resolve of waiters) resolve();
+  };
+}
+
+async function quit(connection: Redis): Promise<void> {
+  if (connection.status === 'ready') {
+    try {
+      await connection.quit();
+      return;
+    } catch {
+      // Fall through: drop the socket.
+    }
+  }
+  connection.disconnect(false);
+}

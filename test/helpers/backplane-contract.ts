@@ -1,0 +1,181 @@
+import assert from 'node:assert/strict';
+import { after, afterEach, before, describe, it } from 'node:test';
+import { type Backplane, BackplaneCounters } from '../../src/backplane/backplane.js';
+import { waitUntil } from './wait.js';
+
+/** What the contract needs from a driver's test setup. */
+export interface BackplaneHarness {
+  /** A new backplane instance ("a node") on the shared medium. */
+  create(counters: BackplaneCounters): Backplane;
+  /** Cuts the medium for every instance (e.g. kills redis-server). */
+  outage(): Promise<void>;
+  /** Brings the medium back (on the same address). */
+  recover(): Promise<void>;
+  teardown(): Promise<void>;
+}
+
+interface Node {
+  readonly backplane: Backplane;
+  readonly counters: BackplaneCounters;
+  readonly received: Map<string, Buffer[]>;
+}
+
+/**
+ * The delivery guarantees documented in src/backplane/backplane.ts, run
+ * against every driver (one describe() per driver), so a new driver (e.g. IPC
+ * for --workers) proves the same behaviour by adding one file.
+ */
+export function backplaneContract(driver: string, makeHarness: () => Promise<BackplaneHarness>): void {
+  describe(`backplane contract: ${driver}`, () => {
+    let harness: BackplaneHarness;
+    let nodes: Node[] = [];
+
+    before(async () => {
+      harness = await makeHarness();
+    });
+    afterEach(async () => {
+      await Promise.all(nodes.map((node) => node.backplane.close()));
+      nodes = [];
+    });
+    after(async () => {
+      await harness.teardown();
+    });
+
+    async function node(...channels: string[]): Promise<Node> {
+      const counters = new BackplaneCounters();
+      const created: Node = { backplane: harness.create(counters), counters, received: new Map() };
+      nodes.push(created);
+      await Promise.all(
+        channels.map((channel) => {
+          const messages: Buffer[] = [];
+          created.received.set(channel, messages);
+          return created.backplane.subscribe(channel, (message) => messages.push(Buffer.from(message)));
+        }),
+      );
+      await waitUntil(() => created.backplane.health().state === 'connected', 'the node is connected');
+      return created;
+    }
+
+    const got = (n: Node, channel: string): string[] =>
+      (n.received.get(channel) ?? []).map((message) => message.toString());
+
+    it('delivers to every subscriber of the channel, the publisher included, once', async () => {
+      const [a, b, c] = [await node('news'), await node('news'), await node('news')];
+      assert.equal(a.backplane.health().state, 'connected');
+      assert.equal(a.backplane.publish('news', Buffer.from('hello')), true);
+      await waitUntil(() => [a, b, c].every((n) => got(n, 'news').length === 1), 'all three received it');
+      // Anything extra would have arrived along with the first message on the same connection.
+      await new Promise((resolve) => setTimeout(resolve, 50));
+      for (const n of [a, b, c]) assert.deepEqual(got(n, 'news'), ['hello']);
+      await waitUntil(() => a.counters.published === 1, 'the publish is acknowledged');
+      assert.equal(b.counters.received, 1);
+      assert.equal(a.counters.publishFailures, 0);
+    });
+
+    it('keeps channels apart', async () => {
+      const a = await node('one');
+      const b = await node('two');
+      const both = await node('one', 'two');
+      a.backplane.publish('one', Buffer.from('for one'));
+      a.backplane.publish('two', Buffer.from('for two'));
+      await waitUntil(() => got(both, 'two').length === 1 && got(b, 'two').length === 1, 'delivery');
+      await waitUntil(() => got(a, 'one').length === 1, 'loopback');
+      assert.deepEqual(got(a, 'one'), ['for one']);
+      assert.deepEqual(got(b, 'two'), ['for two']);
+      assert.equal(b.received.has('one'), false);
+      assert.deepEqual(got(both, 'one'), ['for one']);
+    });
+
+    it('keeps each publisher’s order', async () => {
+      const a = await node('ordered');
+      const b = await node('ordered');
+      const watcher = await node('ordered');
+      const count = 2000;
+      for (let i = 0; i < count; i++) {
+        assert.equal(a.backplane.publish('ordered', Buffer.from(`a${i}`)), true);
+        assert.equal(b.backplane.publish('ordered', Buffer.from(`b${i}`)), true);
+      }
+      await waitUntil(() => got(watcher, 'ordered').length === 2 * count, 'all messages arrive');
+      const seen = got(watcher, 'ordered');
+      const expected = Array.from({ length: count }, (_, i) => i);
+      assert.deepEqual(
+        seen.filter((m) => m.startsWith('a')).map((m) => Number(m.slice(1))),
+        expected,
+      );
+      assert.deepEqual(
+        seen.filter((m) => m.startsWith('b')).map((m) => Number(m.slice(1))),
+        expected,
+      );
+    });
+
+    it('carries any bytes unchanged: every byte value, empty, and 1 MiB', async () => {
+      const a = await node('bytes');
+      const b = await node('bytes');
+      const everyByte = Buffer.from(Array.from({ length: 256 }, (_, i) => i));
+      const large = Buffer.alloc(1024 * 1024, 0xa5);
+      for (const message of [everyByte, Buffer.alloc(0), large]) a.backplane.publish('bytes', message);
+      await waitUntil(() => (b.received.get('bytes') ?? []).length === 3, 'three messages');
+      const [first, second, third] = b.received.get('bytes') ?? [];
+      assert.deepEqual(first, everyByte);
+      assert.equal(second?.length, 0);
+      assert.equal(third?.equals(large), true);
+    });
+
+    it('fails fast during an outage, reconnects by itself and does not replay', async () => {
+      const a = await node('outage');
+      const b = await node('outage');
+      a.backplane.publish('outage', Buffer.from('before'));
+      await waitUntil(() => got(b, 'outage').length === 1, 'the first message');
+
+      await harness.outage();
+      await waitUntil(
+        () => [a, b].every((n) => n.backplane.health().state === 'disconnected'),
+        'both notice the outage',
+      );
+      assert.notEqual(a.backplane.health().detail, '');
+      assert.equal(a.backplane.publish('outage', Buffer.from('lost')), false);
+      assert.equal(a.counters.publishFailures, 1);
+
+      await harness.recover();
+      await waitUntil(
+        () => [a, b].every((n) => n.backplane.health().state === 'connected'),
+        'both reconnect and resubscribe',
+      );
+      assert.equal(a.counters.reconnects, 1);
+      assert.equal(a.backplane.health().detail, '');
+      assert.equal(a.backplane.publish('outage', Buffer.from('after')), true);
+      await waitUntil(() => got(b, 'outage').length === 2, 'the message after the outage');
+      assert.deepEqual(got(b, 'outage'), ['before', 'after']);
+      assert.deepEqual(got(a, 'outage'), ['before', 'after']);
+    });
+
+    it('subscribes while the medium is down and becomes active once it is back', async () => {
+      const a = await node();
+      await harness.outage();
+      await waitUntil(() => a.backplane.health().state === 'disconnected', 'the outage is noticed');
+      let active = false;
+      const subscribed = a.backplane
+        .subscribe('late', () => {})
+        .then(() => {
+          active = true;
+        });
+      await new Promise((resolve) => setTimeout(resolve, 100));
+      assert.equal(active, false);
+      await harness.recover();
+      await subscribed;
+      assert.equal(a.backplane.health().state, 'connected');
+    });
+
+    it('closes: state closed, publish refused, nothing delivered, idempotent', async () => {
+      const a = await node('closing');
+      const b = await node('closing');
+      await b.backplane.close();
+      await b.backplane.close();
+      assert.equal(b.backplane.health().state, 'closed');
+      assert.equal(b.backplane.publish('closing', Buffer.from('x')), false);
+      a.backplane.publish('closing', Buffer.from('after close'));
+      await waitUntil(() => got(a, 'closing').length === 1, 'loopback delivery');
+      assert.deepEqual(got(b, 'closing'), []);
+    });
+  });
+}

@@ -1,0 +1,135 @@
+import { type ChildProcess, spawn } from 'node:child_process';
+import { once } from 'node:events';
+import { createServer } from 'node:net';
+
+const MISSING =
+  'redis-server is not on PATH: the backplane tests need a real Redis. ' +
+  'Install the Debian package redis-server (apt-get install -y redis-server); .ci/run does this.';
+
+/**
+ * A private redis-server for one test file: loopback only, an ephemeral port,
+ * persistence off. kill() simulates a crash, start() brings it back on the
+ * same port (nodes keep their configured URL), stop() cleans up.
+ */
+export class RedisServer {
+  private child: ChildProcess | undefined;
+  private exited: Promise<unknown> = Promise.resolve();
+
+  private constructor(
+    readonly port: number,
+    private readonly binary: string,
+  ) {}
+
+  get url(): string {
+    return `redis://127.0.0.1:${this.port}`;
+  }
+
+  get running(): boolean {
+    return this.child !== undefined;
+  }
+
+  /** Starts a server on a free port. Fails (never skips) when redis-server is not installed. */
+  static async start(binary = 'redis-server'): Promise<RedisServer> {
+    let lastError: unknown;
+    for (let attempt = 0; attempt < 5; attempt++) {
+      const server = new RedisServer(await freePort(), binary);
+      try {
+        await server.start();
+        return server;
+      } catch (error) {
+        if ((error as Error).message === MISSING) throw error;
+        lastError = error; // another process took the port in between: pick another
+      }
+    }
+    throw lastError;
+  }
+
+  /** (Re)starts redis-server on this.port. */
+  async start(): Promise<void> {
+    if (this.child) return;
+    const child = spawn(
+      this.binary,
+      [
+        '--port',
+        String(this.port),
+        '--bind',
+        '127.0.0.1',
+        '--save',
+        '',
+        '--appendonly',
+        'no',
+        '--daemonize',
+        'no',
+        '--loglevel',
+        'notice',
+      ],
+      { stdio: ['ignore', 'pipe', 'pipe'] },
+    );
+    const spawned = new Promise<void>((resolve, reject) => {
+      child.once('spawn', resolve);
+      child.once('error', (error: NodeJS.ErrnoException) =>
+        reject(error.code === 'ENOENT' ? new Error(MISSING) : error),
+      );
+    });
+    await spawned;
+    const exited = once(child, 'exit');
+    let output = '';
+    const ready = new Promise<void>((resolve, reject) => {
+      const timer = setTimeout(
+        () => reject(new Error(`redis-server not ready within 10s:\n${output}`)),
+        10_000,
+      );
+      child.stdout?.setEncoding('utf8');
+      child.stdout?.on('data', function collectUntilReady(chunk: string) {
+        if (output.length < 64 * 1024) output += chunk;
+        if (output.includes('Ready to accept connections')) {
+          clearTimeout(timer);
+          resolve();
+        }
+      });
+      exited.then(() => {
+        clearTimeout(timer);
+        reject(new Error(`redis-server exited before it was ready:\n${output}`));
+      });
+    });
+    child.stderr?.resume();
+    this.child = child;
+    this.exited = exited;
+    try {
+      await ready;
+    } catch (error) {
+      this.child = undefined;
+      child.kill('SIGKILL');
+      throw error;
+    }
+  }
+
+  /** SIGKILL: a crash, connections drop without a goodbye. Resolves once the process is gone. */
+  async kill(): Promise<void> {
+    await this.signal('SIGKILL');
+  }
+
+  /** SIGTERM and wait. Idempotent; for after(). */
+  async stop(): Promise<void> {
+    await this.signal('SIGTERM');
+  }
+
+  private async signal(signal: NodeJS.Signals): Promise<void> {
+    const child = this.child;
+    if (!child) return;
+    this.child = undefined;
+    child.kill(signal);
+    await this.exited;
+  }
+}
+
+async function freePort(): Promise<number> {
+  const server = createServer();
+  server.listen(0, '127.0.0.1');
+  await once(server, 'listening');
+  const address = server.address();
+  const port = typeof address === 'object' && address ? address.port : 0;
+  server.close();
+  await once(server, 'close');
+  return port;
+}
