@@ -1,4 +1,8 @@
 import type { Server } from 'node:http';
+import type { Backplane } from './backplane/backplane.js';
+import { RedisBackplane } from './backplane/redis.js';
+import { BackplaneRelay } from './backplane/relay.js';
+import { formatRedisTarget } from './config/redis-url.js';
 import type { Config } from './config/settings.js';
 import { consoleRoutes } from './console/routes.js';
 import { BroadcastHub } from './hub/broadcast.js';
@@ -11,7 +15,7 @@ import { shutDown } from './lifecycle/shutdown.js';
 import { type Logger, RateLimitedLog } from './log.js';
 import { createMetricsRegistry } from './metrics/registry.js';
 import { createMetricsServer } from './metrics/server.js';
-import { Stats } from './stats.js';
+import { type BackplaneStats, Stats } from './stats.js';
 import { describeAccelerators, detectAccelerators } from './transport/accelerators.js';
 import { formatListenAddress } from './transport/address.js';
 import { perMessageDeflateOptions } from './transport/compression.js';
@@ -21,6 +25,69 @@ import { TlsReloader, tlsHandshakeFailureListener, warnIfNotValidNow } from './t
 import { describeCertificate, loadTlsMaterial, type TlsFiles } from './transport/tls-files.js';
 import { UpgradeGate } from './transport/upgrade-gate.js';
 import { WebSocketTransport } from './transport/websocket-server.js';
+
+interface ClusterParts {
+  readonly hub: BroadcastHub;
+  readonly stats: Stats;
+  readonly health: Health;
+  readonly limitedLog: RateLimitedLog;
+}
+
+interface Cluster {
+  readonly backplane: Backplane;
+  readonly relay: BackplaneRelay;
+  /** The backplane's address with the password redacted. */
+  readonly where: string;
+}
+
+/**
+ * Joins this node to the others (issue 6) when a backplane is configured:
+ * client broadcasts go out through the relay after local delivery, and
+ * messages of other nodes come in through hub.broadcast(). Connecting happens
+ * in the background; the node serves its own clients meanwhile.
+ */
+function joinCluster(
+  config: Config,
+  dependencies: AppDependencies,
+  parts: ClusterParts,
+): Cluster | undefined {
+  const { hub, stats, health, limitedLog } = parts;
+  let backplane: Backplane;
+  let where: string;
+  if (dependencies.backplane) {
+    backplane = dependencies.backplane(stats.backplane);
+    where = 'an in-process backplane';
+  } else if (config.backplane !== undefined) {
+    where = formatRedisTarget(config.backplane);
+    backplane = new RedisBackplane({
+      target: config.backplane,
+      counters: stats.backplane,
+      logger: dependencies.logger,
+      limitedLog,
+      maxPendingBytes: config.backplaneMaxPending,
+      reconnectDelayMaxMs: config.backplaneReconnectMax,
+    });
+  } else {
+    return undefined;
+  }
+  const relay = new BackplaneRelay({
+    backplane,
+    channel: config.backplaneChannel,
+    stats: stats.backplane,
+    limitedLog,
+    deliverLocally: (room, data, isBinary) => hub.broadcast(room, data, isBinary),
+  });
+  hub.attachRelay(relay);
+  void relay.start();
+  health.addCheck('backplane', () => backplane.health().state === 'connected', {
+    required: config.backplaneRequired,
+    describe: () => {
+      const { state, detail } = backplane.health();
+      return `${state}${detail === '' ? '' : ` (${detail})`}, ${where}`;
+    },
+  });
+  return { backplane, relay, where };
+}
 
 export interface RunningApp {
   /** The port the WebSocket server listens on (the real one when configured as 0). */
@@ -37,6 +104,8 @@ export interface RunningApp {
 
 export interface AppDependencies {
   readonly logger: Logger;
+  /** Replaces the Redis backplane (and enables one without --backplane): in-process multi-node tests. */
+  readonly backplane?: (stats: BackplaneStats) => Backplane;
 }
 
 const tlsFilesOf = (config: Config): TlsFiles => ({
@@ -51,7 +120,8 @@ export function checkStartupFiles(config: Config): void {
 }
 
 /** The composition root: builds every module from the frozen config and starts listening. */
-export async function start(config: Config, { logger }: AppDependencies): Promise<RunningApp> {
+export async function start(config: Config, dependencies: AppDependencies): Promise<RunningApp> {
+  const { logger } = dependencies;
   const stats = new Stats();
   const health = new Health();
   const gate = new UpgradeGate({
@@ -61,10 +131,15 @@ export async function start(config: Config, { logger }: AppDependencies): Promis
     trustProxyHops: config.trustProxyHops,
   });
   const limitedLog = new RateLimitedLog(logger);
-  const hub: Hub =
+  const broadcastHub =
     config.mode === 'broadcast'
       ? new BroadcastHub({ excludeSender: config.broadcastExcludeSender })
-      : new EchoHub();
+      : undefined;
+  const hub: Hub = broadcastHub ?? new EchoHub();
+  // Issue 6: only broadcast mode relays between nodes; echo mode never creates a backplane.
+  const cluster = broadcastHub
+    ? joinCluster(config, dependencies, { hub: broadcastHub, stats, health, limitedLog })
+    : undefined;
   const limits = receiveLimits(config);
   const transport = new WebSocketTransport({
     maxMessageSize: config.maxMessageSize,
@@ -116,12 +191,23 @@ export async function start(config: Config, { logger }: AppDependencies): Promis
     },
     routes,
   });
-  const port = await listen(webSocketServer, config.host, config.port, '--host/--port');
+  let port: number;
+  try {
+    port = await listen(webSocketServer, config.host, config.port, '--host/--port');
+  } catch (error) {
+    await cluster?.backplane.close();
+    throw error;
+  }
   logger.info(`Starting WebSocket server on ${formatListenAddress(config.host, port)}`);
   let metricsServer: Server | undefined;
   let metricsPort: number | undefined;
   if (config.metricsEnabled) {
-    const registry = createMetricsRegistry({ connections: transport.connections, stats, tls });
+    const registry = createMetricsRegistry({
+      connections: transport.connections,
+      stats,
+      tls,
+      backplaneConnected: cluster && (() => cluster.backplane.health().state === 'connected'),
+    });
     metricsServer = createMetricsServer(registry, health);
     try {
       metricsPort = await listen(
@@ -131,7 +217,7 @@ export async function start(config: Config, { logger }: AppDependencies): Promis
         '--metrics-host/--metrics-port',
       );
     } catch (error) {
-      await closeServer(webSocketServer);
+      await Promise.all([closeServer(webSocketServer), cluster?.backplane.close()]);
       throw error;
     }
     logger.info(`Starting metrics server on ${formatListenAddress(config.metricsHost, metricsPort)}`);
@@ -150,6 +236,11 @@ export async function start(config: Config, { logger }: AppDependencies): Promis
     logger.info(`TLS enabled (wss://): certificate ${describeCertificate(tls.current)}`);
     warnIfNotValidNow(logger, tls.current);
     if (config.tlsWatch) tls.watch();
+  }
+  if (cluster) {
+    logger.info(
+      `Backplane: node ${cluster.relay.nodeId.toString('hex')} relays broadcasts over ${cluster.where} (channel ${config.backplaneChannel})`,
+    );
   }
   const stopReport = startPeriodicReport(logger, transport.connections, config.statsInterval);
   transport.keepalive.start();
@@ -173,7 +264,7 @@ export async function start(config: Config, { logger }: AppDependencies): Promis
           transport.keepalive.stop();
           tls?.stop();
         },
-      });
+      }).then(() => cluster?.backplane.close());
       return stopping;
     },
     reload() {

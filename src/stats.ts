@@ -43,6 +43,58 @@ export type RejectReason = (typeof REJECT_REASONS)[number];
 export const DROP_REASONS = ['slow_consumer'] as const;
 export type DropReason = (typeof DROP_REASONS)[number];
 
+/**
+ * Why a client's message did not reach the other nodes (issue 6). One reason,
+ * counted by the backplane driver as BackplaneStats.publishFailures; exported as
+ * websocket_messages_dropped_total{reason="backplane_unavailable"} too.
+ */
+export const RELAY_DROP_REASON = 'backplane_unavailable';
+
+/** Seconds; fits a same-datacenter Redis hop (sub-millisecond) up to a congested one. */
+export const BACKPLANE_LATENCY_BUCKETS = [
+  0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5,
+] as const;
+
+/** A histogram in plain numbers: observe() is a loop over a dozen bounds and two adds. */
+export class PlainHistogram {
+  /** counts[i]: observations ≤ bounds[i] and > bounds[i-1]; counts[bounds.length]: above the last bound. */
+  readonly counts: number[];
+  sum = 0;
+  count = 0;
+
+  constructor(readonly bounds: readonly number[]) {
+    this.counts = new Array<number>(bounds.length + 1).fill(0);
+  }
+
+  observe(value: number): void {
+    let i = 0;
+    while (i < this.bounds.length && value > (this.bounds[i] as number)) i++;
+    this.counts[i] = (this.counts[i] as number) + 1;
+    this.sum += value;
+    this.count++;
+  }
+}
+
+/** The backplane's counters (issue 6); all zero on a single node. */
+export class BackplaneStats {
+  /** Messages Redis accepted from this node. */
+  published = 0;
+  /** Messages this node could not publish: refused at once (not connected, buffer full) or lost in flight. */
+  publishFailures = 0;
+  /** Messages the driver received, this node's own included. */
+  received = 0;
+  /** Reconnections after a lost connection. */
+  reconnects = 0;
+  /** Messages from other nodes handed to the local hub. */
+  receivedFromOtherNodes = 0;
+  /** Messages from other nodes that never arrived, from gaps in their sequence numbers. */
+  missed = 0;
+  /** Messages on the channel that are not valid envelopes. */
+  invalid = 0;
+  /** From publish on one node to delivery to the local hub on another, in seconds. */
+  readonly deliveryLatency = new PlainHistogram(BACKPLANE_LATENCY_BUCKETS);
+}
+
 const zeroes = <K extends string>(keys: readonly K[]): Record<K, number> =>
   Object.fromEntries(keys.map((key) => [key, 0])) as Record<K, number>;
 
@@ -82,6 +134,7 @@ export class Stats {
     TLS_HANDSHAKE_FAILURE_REASONS,
   );
   readonly tlsReloads: Record<TlsReloadResult, number> = zeroes(TLS_RELOAD_RESULTS);
+  readonly backplane = new BackplaneStats();
 }
 
 function ignoreSample(_seconds: number): void {}

@@ -27,7 +27,7 @@ backplaneContract('redis', async () => {
 
 describe('redis-server test harness', () => {
   it('fails, naming the Debian package, when redis-server is missing', async () => {
-    await assert.rejects(RedisServer.start('redis-server-not-installed-here'), (error: Error) => {
+    await assert.rejects(RedisServer.start({ binary: 'redis-server-not-installed-here' }), (error: Error) => {
       assert.match(error.message, /Debian package redis-server/);
       return true;
     });

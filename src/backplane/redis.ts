@@ -224,14 +224,17 @@ export class RedisBackplane implements Backplane {
   };
 }
 
+const QUIT_TIMEOUT_MS = 1000;
+
+/** QUIT lets Redis finish the PUBLISHes already sent; an unresponsive server gets the socket closed instead. */
 async function quit(connection: Redis): Promise<void> {
   if (connection.status === 'ready') {
-    try {
-      await connection.quit();
-      return;
-    } catch {
-      // Fall through: drop the socket.
-    }
+    let timer: NodeJS.Timeout | undefined;
+    const timedOut = new Promise<void>((resolve) => {
+      timer = setTimeout(resolve, QUIT_TIMEOUT_MS);
+    });
+    await Promise.race([connection.quit().catch(() => {}), timedOut]);
+    clearTimeout(timer);
   }
   connection.disconnect(false);
 }

@@ -2,6 +2,7 @@ import { readFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
 import { isMap, isScalar, LineCounter, type Node, parseDocument } from 'yaml';
 import { ErrorCode, UsageError } from '../errors.js';
+import { redactUrlPassword } from './redis-url.js';
 import { type Config, envName, META_FLAGS, SETTINGS, type Setting, type SettingName } from './settings.js';
 import { didYouMean } from './suggest.js';
 
@@ -56,7 +57,9 @@ const SECTIONS = new Set(
 );
 
 const quote = (value: unknown): string => {
-  const shown = typeof value === 'string' ? JSON.stringify(value) : (JSON.stringify(value) ?? String(value));
+  // A URL's password (e.g. --backplane=redis://user:pass@host) never reaches stderr or logs.
+  const text = typeof value === 'string' ? redactUrlPassword(value) : value;
+  const shown = typeof text === 'string' ? JSON.stringify(text) : (JSON.stringify(text) ?? String(text));
   return shown.length > 80 ? `${shown.slice(0, 77)}...` : shown;
 };
 
@@ -140,6 +143,12 @@ function checkConsistency(config: Config, sourceOf: (name: SettingName) => Sourc
         `${nameFor('tlsEnabled')} turns TLS on, but ${setting.key} is not set; set it to a PEM file with --${setting.flag}=PATH, ${envName(setting)} or ${setting.key} in the config file`,
       );
     }
+  }
+  if (config.backplane !== undefined && config.mode !== 'broadcast') {
+    throw new UsageError(
+      ErrorCode.CONFLICTING_SETTINGS,
+      `${nameFor('backplane')} only works in broadcast mode (${nameFor('mode')} is echo): echo mode answers each client itself and never uses a backplane`,
+    );
   }
 }
 

@@ -59,6 +59,11 @@ export function formatRedisTarget(target: RedisTarget): string {
   return `${target.tls ? 'rediss' : 'redis'}://${credentials}${host}:${target.port}/${target.db}`;
 }
 
+/** "scheme://user:secret@host" → "scheme://user:***@host", for text that may not even parse as a URL. */
+export function redactUrlPassword(text: string): string {
+  return text.replace(/(\/\/[^:@/\s]*:)[^@/\s]*@/g, '$1***@');
+}
+
 /** A setting holding a Redis URL; empty means "no Redis". Shown redacted. */
 export function redisUrl(): Kind<RedisTarget | undefined> {
   const toTarget = (value: unknown): unknown => {

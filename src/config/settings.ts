@@ -12,6 +12,7 @@ import {
   port,
   text,
 } from './kinds.js';
+import { redisUrl } from './redis-url.js';
 
 /**
  * Every setting is declared exactly once, here: its YAML key, its flag, its kind
@@ -112,6 +113,44 @@ export const SETTINGS = {
     kind: bool(),
     default: true,
     doc: "Reload the certificate when its files' directories change, e.g. a Kubernetes Secret rotation (SIGHUP always reloads)",
+  }),
+  backplane: setting({
+    key: 'backplane.url',
+    flag: 'backplane',
+    kind: redisUrl(),
+    default: undefined,
+    doc: 'Redis that joins several wshub nodes in broadcast mode, as redis://[user:pass@]host:port[/db] or rediss:// (TLS); empty: single node',
+  }),
+  backplaneChannel: setting({
+    key: 'backplane.channel',
+    flag: 'backplane-channel',
+    kind: text({
+      pattern: /^[A-Za-z0-9._:{}/-]{1,200}$/,
+      expected: 'a Redis channel name of 1 to 200 letters, digits and . _ : { } / -',
+    }),
+    default: 'wshub',
+    doc: 'Redis pub/sub channel of the backplane; the nodes that share it form one cluster',
+  }),
+  backplaneRequired: setting({
+    key: 'backplane.required',
+    flag: 'backplane-required',
+    kind: bool(),
+    default: false,
+    doc: 'Report the node not ready on /readyz while the backplane is disconnected (local delivery works either way)',
+  }),
+  backplaneMaxPending: setting({
+    key: 'backplane.maxPending',
+    flag: 'backplane-max-pending',
+    kind: bytes(64 * KiB, 1024 * MiB),
+    default: 16 * MiB,
+    doc: 'Bytes sent to Redis and not yet acknowledged, at most; beyond that messages for other nodes are dropped',
+  }),
+  backplaneReconnectMax: setting({
+    key: 'backplane.reconnectDelayMax',
+    flag: 'backplane-reconnect-max',
+    kind: duration(10, 60 * SECOND),
+    default: 5 * SECOND,
+    doc: 'Longest wait between attempts to reconnect to Redis (exponential backoff from 50ms, with jitter)',
   }),
   shutdownTimeout: setting({
     key: 'server.shutdownTimeout',

@@ -1,8 +1,10 @@
-import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from 'prom-client';
+import { Counter, collectDefaultMetrics, Gauge, Histogram, type Metric, Registry } from 'prom-client';
 import {
   DISCONNECT_REASONS,
   DROP_REASONS,
+  type PlainHistogram,
   REJECT_REASONS,
+  RELAY_DROP_REASON,
   type Stats,
   TLS_HANDSHAKE_FAILURE_REASONS,
   TLS_RELOAD_RESULTS,
@@ -18,6 +20,8 @@ export interface MetricSources {
   readonly stats: Stats;
   /** The certificate being served, when TLS is on. */
   readonly tls?: { readonly current: { readonly validTo: number } } | undefined;
+  /** Present when a backplane is configured (issue 6): the wshub_backplane_* metrics exist only then. */
+  readonly backplaneConnected?: () => boolean;
 }
 
 /**
@@ -87,6 +91,7 @@ export function createMetricsRegistry(sources: MetricSources): Registry {
       labelNames: ['reason'],
       read: (set) => {
         for (const reason of DROP_REASONS) set(stats.messagesDropped[reason], { reason });
+        set(stats.backplane.publishFailures, { reason: RELAY_DROP_REASON });
       },
     },
   );
@@ -162,7 +167,96 @@ export function createMetricsRegistry(sources: MetricSources): Registry {
       },
     });
   }
+  if (sources.backplaneConnected) registerBackplaneMetrics(registry, stats, sources.backplaneConnected);
   return registry;
+}
+
+function registerBackplaneMetrics(registry: Registry, stats: Stats, isConnected: () => boolean): void {
+  new Gauge({
+    name: 'wshub_backplane_connected',
+    help: '1 while the backplane (Redis) is connected and subscribed, else 0',
+    registers: [registry],
+    collect() {
+      this.set(isConnected() ? 1 : 0);
+    },
+  });
+  const backplane = stats.backplane;
+  const counters: ReadonlyArray<[name: string, help: string, read: () => number]> = [
+    [
+      'wshub_backplane_messages_published_total',
+      'Messages this node published to the backplane and the backplane accepted',
+      () => backplane.published,
+    ],
+    [
+      'wshub_backplane_messages_received_total',
+      'Messages from other nodes delivered to this node’s clients',
+      () => backplane.receivedFromOtherNodes,
+    ],
+    [
+      'wshub_backplane_publish_errors_total',
+      'Messages this node could not publish (backplane down, send buffer full, connection lost in flight)',
+      () => backplane.publishFailures,
+    ],
+    [
+      'wshub_backplane_reconnects_total',
+      'Reconnections to the backplane after a lost connection',
+      () => backplane.reconnects,
+    ],
+    [
+      'wshub_backplane_messages_missed_total',
+      'Messages from other nodes that never arrived (gaps in their sequence numbers)',
+      () => backplane.missed,
+    ],
+    [
+      'wshub_backplane_invalid_messages_total',
+      'Messages on the backplane channel that are not wshub envelopes (ignored)',
+      () => backplane.invalid,
+    ],
+  ];
+  for (const [name, help, read] of counters)
+    mirrorCounter(registry, name, help, { read: (set) => set(read()) });
+  mirrorHistogram(
+    registry,
+    'wshub_backplane_delivery_latency_seconds',
+    'From publish on one node to delivery to the local clients on another (clocks of different hosts must agree)',
+    backplane.deliveryLatency,
+  );
+}
+
+/**
+ * A Prometheus histogram whose buckets are copied from a PlainHistogram at
+ * scrape time, so the path observes with plain arithmetic (no prom-client).
+ */
+export function mirrorHistogram(
+  registry: Registry,
+  name: string,
+  help: string,
+  source: PlainHistogram,
+): void {
+  const snapshot = () => {
+    const values: Array<{ metricName: string; labels: Labels | Record<string, number>; value: number }> = [];
+    let cumulative = 0;
+    source.bounds.forEach((bound, i) => {
+      cumulative += source.counts[i] as number;
+      values.push({ metricName: `${name}_bucket`, labels: { le: bound }, value: cumulative });
+    });
+    values.push(
+      { metricName: `${name}_bucket`, labels: { le: '+Inf' }, value: source.count },
+      { metricName: `${name}_sum`, labels: {}, value: source.sum },
+      { metricName: `${name}_count`, labels: {}, value: source.count },
+    );
+    return { name, help, type: 'histogram', aggregator: 'sum', values };
+  };
+  // The registry needs only name, type and get() (lib/registry.js getMetricsAsString).
+  const metric = {
+    name,
+    help,
+    type: 'histogram',
+    aggregator: 'sum',
+    get: async () => snapshot(),
+    reset() {},
+  };
+  registry.registerMetric(metric as unknown as Metric);
 }
 
 type Labels = Record<string, string>;

@@ -19,16 +19,22 @@ export function createMetricsServer(registry: Registry, health: Health): Server 
     } else if (path === '/livez') {
       reply(response, 200, 'ok\n');
     } else if (path === '/readyz') {
-      const state = health.readiness();
-      reply(
-        response,
-        state.ready ? 200 : 503,
-        state.ready ? 'ready\n' : `not ready: ${state.failing.join(', ')}\n`,
-      );
+      reply(response, ...readinessReply(health));
     } else {
       reply(response, 404, '404 Not Found\n');
     }
   });
+}
+
+/** 200 or 503, a first line a probe log can show, then one line per component that describes itself. */
+export function readinessReply(health: Health): [status: number, body: string] {
+  const state = health.readiness();
+  const headline = !state.ready
+    ? `not ready: ${state.failing.join(', ')}`
+    : state.degraded.length > 0
+      ? `ready (degraded: ${state.degraded.join(', ')})`
+      : 'ready';
+  return [state.ready ? 200 : 503, [headline, ...state.details].map((line) => `${line}\n`).join('')];
 }
 
 function reply(

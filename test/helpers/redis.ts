@@ -1,6 +1,8 @@
 import { type ChildProcess, spawn } from 'node:child_process';
 import { once } from 'node:events';
 import { createServer } from 'node:net';
+import { Redis } from 'ioredis';
+import { type SpawnedServer, spawnServer } from './server.js';
 
 const MISSING =
   'redis-server is not on PATH: the backplane tests need a real Redis. ' +
@@ -18,6 +20,7 @@ export class RedisServer {
   private constructor(
     readonly port: number,
     private readonly binary: string,
+    private readonly extraArgs: readonly string[],
   ) {}
 
   get url(): string {
@@ -29,10 +32,10 @@ export class RedisServer {
   }
 
   /** Starts a server on a free port. Fails (never skips) when redis-server is not installed. */
-  static async start(binary = 'redis-server'): Promise<RedisServer> {
+  static async start(options: { binary?: string; args?: readonly string[] } = {}): Promise<RedisServer> {
     let lastError: unknown;
     for (let attempt = 0; attempt < 5; attempt++) {
-      const server = new RedisServer(await freePort(), binary);
+      const server = new RedisServer(await freePort(), options.binary ?? 'redis-server', options.args ?? []);
       try {
         await server.start();
         return server;
@@ -62,6 +65,7 @@ export class RedisServer {
         'no',
         '--loglevel',
         'notice',
+        ...this.extraArgs,
       ],
       { stdio: ['ignore', 'pipe', 'pipe'] },
     );
@@ -104,6 +108,23 @@ export class RedisServer {
     }
   }
 
+  /** Reads one INFO field over a fresh connection (which itself counts as a connection received). */
+  async info(field: string): Promise<string | undefined> {
+    const client = new Redis({
+      host: '127.0.0.1',
+      port: this.port,
+      lazyConnect: true,
+      maxRetriesPerRequest: 0,
+    });
+    try {
+      await client.connect();
+      const text = await client.info();
+      return new RegExp(`^${field}:(.*)$`, 'm').exec(text)?.[1]?.trim();
+    } finally {
+      client.disconnect();
+    }
+  }
+
   /** SIGKILL: a crash, connections drop without a goodbye. Resolves once the process is gone. */
   async kill(): Promise<void> {
     await this.signal('SIGKILL');
@@ -132,4 +153,22 @@ async function freePort(): Promise<number> {
   server.close();
   await once(server, 'close');
   return port;
+}
+
+/** A broadcast-mode wshub process joined to `redis`, with a short backoff so tests stay fast. */
+export async function spawnNode(redis: RedisServer, extra: string[] = []): Promise<SpawnedServer> {
+  const node = await spawnServer([
+    '--mode=broadcast',
+    '--stats-interval=0',
+    `--backplane=${redis.url}`,
+    '--backplane-reconnect-max=100ms',
+    ...extra,
+  ]);
+  try {
+    await node.stdout.waitFor(/Backplane connected to redis:\/\//);
+  } catch (error) {
+    node.kill('SIGKILL');
+    throw error;
+  }
+  return node;
 }
