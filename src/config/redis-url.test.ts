@@ -2,6 +2,7 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { ErrorCode, UsageError } from '../errors.js';
 import { loadConfig } from './load.js';
+import { printConfig } from './print.js';
 import { formatRedisTarget, parseRedisUrl, type RedisTarget } from './redis-url.js';
 
 const target = (text: string): RedisTarget => {
@@ -91,6 +92,13 @@ describe('backplane settings', () => {
     assert.equal(config.backplaneRequired, true);
     assert.equal(config.backplaneMaxPending, 1024 * 1024);
     assert.equal(config.backplaneReconnectMax, 250);
+  });
+
+  it('prints the URL with the password redacted (--print-config)', () => {
+    const { config } = loadConfig([...broadcast, '--backplane=redis://app:hunter2@10.1.2.3:6380/2'], {});
+    const printed = printConfig(config);
+    assert.match(printed, /backplane:\n {2}url: redis:\/\/app:\*\*\*@10\.1\.2\.3:6380\/2\n/);
+    assert.doesNotMatch(printed, /hunter2/);
   });
 
   it('treats an empty URL as no backplane', () => {
