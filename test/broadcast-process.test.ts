@@ -8,7 +8,7 @@ describe('wshub --mode=broadcast (process)', () => {
   it('broadcasts, then on SIGTERM closes every client with 1001 and exits 0', async () => {
     const server = await spawnServer(['--mode=broadcast', '--stats-interval=0']);
     try {
-      await server.stdout.waitFor(/Broadcast mode: every message/);
+      await server.stdout.waitFor(/Broadcast mode: every message/, 30_000);
       const clients = await Promise.all([1, 2, 3].map(() => TestClient.open(server.url)));
       await waitForMetric(server.metricsUrl, 'websocket_connected_clients', 3);
       await clients[0]?.send('before shutdown');
@@ -18,7 +18,7 @@ describe('wshub --mode=broadcast (process)', () => {
       const closes = await Promise.all(clients.map((client) => client.closed));
       for (const close of closes) assert.equal(close.code, 1001);
       assert.deepEqual(await server.exited, { code: 0, signal: null });
-      await server.stdout.waitFor(/Closing 3 connections with 1001/);
+      await server.stdout.waitFor(/Closing 3 connections with 1001/, 30_000);
       assert.equal(server.stdout.count(/WebSocket disconnected/), 3);
     } finally {
       server.kill('SIGKILL');

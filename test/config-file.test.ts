@@ -9,6 +9,8 @@ import { assertUsageError, runToExit } from './helpers/cli.js';
 import { TestClient } from './helpers/clients.js';
 import { runWshub } from './helpers/server.js';
 
+// Generous: CI machines are shared, and a spawned Node process can take seconds to start there.
+const STARTUP_MS = 30_000;
 const dir = mkdtempSync(join(tmpdir(), 'wshub-config-'));
 after(() => rmSync(dir, { recursive: true, force: true }));
 
@@ -45,9 +47,15 @@ describe('--config-file (spawned process)', () => {
       WSHUB_MODE: 'broadcast',
     });
     try {
-      const started = await run.stdout.waitFor(/Starting WebSocket server on 127\.0\.0\.1:(\d+)$/);
+      const started = await run.stdout.waitFor(
+        /Starting WebSocket server on 127\.0\.0\.1:(\d+)$/,
+        STARTUP_MS,
+      );
       const port = Number(/:(\d+)$/.exec(started)?.[1]);
-      const metricsLine = await run.stdout.waitFor(/Starting metrics server on 127\.0\.0\.1:(\d+)$/);
+      const metricsLine = await run.stdout.waitFor(
+        /Starting metrics server on 127\.0\.0\.1:(\d+)$/,
+        STARTUP_MS,
+      );
       const metricsPort = Number(/:(\d+)$/.exec(metricsLine)?.[1]);
       const [a, b] = await Promise.all([
         TestClient.open(`ws://127.0.0.1:${port}/ws`),
@@ -77,9 +85,12 @@ describe('--config-file (spawned process)', () => {
     const run = runWshub([`--config-file=${hub}`, '--stats-interval=0'], { WSHUB_MODE: 'broadcast' });
     const clients: TestClient[] = [];
     try {
-      const started = await run.stdout.waitFor(/Starting WebSocket server on 127\.0\.0\.1:(\d+)/);
+      const started = await run.stdout.waitFor(/Starting WebSocket server on 127\.0\.0\.1:(\d+)/, STARTUP_MS);
       const port = Number(/:(\d+)/.exec(started.slice(started.indexOf('127.0.0.1')))?.[1]);
-      const metricsLine = await run.stdout.waitFor(/Starting metrics server on 127\.0\.0\.1:(\d+)$/);
+      const metricsLine = await run.stdout.waitFor(
+        /Starting metrics server on 127\.0\.0\.1:(\d+)$/,
+        STARTUP_MS,
+      );
       const metricsPort = Number(/:(\d+)$/.exec(metricsLine)?.[1]);
       for (let i = 0; i < 3; i++) {
         clients.push(await TestClient.open(`wss://127.0.0.1:${port}/ws`, { ca: cert.cert }));
@@ -87,7 +98,7 @@ describe('--config-file (spawned process)', () => {
       await clients[0]?.send('over tls');
       await clients[2]?.send(Buffer.from([1, 2, 3]), { binary: true });
       for (const client of clients) {
-        const [text, binary] = await client.take(2);
+        const [text, binary] = await client.take(2, STARTUP_MS);
         assert.deepEqual([text?.data.toString(), text?.isBinary], ['over tls', false]);
         assert.deepEqual([binary?.data, binary?.isBinary], [Buffer.from([1, 2, 3]), true]);
       }
@@ -107,8 +118,8 @@ describe('--config-file (spawned process)', () => {
     const hub = file('nometrics.yaml', 'server:\n  port: 0\nmetrics:\n  enabled: false\n  port: 0\n');
     const run = runWshub([`--config-file=${hub}`, '--host=127.0.0.1']);
     try {
-      await run.stdout.waitFor(/Starting WebSocket server on/);
-      await run.stdout.waitFor(/Metrics server disabled \(metrics\.enabled: false\)$/);
+      await run.stdout.waitFor(/Starting WebSocket server on/, STARTUP_MS);
+      await run.stdout.waitFor(/Metrics server disabled \(metrics\.enabled: false\)$/, STARTUP_MS);
       assert.equal(run.stdout.count(/Starting metrics server/), 0);
     } finally {
       run.child.kill('SIGKILL');
