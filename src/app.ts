@@ -1,4 +1,6 @@
+import { randomBytes } from 'node:crypto';
 import type { Server } from 'node:http';
+import { hostname } from 'node:os';
 import type { Backplane } from './backplane/backplane.js';
 import { RedisBackplane } from './backplane/redis.js';
 import { BackplaneRelay } from './backplane/relay.js';
@@ -25,6 +27,7 @@ import { TlsReloader, tlsHandshakeFailureListener, warnIfNotValidNow } from './t
 import { describeCertificate, loadTlsMaterial, type TlsFiles } from './transport/tls-files.js';
 import { UpgradeGate } from './transport/upgrade-gate.js';
 import { WebSocketTransport } from './transport/websocket-server.js';
+import { VERSION } from './version.js';
 
 interface ClusterParts {
   readonly hub: BroadcastHub;
@@ -129,6 +132,7 @@ export async function start(config: Config, dependencies: AppDependencies): Prom
     maxConnectionsPerIp: config.maxConnectionsPerIp,
     allowedOrigins: config.allowedOrigins,
     trustProxyHops: config.trustProxyHops,
+    allowFaultInjection: config.allowFaultInjection,
   });
   const limitedLog = new RateLimitedLog(logger);
   const broadcastHub =
@@ -158,6 +162,7 @@ export async function start(config: Config, dependencies: AppDependencies): Prom
     stats,
     logger,
     limitedLog,
+    instance: { hostname: hostname(), id: randomBytes(4).toString('hex'), version: VERSION },
   });
   const tls = config.tlsEnabled
     ? new TlsReloader({

@@ -1,4 +1,3 @@
-import { createRequire } from 'node:module';
 import { checkStartupFiles, type RunningApp, start } from './app.js';
 import { helpText } from './config/help.js';
 import { loadConfig } from './config/load.js';
@@ -6,8 +5,7 @@ import { printConfig } from './config/print.js';
 import { isUsageError } from './errors.js';
 import { handleReloadSignal, handleSignals } from './lifecycle/signals.js';
 import { createLogger } from './log.js';
-
-const packageJson = createRequire(import.meta.url)('../../package.json') as { version: string };
+import { VERSION } from './version.js';
 
 /**
  * Subcommands: `wshub NAME ...` runs a tool instead of the server. Each one
@@ -37,11 +35,11 @@ export async function main(
     }
     const loaded = loadConfig(argv, env);
     if (loaded.action === 'help') {
-      process.stdout.write(helpText(packageJson.version));
+      process.stdout.write(helpText(VERSION));
       return;
     }
     if (loaded.action === 'version') {
-      process.stdout.write(`wshub ${packageJson.version}\n`);
+      process.stdout.write(`wshub ${VERSION}\n`);
       return;
     }
     if (loaded.action === 'print') {

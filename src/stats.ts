@@ -18,6 +18,7 @@ export const DISCONNECT_REASONS = [
   'ping_timeout',
   'idle_timeout',
   'max_lifetime',
+  'fault_injection',
 ] as const;
 export type DisconnectReason = (typeof DISCONNECT_REASONS)[number];
 
@@ -36,6 +37,7 @@ export const REJECT_REASONS = [
   'header_too_large',
   'handshake_timeout',
   'bad_request',
+  'invalid_fault_injection',
 ] as const;
 export type RejectReason = (typeof REJECT_REASONS)[number];
 

@@ -47,6 +47,7 @@ class BenchConnection {
   sent = 0;
   echoed = 0;
   firstSendAt = 0;
+  closedUnexpectedly = false;
   startedAt = 0;
 
   constructor(readonly ws: WebSocket) {}
@@ -229,7 +230,10 @@ export class LoadGenerator {
     }
     this.counts.open--;
     this.closeCodes[code] = (this.closeCodes[code] ?? 0) + 1;
-    if (!connection.closingByUs) this.counts.unexpectedCloses++;
+    if (!connection.closingByUs) {
+      this.counts.unexpectedCloses++;
+      connection.closedUnexpectedly = true;
+    }
   }
 
   private inFlight(): number {
@@ -270,14 +274,20 @@ export class LoadGenerator {
 
   private result(): WorkerResult {
     let lost = 0;
+    let lostOnUnexpectedClose = 0;
     if (this.plan.mode === 'echo') {
-      for (const connection of this.connections) lost += connection.sent - connection.echoed;
+      for (const connection of this.connections) {
+        const missing = connection.sent - connection.echoed;
+        if (connection.closedUnexpectedly) lostOnUnexpectedClose += missing;
+        else lost += missing;
+      }
     }
     return {
       counts: { ...this.counts },
       failedByReason: { ...this.failedByReason },
       closeCodes: { ...this.closeCodes },
       lost,
+      lostOnUnexpectedClose,
       latency: encodeIntoCompressedBase64(this.latency),
       connectLatency: encodeIntoCompressedBase64(this.connectLatency),
       sendingFrom: this.sendingFrom,

@@ -81,7 +81,7 @@ export const BENCH_FLAGS = {
   'max-errors': flag({
     kind: integer(-1, 1_000_000_000, 'a number of errors from 0 to 1000000000, or -1 for no budget'),
     default: -1,
-    doc: 'Exit 1 when failed connections + unexpected closes + lost messages exceed this (-1: no budget)',
+    doc: 'Exit 1 when failed connections + unexpected closes + lost messages (on connections that stayed open) + send errors exceed this (-1: no budget)',
   }),
   json: flag({ kind: boolean(), default: false, doc: 'Print the final report as one JSON object' }),
   insecure: flag({

@@ -34,8 +34,10 @@ export interface WorkerResult {
   readonly counts: WorkerCounts;
   readonly failedByReason: Readonly<Record<string, number>>;
   readonly closeCodes: Readonly<Record<string, number>>;
-  /** Messages sent in echo mode whose echo never came back. */
+  /** Echo mode: messages whose echo never came back, on connections the bench closed itself. */
   readonly lost: number;
+  /** ... and on connections closed by the other side (already counted as unexpected closes). */
+  readonly lostOnUnexpectedClose: number;
   /** HDR histograms (µs), compressed base64, so they can be added up exactly. */
   readonly latency: string;
   readonly connectLatency: string;

@@ -33,7 +33,7 @@ export interface BenchReport {
   readonly messages: {
     readonly sent: number;
     readonly received: number;
-    /** Echo mode: messages whose echo never arrived. */
+    /** Echo mode: messages whose echo never arrived (including those in flight when a connection was closed on the bench). */
     readonly lost: number;
     readonly sendErrors: number;
     readonly bytesSent: number;
@@ -46,7 +46,11 @@ export interface BenchReport {
   readonly latencyMs: Percentiles;
   /** Close code → how many connections ended with it. */
   readonly closeCodes: Readonly<Record<string, number>>;
-  /** Failed connections (not counting cancelled) + unexpected closes + lost messages + send errors. */
+  /**
+   * Failed connections (not counting cancelled) + unexpected closes + messages lost on
+   * connections that stayed open + send errors (an unexpected close counts once, not again
+   * for the messages it took with it).
+   */
   readonly errors: number;
   readonly maxErrors: number | null;
   /** False when errors exceed --max-errors or no connection was established: exit status 1. */

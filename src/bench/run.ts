@@ -124,12 +124,14 @@ export function buildReport(options: BenchOptions, results: readonly WorkerResul
   const failedByReason: Record<string, number> = {};
   const closeCodes: Record<string, number> = {};
   let lost = 0;
+  let lostOnUnexpectedClose = 0;
   let from = Number.POSITIVE_INFINITY;
   let until = 0;
   for (const result of results) {
     addUp(failedByReason, result.failedByReason);
     addUp(closeCodes, result.closeCodes);
     lost += result.lost;
+    lostOnUnexpectedClose += result.lostOnUnexpectedClose;
     if (result.sendingFrom > 0) from = Math.min(from, result.sendingFrom);
     until = Math.max(until, result.sendingUntil);
   }
@@ -156,7 +158,7 @@ export function buildReport(options: BenchOptions, results: readonly WorkerResul
     messages: {
       sent: counts.sent,
       received: counts.received,
-      lost,
+      lost: lost + lostOnUnexpectedClose,
       sendErrors: counts.sendErrors,
       bytesSent: counts.bytesSent,
       bytesReceived: counts.bytesReceived,

@@ -314,6 +314,13 @@ export const SETTINGS = {
     default: true,
     doc: 'Serve the browser console at GET / and the connection count at GET /stats on the WebSocket port (--no-console to disable)',
   }),
+  allowFaultInjection: setting({
+    key: 'faultInjection.enabled',
+    flag: 'allow-fault-injection',
+    kind: bool(),
+    default: false,
+    doc: 'Let clients ask for faults in the /ws query string: ?delay=200ms, ?close=4000&reason=bye, ?drop, ?hello (see README); off: the query is ignored',
+  }),
   logFormat: setting<LogFormat>({
     key: 'log.format',
     flag: 'log-format',

@@ -5,7 +5,7 @@
  * timestamps and close codes. It polls GET /stats for the server's live
  * connection count.
  */
-export const CONSOLE_SCRIPT = String.raw`
+export const CONSOLE_SCRIPT = `
 'use strict';
 const $ = (id) => document.getElementById(id);
 const log = $('log');

@@ -4,6 +4,7 @@ import type { Peer } from '../hub/hub.js';
 import type { OutboundMessage } from '../hub/message.js';
 import type { Fields } from '../log.js';
 import type { DisconnectReason } from '../stats.js';
+import type { FaultPlan } from './fault-injection.js';
 import type { Outbound, OutboundTarget } from './outbound.js';
 
 /** What a connection reports its events to (the transport). */
@@ -31,6 +32,9 @@ export class Connection extends WebSocket implements Peer, OutboundTarget {
   clientAddress = '';
   /** Set when the server decides to end the connection, before it closes. */
   serverCloseReason: DisconnectReason | undefined = undefined;
+  /** Faults this client asked for (--allow-fault-injection), and its messages waiting on ?delay. */
+  faults: FaultPlan | undefined = undefined;
+  delayedMessages = 0;
   pendingFirst: OutboundMessage | undefined = undefined;
   pendingRest: OutboundMessage[] | undefined = undefined;
   pendingCount = 0;

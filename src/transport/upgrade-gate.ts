@@ -1,6 +1,7 @@
 import type { IncomingMessage } from 'node:http';
 import { REJECT_REASONS, type RejectReason } from '../stats.js';
 import { clientAddressOf, limitKey } from './address.js';
+import { type FaultPlan, parseFaultQuery } from './fault-injection.js';
 import { OriginAllowlist } from './origin.js';
 import { matchWebSocketPath, pathOf, type WebSocketRoute } from './routes.js';
 
@@ -15,6 +16,8 @@ export interface GateOptions {
   readonly allowedOrigins: readonly string[];
   /** Proxies in front of wshub whose X-Forwarded-For entries are trusted (0: none). */
   readonly trustProxyHops: number;
+  /** Honour the fault-injection query (?delay, ?close, ?drop, ?hello); otherwise it is ignored. */
+  readonly allowFaultInjection?: boolean;
 }
 
 const UNLIMITED: GateOptions = {
@@ -25,7 +28,13 @@ const UNLIMITED: GateOptions = {
 };
 
 export type Admission =
-  | { readonly ok: true; readonly route: WebSocketRoute; readonly clientAddress: string }
+  | {
+      readonly ok: true;
+      readonly route: WebSocketRoute;
+      readonly clientAddress: string;
+      /** What the client asked to be done to its connection (only with --allow-fault-injection). */
+      readonly faults?: FaultPlan | undefined;
+    }
   | {
       readonly ok: false;
       readonly reason: RejectReason;
@@ -124,6 +133,11 @@ export class UpgradeGate {
     }
     if (maxConnectionsPerIp > 0 && (this.openByAddress.get(clientAddress) ?? 0) >= maxConnectionsPerIp) {
       return refuse('max_connections_per_ip', 503, 'connection limit per address reached', retryAfter());
+    }
+    if (this.options.allowFaultInjection) {
+      const faults = parseFaultQuery(request.url);
+      if (!faults.ok) return refuse('invalid_fault_injection', 400, faults.detail);
+      return { ok: true, route: match.route, clientAddress, faults: faults.plan };
     }
     return { ok: true, route: match.route, clientAddress };
   }

@@ -2,13 +2,14 @@ import type { IncomingMessage } from 'node:http';
 import { STATUS_CODES } from 'node:http';
 import type { Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
-import { type PerMessageDeflateOptions, type ServerOptions, type WebSocket, WebSocketServer } from 'ws';
+import { type PerMessageDeflateOptions, type ServerOptions, WebSocket, WebSocketServer } from 'ws';
 import type { Hub } from '../hub/hub.js';
 import type { Logger, RateLimitedLog } from '../log.js';
 import type { DisconnectReason, RejectReason, Stats } from '../stats.js';
 import { formatPeer } from './address.js';
 import { offeredServerWindowBits } from './compression.js';
 import { Connection, type ConnectionOwner, connectionFields } from './connection.js';
+import { describeFaults, type FaultPlan, MAX_DELAYED_MESSAGES } from './fault-injection.js';
 import { Keepalive, type KeepaliveOptions } from './keepalive.js';
 import { Outbound } from './outbound.js';
 import type { UpgradeGate } from './upgrade-gate.js';
@@ -28,6 +29,15 @@ export interface TransportOptions {
   readonly stats: Stats;
   readonly logger: Logger;
   readonly limitedLog: RateLimitedLog;
+  /** Who this process is, for the ?hello fault-injection message. */
+  readonly instance?: InstanceInfo;
+}
+
+export interface InstanceInfo {
+  readonly hostname: string;
+  /** Random per process start, so a restarted pod with the same name is told apart. */
+  readonly id: string;
+  readonly version: string;
 }
 
 /**
@@ -110,11 +120,12 @@ export class WebSocketTransport implements ConnectionOwner {
       this.refuse(socket, admission.reason, admission.status, admission.detail, admission.headers);
       return;
     }
-    const { route, clientAddress } = admission;
+    const { route, clientAddress, faults } = admission;
     let accepted = false;
     this.serverFor(request).handleUpgrade(request, socket, head, (ws) => {
       accepted = true;
       this.accept(ws as Connection, request, socket, route.room, clientAddress);
+      if (faults !== undefined) this.startFaults(ws as Connection, faults);
     });
     // ws completes an upgrade synchronously; if it did not call back, it refused the
     // request itself (e.g. a malformed Sec-WebSocket-Protocol) or the socket was gone.
@@ -204,7 +215,80 @@ export class WebSocketTransport implements ConnectionOwner {
     connection.messagesReceived++;
     stats.messagesReceived++;
     stats.bytesReceived += data.length;
-    this.options.hub.receive(connection, data, isBinary);
+    if (connection.faults === undefined) this.options.hub.receive(connection, data, isBinary);
+    else this.receiveWithFaults(connection, connection.faults, data, isBinary);
+  }
+
+  /** Faults that act at once: ?hello, and ?close / ?drop with &immediately. */
+  private startFaults(connection: Connection, faults: FaultPlan): void {
+    // Only a plan that acts on messages needs the slower receive path.
+    if (faults.delayMs > 0 || (!faults.immediately && (faults.close !== undefined || faults.drop))) {
+      connection.faults = faults;
+    }
+    const fields = connectionFields(connection);
+    this.options.logger.info(`Fault injection for ${connection.peer}: ${describeFaults(faults)}`, fields);
+    if (faults.hello) {
+      const instance = this.options.instance;
+      connection.send(
+        JSON.stringify({
+          type: 'hello',
+          hostname: instance?.hostname,
+          instance: instance?.id,
+          version: instance?.version,
+          connection_id: connection.id,
+          room: connection.room,
+          remote_addr: connection.peer,
+          client_address: connection.clientAddress,
+        }),
+      );
+    }
+    if (faults.immediately) this.injectEnd(connection, faults);
+  }
+
+  private receiveWithFaults(
+    connection: Connection,
+    faults: FaultPlan,
+    data: Buffer,
+    isBinary: boolean,
+  ): void {
+    if (faults.drop) {
+      this.injectEnd(connection, faults);
+      return;
+    }
+    if (faults.delayMs === 0) {
+      this.options.hub.receive(connection, data, isBinary);
+      if (faults.close !== undefined) this.injectEnd(connection, faults);
+      return;
+    }
+    if (connection.delayedMessages >= MAX_DELAYED_MESSAGES) {
+      this.options.limitedLog.log(
+        'fault_injection',
+        'warn',
+        `Closing ${connection.peer} with 1008: more than ${MAX_DELAYED_MESSAGES} messages waiting on ?delay`,
+        { ...connectionFields(connection), reason: 'fault_injection' },
+      );
+      connection.closeBecause('fault_injection', 1008, 'too many messages waiting on ?delay');
+      return;
+    }
+    connection.delayedMessages++;
+    // Timers of equal delay fire in the order they were set, so the order of messages is kept.
+    setTimeout(() => {
+      connection.delayedMessages--;
+      if (connection.readyState !== WebSocket.OPEN) return;
+      this.options.hub.receive(connection, data, isBinary);
+      if (faults.close !== undefined) this.injectEnd(connection, faults);
+    }, faults.delayMs).unref();
+  }
+
+  /** Ends the connection as the client asked: a close frame with its code, or a dropped TCP connection. */
+  private injectEnd(connection: Connection, faults: FaultPlan): void {
+    if (connection.readyState !== WebSocket.OPEN) return;
+    if (faults.drop) {
+      // Frames corked for this turn are discarded with the socket: that is what a cut connection does.
+      connection.terminateBecause('fault_injection');
+    } else if (faults.close !== undefined) {
+      connection.closeBecause('fault_injection', faults.close.code, faults.close.reason);
+    }
   }
 
   closed(connection: Connection, code: number): void {
