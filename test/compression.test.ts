@@ -154,6 +154,37 @@ describe('permessage-deflate (RFC 7692) with --compression', () => {
     await client.reader.waitForEnd();
   });
 
+  it('an invalid deflate offer is declined (RFC 7692 §7): the connection opens without compression', async () => {
+    for (const offer of [
+      'permessage-deflate; server_max_window_bits=7',
+      'permessage-deflate; client_max_window_bits=16',
+      'permessage-deflate; server_no_context_takeover=1',
+      'permessage-deflate; unknown_param',
+      'permessage-deflate; client_max_window_bits; client_max_window_bits',
+      'x-webkit-deflate-frame',
+      'permessage-deflate; ;; =',
+    ]) {
+      const client = await openRaw(server.app.port, '/ws', [`Sec-WebSocket-Extensions: ${offer}`]);
+      assert.match(client.response, /^HTTP\/1\.1 101 /, offer);
+      assert.doesNotMatch(client.response, /Sec-WebSocket-Extensions/i, offer);
+      client.send(clientFrame(TEXT, Buffer.from(json(5000))));
+      const reply = await client.reader.next();
+      assert.equal(reply.rsv, 0, offer);
+      client.send(clientClose(1000));
+      await client.reader.waitForEnd();
+    }
+  });
+
+  it('a client offering two configurations gets the first acceptable one', async () => {
+    const client = await openRaw(server.app.port, '/ws', [
+      'Sec-WebSocket-Extensions: permessage-deflate; client_max_window_bits=16, permessage-deflate; client_max_window_bits',
+    ]);
+    assert.match(client.response, /^HTTP\/1\.1 101 /);
+    assert.match(client.response, /^Sec-WebSocket-Extensions: permessage-deflate/im);
+    client.send(clientClose(1000));
+    await client.reader.waitForEnd();
+  });
+
   it('every connection is gone afterwards', async () => {
     assert.equal(await waitForMetric(server.metricsUrl, 'websocket_connections', 0), 0);
   });

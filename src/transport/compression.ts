@@ -51,3 +51,46 @@ export function offeredServerWindowBits(header: string | undefined): number | un
   }
   return smallest;
 }
+
+const TOKEN = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/;
+const WINDOW_BITS = /^(?:8|9|1[0-5])$/;
+
+/**
+ * The permessage-deflate offers of a Sec-WebSocket-Extensions header that are
+ * valid (RFC 7692 §7: known parameters, each at most once, with valid values),
+ * rewritten canonically; undefined when none is. RFC 7692 §7 says a server
+ * declines an invalid offer, and RFC 6455 §9.1 lets it answer without any
+ * extension; ws instead refuses the whole handshake with 400 when any offer is
+ * malformed, so wshub hands ws only the valid ones. Other extensions are dropped:
+ * wshub supports none.
+ */
+export function validDeflateOffers(header: string): string | undefined {
+  const kept: string[] = [];
+  for (const offer of header.split(',')) {
+    const [name, ...params] = offer.split(';').map((part) => part.trim());
+    if (name?.toLowerCase() !== 'permessage-deflate') continue;
+    const seen = new Set<string>();
+    const canonical = ['permessage-deflate'];
+    let valid = true;
+    for (const param of params) {
+      const equals = param.indexOf('=');
+      const key = (equals === -1 ? param : param.slice(0, equals)).trim().toLowerCase();
+      const rawValue = equals === -1 ? undefined : param.slice(equals + 1).trim();
+      const value =
+        rawValue?.startsWith('"') && rawValue.endsWith('"') && rawValue.length >= 2
+          ? rawValue.slice(1, -1)
+          : rawValue;
+      if (!TOKEN.test(key) || seen.has(key)) valid = false;
+      else if (key === 'server_no_context_takeover' || key === 'client_no_context_takeover')
+        valid &&= value === undefined;
+      else if (key === 'server_max_window_bits') valid &&= value !== undefined && WINDOW_BITS.test(value);
+      else if (key === 'client_max_window_bits') valid &&= value === undefined || WINDOW_BITS.test(value);
+      else valid = false;
+      seen.add(key);
+      if (!valid) break;
+      canonical.push(value === undefined ? key : `${key}=${value}`);
+    }
+    if (valid) kept.push(canonical.join('; '));
+  }
+  return kept.length > 0 ? kept.join(', ') : undefined;
+}

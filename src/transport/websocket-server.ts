@@ -7,7 +7,7 @@ import type { Hub } from '../hub/hub.js';
 import type { Logger, RateLimitedLog } from '../log.js';
 import type { DisconnectReason, RejectReason, Stats } from '../stats.js';
 import { formatPeer } from './address.js';
-import { offeredServerWindowBits } from './compression.js';
+import { offeredServerWindowBits, validDeflateOffers } from './compression.js';
 import { Connection, type ConnectionOwner, connectionFields } from './connection.js';
 import { describeFaults, type FaultPlan, MAX_DELAYED_MESSAGES } from './fault-injection.js';
 import { Keepalive, type KeepaliveOptions } from './keepalive.js';
@@ -121,6 +121,7 @@ export class WebSocketTransport implements ConnectionOwner {
       return;
     }
     const { route, clientAddress, faults } = admission;
+    if (this.options.perMessageDeflate) declineInvalidDeflateOffers(request);
     let accepted = false;
     this.serverFor(request).handleUpgrade(request, socket, head, (ws) => {
       accepted = true;
@@ -353,6 +354,15 @@ export class WebSocketTransport implements ConnectionOwner {
     if (this.connections.size === 0) return Promise.resolve();
     return new Promise((resolve) => this.allClosedWaiters.push(resolve));
   }
+}
+
+/** Leaves only valid permessage-deflate offers in the request for ws to negotiate (see validDeflateOffers). */
+function declineInvalidDeflateOffers(request: IncomingMessage): void {
+  const header = request.headers['sec-websocket-extensions'];
+  if (header === undefined) return;
+  const valid = validDeflateOffers(header);
+  if (valid === undefined) delete request.headers['sec-websocket-extensions'];
+  else request.headers['sec-websocket-extensions'] = valid;
 }
 
 // Listeners are shared named functions (`this` is the connection), not closures per connection.
