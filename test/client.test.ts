@@ -47,6 +47,19 @@ describe('wshub client', () => {
     assert.deepEqual(result.stdout, lines);
   });
 
+  it('ends quietly when its reader goes away (wshub client | head -1)', async () => {
+    const run = runWshub(['client', server.url], {}, { stdin: 'pipe' });
+    const lines = Array.from({ length: 5000 }, (_, i) => `line ${i}`).join('\n');
+    run.child.stdin?.end(`${lines}\n`);
+    await run.stdout.waitFor(/^line 0$/);
+    run.child.stdout?.destroy();
+    const { code } = await run.exited;
+    const stderr = run.child.stderr;
+    if (stderr && !stderr.readableEnded) await once(stderr, 'end');
+    assert.equal(code, 0, run.stderr.lines.join('\n'));
+    assert.equal(run.stderr.count(/Error|EPIPE|at /), 0, run.stderr.lines.join('\n'));
+  });
+
   it('prints the close code and exits 1 when the server goes away while stdin is still open', async () => {
     const own = await startServer(['--stats-interval=0']);
     const run = runClient([own.url]);

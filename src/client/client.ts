@@ -68,6 +68,7 @@ export function runClient(options: ClientOptions, io: ClientIo): RunningClient {
   let lines: Interface | undefined;
   let opened = false;
   let interrupted = false;
+  let outputGone = false;
 
   const done = new Promise<number>((resolve) => {
     ws.on('open', function onOpen() {
@@ -80,7 +81,21 @@ export function runClient(options: ClientOptions, io: ClientIo): RunningClient {
       });
     });
     ws.on('message', function onMessage(data: Buffer, isBinary: boolean) {
-      io.output.write(formatMessage(data, isBinary));
+      if (outputGone) return;
+      // A slow reader of our output (a pipe) slows the socket down instead of filling memory.
+      if (!io.output.write(formatMessage(data, isBinary)) && !ws.isPaused) {
+        ws.pause();
+        io.output.once('drain', function onOutputDrain() {
+          ws.resume();
+        });
+      }
+    });
+    // The reader went away (`wshub client | head -1`): end the conversation politely, no stack trace.
+    io.output.on('error', function onOutputError() {
+      if (outputGone) return;
+      outputGone = true;
+      ws.resume();
+      if (ws.readyState === WebSocket.OPEN) ws.close(1000);
     });
     ws.on('error', function onError(error: Error & { code?: string }) {
       io.status.write(`wshub client: ${describeError(options.url, error)}\n`);
