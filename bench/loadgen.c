@@ -5,6 +5,7 @@
  *   loadgen echo    -p PORT -n CONNS -s BYTES -d SECONDS [-w WARMUP]   closed loop, 1 message in flight per conn
  *   loadgen fanout  -p PORT -n SUBS  -s BYTES -d SECONDS [-w WARMUP] -W WINDOW
  *                   1 publisher (connection n+1), up to WINDOW messages not yet received by every subscriber
+ *                   [-q PUBPORT]: the publisher connects to PUBPORT instead (another wshub node: cross-node fan-out)
  *   loadgen hold    -p PORT -n CONNS -t SECONDS    open CONNS, print {"ready":..} and hold until -t or SIGTERM
  *   loadgen connect -p PORT -d SECONDS [-c CONCURRENCY]   open, upgrade, close handshake, repeat
  *
@@ -52,7 +53,7 @@ typedef struct {
   size_t obn, obcap;
 } conn;
 
-static int mode = ECHO, port, nconn = 100, concurrency = 64, nsrc = 1;
+static int mode = ECHO, port, pub_port, nconn = 100, concurrency = 64, nsrc = 1;
 static long msize = 20, window = 16;
 static double dur = 5, warm = 1, hold_s = 10;
 static const char *host = "127.0.0.1", *path = "/ws";
@@ -64,7 +65,7 @@ static uint8_t mkey[4], *frame; /* pre-masked data frame: header + payload */
 static size_t flen, hlen;
 static char upreq[512];
 static int upreq_len;
-static struct sockaddr_in dst;
+static struct sockaddr_in dst, pub_dst;
 static uint8_t rbuf[RBUF];
 static int64_t now_cached;
 static int sending, measuring, closing;
@@ -250,7 +251,8 @@ static void start_conn(conn *c) {
   struct epoll_event ev = {.events = EPOLLIN | EPOLLOUT, .data.ptr = c};
   c->want_out = 1;
   epoll_ctl(ep, EPOLL_CTL_ADD, fd, &ev);
-  if (connect(fd, (struct sockaddr *)&dst, sizeof dst) < 0 && errno != EINPROGRESS) fail(c, "connect");
+  const struct sockaddr_in *to = c->is_pub && pub_dst.sin_port ? &pub_dst : &dst;
+  if (connect(fd, (const struct sockaddr *)to, sizeof *to) < 0 && errno != EINPROGRESS) fail(c, "connect");
 }
 
 static void on_open(conn *c) {
@@ -501,6 +503,7 @@ int main(int argc, char **argv) {
     if (!v) { fprintf(stderr, "loadgen: error: %s needs a value\n", f); return 2; }
     i++;
     if (!strcmp(f, "-p")) port = (int)arg_num(v, 1, 65535, f);
+    else if (!strcmp(f, "-q")) pub_port = (int)arg_num(v, 1, 65535, f);
     else if (!strcmp(f, "-H")) host = v;
     else if (!strcmp(f, "-P")) path = v;
     else if (!strcmp(f, "-n")) nconn = (int)arg_num(v, 1, 1000000, f);
@@ -521,6 +524,11 @@ int main(int argc, char **argv) {
   }
   dst.sin_family = AF_INET;
   dst.sin_port = htons((uint16_t)port);
+  if (pub_port) {
+    if (mode != FANOUT) { fprintf(stderr, "loadgen: error: -q is for fanout only\n"); return 2; }
+    pub_dst = dst;
+    pub_dst.sin_port = htons((uint16_t)pub_port);
+  }
 
   ntotal = mode == CONNECT ? concurrency : nconn + (mode == FANOUT);
   {

@@ -1,8 +1,10 @@
 import { execFileSync } from 'node:child_process';
-import { writeFileSync } from 'node:fs';
+import { readFileSync, writeFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { cpus, loadavg, release } from 'node:os';
 import { setTimeout as sleep } from 'node:timers/promises';
+// The backplane section starts its own redis-server with the same helper as the tests.
+import { RedisServer } from '../test/helpers/redis.js';
 import { buildLoadgen, type LoadgenResult, RESULTS_DIR, runLoadgen, spawnLoadgen } from './loadgen.js';
 import { type BenchServer, type ServerName, startBenchServer, wshubHasBroadcast } from './servers.js';
 
@@ -20,7 +22,7 @@ interface Options {
   only: Set<string> | undefined;
 }
 
-const SECTIONS = ['echo', 'broadcast', 'memory', 'connect'] as const;
+const SECTIONS = ['echo', 'broadcast', 'memory', 'connect', 'backplane'] as const;
 
 function parseOptions(argv: readonly string[]): Options {
   const options: Options = { quick: false, json: false, runs: 3, seconds: 3, warmup: 1, only: undefined };
@@ -485,6 +487,121 @@ async function connectSection(): Promise<void> {
   );
 }
 
+/**
+ * Cross-node fan-out (issue 6): the publisher on wshub node A, every subscriber on node B,
+ * relayed through a local redis-server; the baseline, measured alternately in the same run, is the
+ * same fan-out on one wshub node without a backplane.
+ */
+async function backplaneSection(): Promise<void> {
+  let redis: RedisServer;
+  try {
+    redis = await RedisServer.start();
+  } catch (error) {
+    warnings.push(`backplane: not measured: ${(error as Error).message}`);
+    return;
+  }
+  const subscriberCounts = options.quick ? [100] : [100, 1000];
+  const windows = options.quick ? [16] : [16, 256];
+  const lines: string[][] = [];
+  const node = (logName: string, subscribers: number, extra: string[]) =>
+    startBenchServer('wshub', 'broadcast', {
+      core: undefined,
+      nofile: subscribers + 1024,
+      wshubFlags: ['--mode=broadcast', ...extra],
+      logName,
+    });
+  try {
+    for (const subscribers of subscriberCounts) {
+      const flags = [`--backplane=${redis.url}`];
+      const servers = await Promise.all([
+        node('wshub-single', subscribers, []),
+        node('wshub-node-a', subscribers, flags),
+        node('wshub-node-b', subscribers, flags),
+      ]);
+      const [single, nodeA, nodeB] = servers as [BenchServer, BenchServer, BenchServer];
+      try {
+        await waitForLog(nodeA, /Backplane connected/);
+        await waitForLog(nodeB, /Backplane connected/);
+        for (const window of windows) {
+          const results: { single: LoadgenResult[]; cross: LoadgenResult[] } = { single: [], cross: [] };
+          for (let run = 0; run < options.runs; run++) {
+            const order = run % 2 === 0 ? (['cross', 'single'] as const) : (['single', 'cross'] as const);
+            for (const variant of order) {
+              const target = variant === 'single' ? single : nodeB;
+              const publisherPort = variant === 'single' ? [] : ['-q', String(nodeA.port)];
+              const result = await runLoadgen({
+                binary: loadgen,
+                core: CLIENT_CORE,
+                timeoutMs: 120_000,
+                args: [
+                  'fanout',
+                  ...commonArgs(target),
+                  ...publisherPort,
+                  '-n',
+                  String(subscribers),
+                  '-s',
+                  '20',
+                  '-W',
+                  String(window),
+                ],
+              });
+              if (result.lost > 0 || result.dups > 0) {
+                warnings.push(
+                  `backplane ${variant} ${subscribers} subs window ${window}: ${result.lost} lost, ${result.dups} duplicated`,
+                );
+              }
+              results[variant].push(result);
+            }
+          }
+          const label = `1 → ${subscribers.toLocaleString('en-US')} subs, window ${window}`;
+          const row = addRow(
+            'backplane',
+            label,
+            'deliveries/s',
+            true,
+            { wshub: results.cross.map((r) => r.per_s), ws: results.single.map((r) => r.per_s) },
+            {
+              comparison: 'wshub = publisher on node A, subscribers on node B via Redis; ws = one wshub node',
+              p50_us: {
+                crossNode: medianOf(results.cross, 'p50_us'),
+                singleNode: medianOf(results.single, 'p50_us'),
+              },
+              p99_us: {
+                crossNode: medianOf(results.cross, 'p99_us'),
+                singleNode: medianOf(results.single, 'p99_us'),
+              },
+            },
+          );
+          lines.push([
+            label,
+            fmtStat(row.wshub),
+            latencyOf(results.cross),
+            fmtStat(row.ws),
+            latencyOf(results.single),
+            ratioText(row),
+          ]);
+        }
+      } finally {
+        await Promise.all(servers.map((server) => server.stop()));
+      }
+    }
+  } finally {
+    await redis.stop();
+  }
+  say(
+    `backplane — cross-node fan-out: publisher on node A, subscribers on node B, through redis-server on loopback; baseline: the same on one node (median [min–max] of ${options.runs}; nodes and Redis not pinned)`,
+  );
+  printTable(['case', 'two nodes', 'p50/p99 µs', 'one node', 'p50/p99 µs', 'ratio'], lines);
+}
+
+async function waitForLog(server: BenchServer, pattern: RegExp): Promise<void> {
+  const deadline = Date.now() + 15_000;
+  while (!pattern.test(readFileSync(server.logFile, 'utf8'))) {
+    if (Date.now() > deadline) throw new Error(`${server.logFile}: no ${pattern} within 15 s`);
+    await sleep(50);
+  }
+}
+
 // --- main
 
 const started = Date.now();
@@ -506,6 +623,7 @@ try {
   if (want('broadcast')) await broadcastSection();
   if (want('memory')) await memorySection();
   if (want('connect')) await connectSection();
+  if (want('backplane')) await backplaneSection();
 } catch (error) {
   process.stderr.write(`bench: ${(error as Error).message}\n`);
   process.exit(1);

@@ -13,6 +13,8 @@ export interface BenchServer {
   readonly port: number;
   readonly path: string;
   readonly pid: number;
+  /** Where its stdout and stderr go. */
+  readonly logFile: string;
   /** Resident set size of the server process in KiB (/proc/PID/status VmRSS). */
   rssKiB(): number;
   /** CPU time (user + system) the server process used so far, in seconds (/proc/PID/stat). */
@@ -26,6 +28,8 @@ export interface StartOptions {
   readonly nofile: number;
   /** Extra wshub flags (e.g. --mode=broadcast). */
   readonly wshubFlags?: readonly string[];
+  /** Log file name under .bench-results/ when several servers of one kind run at once. */
+  readonly logName?: string;
 }
 
 /**
@@ -37,7 +41,7 @@ export async function startBenchServer(
   mode: ServerMode,
   options: StartOptions,
 ): Promise<BenchServer> {
-  const logFile = `${RESULTS_DIR}/${name}-${mode}.log`;
+  const logFile = `${RESULTS_DIR}/${options.logName ?? `${name}-${mode}`}.log`;
   const args =
     name === 'wshub'
       ? [
@@ -64,6 +68,7 @@ export async function startBenchServer(
     port,
     path: '/ws',
     pid,
+    logFile,
     rssKiB: () => readRssKiB(pid),
     cpuSeconds: () => readCpuSeconds(pid),
     async stop() {
