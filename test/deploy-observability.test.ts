@@ -10,6 +10,7 @@ import { fileURLToPath } from 'node:url';
 import { parse as parseYaml } from 'yaml';
 import { TestClient } from './helpers/clients.js';
 import { type SpawnedServer, spawnServer } from './helpers/server.js';
+import { typeProblems } from './helpers/typecheck.js';
 
 const ROOT = fileURLToPath(new URL('../..', import.meta.url));
 const OBSERVABILITY = join(ROOT, 'deploy/observability');
@@ -188,12 +189,31 @@ describe('observability assets against a running wshub', () => {
     }
     const variables = dashboard.templating.list.map((variable) => variable.name);
     assert.deepEqual(variables, ['datasource', 'job']);
-    for (const topic of [/connections/i, /disconnect/i, /slow-consumer/i, /cpu/i, /memory/i, /event-loop/i]) {
+    const topics = [
+      /open connections/i,
+      /connects and disconnects/i,
+      /messages in and out/i,
+      /fan-out/i,
+      /dropped messages/i,
+      /slow-consumer/i,
+      /ping/i,
+      /cpu/i,
+      /memory/i,
+      /event-loop/i,
+    ];
+    for (const topic of topics) {
       assert.ok(
         queries.some((panel) => topic.test(panel.title)),
         `a panel about ${topic}`,
       );
     }
+  });
+
+  it("the dashboard has only fields of Grafana's dashboard schema (@grafana/schema)", () => {
+    const source = `import type { Dashboard } from '@grafana/schema';\nexport const d: Dashboard = ${readFileSync(DASHBOARD, 'utf8')};`;
+    assert.deepEqual(typeProblems(source), []);
+    const typo = source.replace('"refresh": "30s"', '"refresh": "30s", "refrsh": "1m"');
+    assert.match(typeProblems(typo)[0]?.message ?? '', /refrsh/, 'the check can fail');
   });
 
   it('the alert rules read only metrics wshub exposes (or Prometheus itself: up)', () => {

@@ -2,9 +2,9 @@ import assert from 'node:assert/strict';
 import { readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { join, relative } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import ts from 'typescript';
 import { META_FLAGS } from '../../src/config/settings.js';
 import type { KubeObject } from './kustomize.js';
+import { typeProblems } from './typecheck.js';
 
 /** Shared by the Kubernetes manifest tests: finding, validating and reading the manifests in k8s/. */
 export const ROOT = fileURLToPath(new URL('../../..', import.meta.url));
@@ -54,30 +54,7 @@ export function unknownFields(objects: Array<{ file: string; object: KubeObject 
     lines.push(`import type { I${object.kind} as T${index} } from '${module}';`);
     lines.push(`export const m${index}: T${index} = ${JSON.stringify(object)};`);
   }
-  // A virtual file at the repository root resolves node_modules as the tests do.
-  const virtual = join(ROOT, '__k8s_manifests__.ts');
-  const options: ts.CompilerOptions = {
-    strict: true,
-    noEmit: true,
-    skipLibCheck: true,
-    module: ts.ModuleKind.NodeNext,
-    moduleResolution: ts.ModuleResolutionKind.NodeNext,
-    target: ts.ScriptTarget.ES2022,
-    types: [],
-  };
-  const host = ts.createCompilerHost(options);
-  const source = lines.join('\n');
-  const getSourceFile = host.getSourceFile.bind(host);
-  host.getSourceFile = (fileName, language, onError) =>
-    fileName === virtual
-      ? ts.createSourceFile(fileName, source, language)
-      : getSourceFile(fileName, language, onError);
-  const fileExists = host.fileExists.bind(host);
-  host.fileExists = (fileName) => fileName === virtual || fileExists(fileName);
-  const program = ts.createProgram([virtual], options, host);
-  return ts.getPreEmitDiagnostics(program).map((diagnostic) => {
-    const message = ts.flattenDiagnosticMessageText(diagnostic.messageText, ' ');
-    const line = diagnostic.file?.getLineAndCharacterOfPosition(diagnostic.start ?? 0).line ?? 0;
+  return typeProblems(lines.join('\n')).map(({ line, message }) => {
     const entry = objects[Math.floor(line / 2)];
     return entry ? `${entry.file}: ${entry.object.kind}/${entry.object.metadata.name}: ${message}` : message;
   });
