@@ -17,6 +17,7 @@ import { shutDown } from './lifecycle/shutdown.js';
 import { type Logger, RateLimitedLog } from './log.js';
 import { createMetricsRegistry } from './metrics/registry.js';
 import { createMetricsServer } from './metrics/server.js';
+import { publishRoute } from './publish/api.js';
 import { type BackplaneStats, Stats } from './stats.js';
 import { describeAccelerators, detectAccelerators } from './transport/accelerators.js';
 import { formatListenAddress } from './transport/address.js';
@@ -183,6 +184,19 @@ export async function start(config: Config, dependencies: AppDependencies): Prom
     })) {
       routes.set(path, route);
     }
+  }
+  if (config.publishToken !== '' && broadcastHub !== undefined) {
+    routes.set(
+      '/publish',
+      publishRoute({
+        token: config.publishToken,
+        ratePerSecond: config.publishRate,
+        maxBytes: config.maxMessageSize,
+        publisher: broadcastHub,
+        stats,
+        limitedLog,
+      }),
+    );
   }
   const webSocketServer = createWebSocketHttpServer({
     maxHeaderSize: config.maxHeaderSize,

@@ -112,6 +112,10 @@ export type TlsReloadResult = (typeof TLS_RELOAD_RESULTS)[number];
 export const TLS_HANDSHAKE_FAILURE_REASONS = ['http_request', 'timeout', 'closed', 'protocol'] as const;
 export type TlsHandshakeFailureReason = (typeof TLS_HANDSHAKE_FAILURE_REASONS)[number];
 
+/** HTTP statuses of POST /publish (issue 8). A bounded set: these become metric labels. */
+export const PUBLISH_STATUSES = ['200', '400', '401', '405', '413', '429'] as const;
+export type PublishStatus = (typeof PUBLISH_STATUSES)[number];
+
 export class Stats {
   connectionsTotal = 0;
   disconnectionsTotal = 0;
@@ -126,6 +130,7 @@ export class Stats {
   readonly serverDisconnects: Record<DisconnectReason, number> = zeroes(DISCONNECT_REASONS);
   readonly messagesDropped: Record<DropReason, number> = zeroes(DROP_REASONS);
   readonly upgradesRejected: Record<RejectReason, number> = zeroes(REJECT_REASONS);
+  readonly publishRequests: Record<PublishStatus, number> = zeroes(PUBLISH_STATUSES);
   /**
    * Called with each ping round trip in seconds. metrics/ points it at its histogram
    * (a no-op when metrics are disabled): a pong arrives at most once per connection

@@ -134,6 +134,12 @@ function checkConsistency(config: Config, sourceOf: (name: SettingName) => Sourc
       `${nameFor('broadcastExcludeSender')} only applies in broadcast mode, but ${nameFor('mode')} is ${config.mode}; set it to broadcast or remove the other setting`,
     );
   }
+  if (config.publishToken !== '' && config.mode !== 'broadcast') {
+    throw new UsageError(
+      ErrorCode.CONFLICTING_SETTINGS,
+      `${nameFor('publishToken')} enables the publish API, which delivers to rooms in broadcast mode, but ${nameFor('mode')} is ${config.mode}; set it to broadcast or remove the token`,
+    );
+  }
   if (config.tlsEnabled) {
     for (const name of ['tlsCertFile', 'tlsKeyFile'] as const) {
       if (config[name] !== '') continue;

@@ -314,6 +314,25 @@ export const SETTINGS = {
     default: true,
     doc: 'Serve the browser console at GET / and the connection count at GET /stats on the WebSocket port (--no-console to disable)',
   }),
+  publishToken: setting({
+    key: 'publish.token',
+    flag: 'publish-token',
+    kind: text({
+      allowEmpty: true,
+      pattern: /^$|^[\x21-\x7e]{16,512}$/,
+      expected: 'empty (publish API off) or 16 to 512 printable ASCII characters without spaces',
+    }),
+    default: '',
+    doc: 'Enables POST /publish on the WebSocket port (broadcast mode); callers send Authorization: Bearer <token>',
+    secret: true,
+  }),
+  publishRate: setting({
+    key: 'publish.rate',
+    flag: 'publish-rate',
+    kind: integer(1, 1_000_000),
+    default: 100,
+    doc: 'Publish requests per second allowed (token bucket, bursts up to the same number); more get 429',
+  }),
   allowFaultInjection: setting({
     key: 'faultInjection.enabled',
     flag: 'allow-fault-injection',

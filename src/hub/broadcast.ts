@@ -63,6 +63,17 @@ export class BroadcastHub implements Hub {
     return this.deliverLocally(room, new OutboundMessage(data, isBinary), undefined);
   }
 
+  /**
+   * A message from the server side (the publish API): to every local peer of
+   * `room` and, like a client's broadcast, on to the other nodes. Returns how
+   * many local peers it was handed to.
+   */
+  publish(room: string, data: Buffer, isBinary: boolean): number {
+    const handed = this.deliverLocally(room, new OutboundMessage(data, isBinary), undefined);
+    this.relay?.publish(room, data, isBinary);
+    return handed;
+  }
+
   /** Number of rooms with at least one local peer. */
   get roomCount(): number {
     return this.rooms.size;

@@ -3,6 +3,7 @@ import {
   DISCONNECT_REASONS,
   DROP_REASONS,
   type PlainHistogram,
+  PUBLISH_STATUSES,
   REJECT_REASONS,
   RELAY_DROP_REASON,
   type Stats,
@@ -119,6 +120,13 @@ export function createMetricsRegistry(sources: MetricSources): Registry {
       },
     },
   );
+
+  mirrorCounter(registry, 'wshub_publish_requests_total', 'POST /publish requests, by HTTP status', {
+    labelNames: ['status'],
+    read: (set) => {
+      for (const status of PUBLISH_STATUSES) set(stats.publishRequests[status], { status });
+    },
+  });
 
   // Observed directly rather than mirrored: a histogram cannot be copied from plain
   // integers without re-implementing it, and pongs arrive at most once per
