@@ -1,7 +1,7 @@
 import { type ChildProcess, spawn } from 'node:child_process';
 import { once } from 'node:events';
 import { fileURLToPath } from 'node:url';
-import { type RunningApp, start } from '../../src/app.js';
+import { type AppDependencies, type RunningApp, start } from '../../src/app.js';
 import { loadConfig } from '../../src/config/load.js';
 import type { Logger } from '../../src/log.js';
 
@@ -56,12 +56,15 @@ export interface InProcessServer {
 }
 
 /** Starts the real app in this process on ephemeral ports, with flags as a user would pass them. */
-export async function startServer(flags: string[] = []): Promise<InProcessServer> {
+export async function startServer(
+  flags: string[] = [],
+  dependencies: Omit<AppDependencies, 'logger'> = {},
+): Promise<InProcessServer> {
   const { config } = loadConfig(['--host=127.0.0.1', '--port=0', '--metrics-port=0', ...flags], {});
   const log = new LineLog();
   const record = (message: string): void => log.push(message);
   const logger: Logger = { info: record, warn: record, error: record };
-  const app = await start(config, { logger });
+  const app = await start(config, { ...dependencies, logger });
   return {
     app,
     log,
