@@ -3,14 +3,16 @@ import { type RawData, type WebSocket, WebSocketServer } from 'ws';
 
 /**
  * The baselines every wshub figure is compared with: the smallest `ws` server
- * that does the job (bench/README.md). `echo` sends each message back; `broadcast`
+ * that does the job (bench/README.md). `echo` sends each message back (`echo-deflate`:
+ * the same with permessage-deflate on); `broadcast`
  * is the naive loop over `wss.clients`. Prints `listening PORT` once ready.
  */
 const mode = process.argv[2] === 'broadcast' ? 'broadcast' : 'echo';
 const wss = new WebSocketServer({
   host: '127.0.0.1',
   port: 0,
-  perMessageDeflate: false,
+  // echo-deflate: compression on with ws's defaults, as a minimal server would turn it on.
+  perMessageDeflate: process.argv[2] === 'echo-deflate',
   clientTracking: mode === 'broadcast',
 });
 
@@ -30,6 +32,7 @@ wss.on('listening', function onListening() {
   process.stdout.write(`listening ${(wss.address() as AddressInfo).port}\n`);
 });
 
-process.on('SIGTERM', function onTerm() {
-  process.exit(0);
-});
+for (const signal of ['SIGTERM', 'SIGINT'] as const)
+  process.on(signal, function onSignal() {
+    process.exit(0);
+  });

@@ -44,7 +44,7 @@ enum { C_FREE, C_CONNECTING, C_UPGRADING, C_OPEN, C_CLOSING, C_DONE };
 typedef struct {
   int fd;
   uint8_t st, is_pub, want_out, hs_match, hs_ok, hs_seen;
-  uint8_t hn, hneed, op, cop, fin, in_payload, ctl_n, pn, awaiting;
+  uint8_t hn, hneed, op, cop, fin, in_payload, ctl_n, pn, awaiting, rsv1, pmd_match;
   uint8_t hdr[14], ctl[125], pfx[16];
   uint32_t usent;
   uint64_t left, mlen, seq;
@@ -53,7 +53,7 @@ typedef struct {
   size_t obn, obcap;
 } conn;
 
-static int mode = ECHO, port, pub_port, nconn = 100, concurrency = 64, nsrc = 1;
+static int mode = ECHO, port, pub_port, nconn = 100, concurrency = 64, nsrc = 1, offer_deflate, deflate_conns;
 static long msize = 20, window = 16;
 static double dur = 5, warm = 1, hold_s = 10;
 static const char *host = "127.0.0.1", *path = "/ws";
@@ -285,7 +285,9 @@ static void on_message(conn *c) {
   if (mode == ECHO) {
     uint64_t want = c->seq;
     size_t k = msize < 8 ? (size_t)msize : 8;
-    if (!c->awaiting || c->mlen != (uint64_t)msize || c->op != 2 || memcmp(c->pfx, &want, k) != 0) {
+    /* a compressed reply (RSV1, permessage-deflate) is checked by type only: this client does not inflate */
+    int compressed = c->rsv1;
+    if (!c->awaiting || c->op != 2 || (!compressed && (c->mlen != (uint64_t)msize || memcmp(c->pfx, &want, k) != 0))) {
       fprintf(stderr, "loadgen: error: wrong echo (length %llu, opcode %d, expected %ld bytes, binary)\n",
               (unsigned long long)c->mlen, c->op, msize);
       exit(1);
@@ -358,7 +360,7 @@ static void parse(conn *c, const uint8_t *p, size_t n) {
         else on_control(c);
         continue;
       }
-      if (op != 0) c->op = (uint8_t)op, c->mlen = 0, c->pn = 0;
+      if (op != 0) c->op = (uint8_t)op, c->mlen = 0, c->pn = 0, c->rsv1 = (c->hdr[0] >> 6) & 1;
       c->mlen += len;
       c->fin = (uint8_t)fin;
       if (len) c->in_payload = 1;
@@ -409,6 +411,8 @@ static void on_readable(conn *c) {
         c->hs_seen++;
       }
       c->hs_match = *p == (uint8_t)crlf2[c->hs_match] ? c->hs_match + 1 : (*p == '\r' ? 1 : 0);
+      if (c->pmd_match < 18) c->pmd_match = *p == (uint8_t)"permessage-deflate"[c->pmd_match] ? c->pmd_match + 1 : *p == 'p';
+      else if (c->pmd_match == 18) c->pmd_match = 19, deflate_conns++;
       p++, n--;
     }
     if (c->hs_match < 4) return;
@@ -485,8 +489,8 @@ static void build_frames(void) {
   for (long i = 0; i < msize; i++) frame[hlen + (size_t)i] = (uint8_t)('a' + i % 26) ^ mkey[i & 3];
   upreq_len = snprintf(upreq, sizeof upreq,
                        "GET %s HTTP/1.1\r\nHost: 127.0.0.1:%d\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
-                       "Sec-WebSocket-Key: d3NodWItYmVuY2gta2V5MQ==\r\nSec-WebSocket-Version: 13\r\n\r\n",
-                       path, port);
+                       "Sec-WebSocket-Key: d3NodWItYmVuY2gta2V5MQ==\r\nSec-WebSocket-Version: 13\r\n%s\r\n",
+                       path, port, offer_deflate ? "Sec-WebSocket-Extensions: permessage-deflate\r\n" : "");
 }
 
 static double arg_num(const char *s, double lo, double hi, const char *flag) {
@@ -519,6 +523,7 @@ int main(int argc, char **argv) {
     else if (!strcmp(f, "-t")) hold_s = arg_num(v, 0, 3600, f);
     else if (!strcmp(f, "-W")) window = (long)arg_num(v, 1, 1 << 16, f);
     else if (!strcmp(f, "-c")) concurrency = (int)arg_num(v, 1, 100000, f);
+    else if (!strcmp(f, "-z")) offer_deflate = (int)arg_num(v, 0, 1, f);
     else { fprintf(stderr, "loadgen: error: unknown option %s\n", f); return 2; }
   }
   if (!port) { fprintf(stderr, "loadgen: error: -p PORT is required\n"); return 2; }
@@ -641,10 +646,10 @@ int main(int argc, char **argv) {
         double el = (double)(t_end - t_meas) / 1e9;
         printf("{\"mode\":\"%s\",\"conns\":%d,\"size\":%ld,\"window\":%ld,\"seconds\":%.3f,\"count\":%llu,\"per_s\":%.0f,"
                "\"p50_us\":%.1f,\"p99_us\":%.1f,\"client_cpu_pct\":%.1f,\"lost\":%llu,\"dups\":%llu,\"self_copies\":%llu,"
-               "\"failed\":%d,\"unclean_close\":%d}\n",
+               "\"failed\":%d,\"unclean_close\":%d,\"deflate_conns\":%d}\n",
                m, mode == CONNECT ? concurrency : nconn, msize, mode == FANOUT ? window : 0, el, (unsigned long long)meas_n,
                (double)meas_n / el, hist_us(0.5), hist_us(0.99), 100.0 * cpu_used / el, (unsigned long long)lost,
-               (unsigned long long)dups, (unsigned long long)self_copies, failed, unclean);
+               (unsigned long long)dups, (unsigned long long)self_copies, failed, unclean, deflate_conns);
         return lost ? 1 : 0;
       }
     }

@@ -49,6 +49,8 @@ export interface LoadgenResult {
   readonly self_copies: number;
   readonly failed: number;
   readonly unclean_close: number;
+  /** Connections whose 101 response accepted permessage-deflate (with -z 1). */
+  readonly deflate_conns?: number;
   /** hold mode only */
   readonly established?: number;
 }

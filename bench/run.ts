@@ -25,7 +25,7 @@ interface Options {
 const SECTIONS = ['echo', 'broadcast', 'memory', 'connect', 'backplane'] as const;
 
 function parseOptions(argv: readonly string[]): Options {
-  const options: Options = { quick: false, json: false, runs: 3, seconds: 3, warmup: 1, only: undefined };
+  const options: Options = { quick: false, json: false, runs: 3, seconds: 2, warmup: 1, only: undefined };
   for (const arg of argv) {
     const [flag, value] = arg.split('=', 2) as [string, string | undefined];
     if (flag === '--quick') options.quick = true;
@@ -294,36 +294,61 @@ function printTable(headers: string[], lines: string[][]): void {
 
 async function echoSection(): Promise<void> {
   const cases = [
-    { conns: 100, size: 20 },
-    { conns: 100, size: 16 * 1024 },
-    { conns: 1000, size: 20 },
-    { conns: 1000, size: 16 * 1024 },
+    { conns: 100, size: 20, deflate: false },
+    { conns: 100, size: 16 * 1024, deflate: false },
+    { conns: 1000, size: 20, deflate: false },
+    { conns: 1000, size: 16 * 1024, deflate: false },
+    { conns: 100, size: 20, deflate: true },
+    { conns: 100, size: 16 * 1024, deflate: true },
   ];
   const lines: string[][] = [];
-  const start = (name: ServerName) => startBenchServer(name, 'echo', { core: SERVER_CORE, nofile: 4096 });
-  await withServers([start('wshub'), start('ws')], async (servers) => {
-    for (const { conns, size } of cases) {
-      const label = `${conns} conns × ${size >= 1024 ? `${size / 1024} KiB` : `${size} B`}`;
-      const { row, results, serverCpuUs } = await measureCase('echo', label, 'msgs/s', servers, (server) => [
-        'echo',
-        ...commonArgs(server),
-        '-n',
-        String(conns),
-        '-s',
-        String(size),
-      ]);
-      lines.push([
-        label,
-        fmtStat(row.wshub),
-        fmtStat(row.ws),
-        ratioText(row),
-        usPerOp(serverCpuUs),
-        `${cpuOf(results.wshub)} / ${cpuOf(results.ws)}`,
-      ]);
-    }
-  });
+  for (const deflate of [false, true]) {
+    // Compression on: wshub --compression (its defaults), the baseline with ws's perMessageDeflate: true.
+    const start = (name: ServerName) =>
+      startBenchServer(name, deflate ? 'echo-deflate' : 'echo', {
+        core: SERVER_CORE,
+        nofile: 4096,
+        wshubFlags: deflate ? ['--compression'] : [],
+      });
+    await withServers([start('wshub'), start('ws')], async (servers) => {
+      for (const { conns, size } of cases.filter((c) => c.deflate === deflate)) {
+        const label = `${conns} conns × ${size >= 1024 ? `${size / 1024} KiB` : `${size} B`}${deflate ? ', deflate' : ''}`;
+        const { row, results, serverCpuUs } = await measureCase(
+          'echo',
+          label,
+          'msgs/s',
+          servers,
+          (server) => [
+            'echo',
+            ...commonArgs(server),
+            '-n',
+            String(conns),
+            '-s',
+            String(size),
+            '-z',
+            deflate ? '1' : '0',
+          ],
+        );
+        for (const name of ['wshub', 'ws'] as const) {
+          if (deflate && results[name].some((r) => r.deflate_conns !== conns)) {
+            warnings.push(
+              `echo ${label} (${name}): permessage-deflate was not negotiated on every connection`,
+            );
+          }
+        }
+        lines.push([
+          label,
+          fmtStat(row.wshub),
+          fmtStat(row.ws),
+          ratioText(row),
+          usPerOp(serverCpuUs),
+          `${cpuOf(results.wshub)} / ${cpuOf(results.ws)}`,
+        ]);
+      }
+    });
+  }
   say(
-    `echo — msgs/s, one message in flight per connection, binary, compression off (median [min–max] of ${options.runs})`,
+    `echo — msgs/s, one message in flight per connection, binary; "deflate": permessage-deflate negotiated, messages ≥ 1 KiB compressed by the server (median [min–max] of ${options.runs})`,
   );
   printTable(
     ['case', 'wshub', 'ws baseline', 'ratio', 'server CPU µs/op wshub / ws', 'loadgen CPU (max)'],
@@ -403,7 +428,16 @@ async function broadcastSection(): Promise<void> {
 async function memorySection(): Promise<void> {
   const counts = options.quick ? [10_000] : [10_000, 50_000];
   const lines: string[][] = [];
+  const fdLimit = hardFdLimit();
   for (const conns of counts) {
+    // Server and client each need one descriptor per connection; RLIMIT_NOFILE's hard limit caps both.
+    if (fdLimit !== undefined && fdLimit < conns + 1024 && !canRaiseFdLimit(conns + 1024)) {
+      warnings.push(
+        `memory ${conns.toLocaleString('en-US')} conns: skipped — needs ${conns + 1024} file descriptors per process, the hard limit is ${fdLimit} and cannot be raised here (run as root with CAP_SYS_RESOURCE, or raise it: ulimit -Hn)`,
+      );
+      lines.push([`${conns.toLocaleString('en-US')} idle conns`, 'skipped', 'skipped', 'fd limit']);
+      continue;
+    }
     const perConn: PerServer<number[]> = { wshub: [], ws: [] };
     for (const name of ['wshub', 'ws'] as const) {
       try {
@@ -429,6 +463,24 @@ async function memorySection(): Promise<void> {
   }
   say('idle memory — server RSS growth per open connection, KiB (lower is better; ratio = wshub / ws)');
   printTable(['case', 'wshub', 'ws baseline', 'ratio'], lines);
+}
+
+function hardFdLimit(): number | undefined {
+  try {
+    const value = execFileSync('sh', ['-c', 'ulimit -Hn'], { encoding: 'utf8' }).trim();
+    return value === 'unlimited' ? undefined : Number(value);
+  } catch {
+    return undefined;
+  }
+}
+
+function canRaiseFdLimit(wanted: number): boolean {
+  try {
+    execFileSync('sh', ['-c', `ulimit -n ${wanted}`], { stdio: 'ignore' });
+    return true;
+  } catch {
+    return false;
+  }
 }
 
 /** Opens `conns` idle connections and returns the server's RSS growth per connection in KiB. */

@@ -6,7 +6,7 @@ import { pinned, RESULTS_DIR, ROOT } from './loadgen.js';
 
 /** Which server a measurement is about: wshub, or the minimal `ws` baseline. */
 export type ServerName = 'wshub' | 'ws';
-export type ServerMode = 'echo' | 'broadcast';
+export type ServerMode = 'echo' | 'echo-deflate' | 'broadcast';
 
 export interface BenchServer {
   readonly name: ServerName;

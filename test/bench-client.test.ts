@@ -59,6 +59,35 @@ describe('benchmark client (bench/loadgen.c)', () => {
     assert.equal(result.unclean_close, 0);
   });
 
+  it('negotiates permessage-deflate when asked and accepts compressed echoes', async () => {
+    const compressing = await startServer(['--stats-interval=0', '--compression']);
+    try {
+      const result = await runLoadgen({
+        binary,
+        timeoutMs: 20_000,
+        args: [
+          'echo',
+          '-p',
+          String(compressing.app.port),
+          '-n',
+          '3',
+          '-s',
+          '4000',
+          '-d',
+          '0.5',
+          '-w',
+          '0.1',
+          '-z',
+          '1',
+        ],
+      });
+      assert.equal(result.deflate_conns, 3);
+      assert.ok(result.count > 0);
+    } finally {
+      await compressing.app.stop();
+    }
+  });
+
   it('refuses a non-loopback target', async () => {
     await assert.rejects(
       runLoadgen({ binary, timeoutMs: 5_000, args: ['echo', '-H', '10.0.0.1', '-p', '80'] }),
