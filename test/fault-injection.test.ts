@@ -127,6 +127,31 @@ describe('fault injection with --allow-fault-injection', () => {
   });
 });
 
+describe('fault injection ?delay memory bound', () => {
+  it('closes with 1008 when more than --max-buffered-bytes would wait on ?delay, counted', async () => {
+    const server = await startServer([
+      '--stats-interval=0',
+      '--allow-fault-injection',
+      '--max-buffered-bytes=1MiB',
+    ]);
+    try {
+      const client = await TestClient.open(`${server.url}?delay=5s`);
+      const large = Buffer.alloc(600 * 1024, 1);
+      await client.send(large, { binary: true });
+      await client.send(large, { binary: true });
+      assert.deepEqual(await client.closed, { code: 1008, reason: 'too much waiting on ?delay' });
+      assert.equal(client.received.length, 0);
+      // Counted when the server's side of the close completes, just after the client's.
+      const counted = await waitForMetric(server.metricsUrl, 'websocket_server_disconnects_total', 1, {
+        reason: 'fault_injection',
+      });
+      assert.equal(counted, 1);
+    } finally {
+      await server.app.stop();
+    }
+  });
+});
+
 describe('fault injection without --allow-fault-injection', () => {
   it('ignores the query: no hello, no close, plain echo', async () => {
     const server = await startServer(['--stats-interval=0']);

@@ -35,6 +35,7 @@ export class Connection extends WebSocket implements Peer, OutboundTarget {
   /** Faults this client asked for (--allow-fault-injection), and its messages waiting on ?delay. */
   faults: FaultPlan | undefined = undefined;
   delayedMessages = 0;
+  delayedBytes = 0;
   pendingFirst: OutboundMessage | undefined = undefined;
   pendingRest: OutboundMessage[] | undefined = undefined;
   pendingCount = 0;

@@ -261,20 +261,27 @@ export class WebSocketTransport implements ConnectionOwner {
       if (faults.close !== undefined) this.injectEnd(connection, faults);
       return;
     }
-    if (connection.delayedMessages >= MAX_DELAYED_MESSAGES) {
+    // Held messages are bounded like an outbound queue: by count and by --max-buffered-bytes.
+    const maxBytes = this.options.maxBufferedBytes;
+    if (
+      connection.delayedMessages >= MAX_DELAYED_MESSAGES ||
+      (connection.delayedBytes > 0 && connection.delayedBytes + data.length > maxBytes)
+    ) {
       this.options.limitedLog.log(
         'fault_injection',
         'warn',
-        `Closing ${connection.peer} with 1008: more than ${MAX_DELAYED_MESSAGES} messages waiting on ?delay`,
+        `Closing ${connection.peer} with 1008: more than ${MAX_DELAYED_MESSAGES} messages or ${maxBytes} bytes waiting on ?delay`,
         { ...connectionFields(connection), reason: 'fault_injection' },
       );
-      connection.closeBecause('fault_injection', 1008, 'too many messages waiting on ?delay');
+      connection.closeBecause('fault_injection', 1008, 'too much waiting on ?delay');
       return;
     }
     connection.delayedMessages++;
+    connection.delayedBytes += data.length;
     // Timers of equal delay fire in the order they were set, so the order of messages is kept.
     setTimeout(() => {
       connection.delayedMessages--;
+      connection.delayedBytes -= data.length;
       if (connection.readyState !== WebSocket.OPEN) return;
       this.options.hub.receive(connection, data, isBinary);
       if (faults.close !== undefined) this.injectEnd(connection, faults);
