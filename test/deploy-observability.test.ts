@@ -150,7 +150,14 @@ describe('observability assets against a running wshub', () => {
   let client: TestClient;
   let exposition: string;
   before(async () => {
-    server = await spawnServer(['--stats-interval=0']);
+    // Broadcast mode with a backplane registers the wshub_backplane_* metrics too. Nothing listens
+    // on the Redis port (a just-freed loopback port): wshub serves anyway and keeps retrying.
+    const redisPort = await freeLoopbackPort();
+    server = await spawnServer([
+      '--stats-interval=0',
+      '--mode=broadcast',
+      `--backplane=redis://127.0.0.1:${redisPort}`,
+    ]);
     client = await TestClient.open(server.url);
     exposition = await (await fetch(`${server.metricsUrl}/metrics`)).text();
   });
@@ -197,6 +204,7 @@ describe('observability assets against a running wshub', () => {
       /dropped messages/i,
       /slow-consumer/i,
       /ping/i,
+      /backplane connected/i,
       /cpu/i,
       /memory/i,
       /event-loop/i,
