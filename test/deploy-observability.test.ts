@@ -151,13 +151,9 @@ describe('observability assets against a running wshub', () => {
   let exposition: string;
   before(async () => {
     // Broadcast mode with a backplane registers the wshub_backplane_* metrics too. Nothing listens
-    // on the Redis port (a just-freed loopback port): wshub serves anyway and keeps retrying.
-    const redisPort = await freeLoopbackPort();
-    server = await spawnServer([
-      '--stats-interval=0',
-      '--mode=broadcast',
-      `--backplane=redis://127.0.0.1:${redisPort}`,
-    ]);
+    // on port 1, and no test ever starts a Redis there (a freed ephemeral port might be reused by
+    // one): wshub serves anyway and keeps retrying.
+    server = await spawnServer(['--stats-interval=0', '--mode=broadcast', '--backplane=redis://127.0.0.1:1']);
     client = await TestClient.open(server.url);
     exposition = await (await fetch(`${server.metricsUrl}/metrics`)).text();
   });
