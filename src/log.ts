@@ -38,7 +38,20 @@ export function goTimestamp(date: Date): string {
   );
 }
 
+// A log reader that goes away (`wshub | head`, a log shipper restarting) must not take the
+// WebSocket server down with it: stdout write errors (EPIPE) end logging, not the process.
+let stdoutBroken = false;
+function onStdoutError(): void {
+  stdoutBroken = true;
+}
+let stdoutGuarded = false;
+
 const writeStdout = (line: string): void => {
+  if (stdoutBroken) return;
+  if (!stdoutGuarded) {
+    stdoutGuarded = true;
+    process.stdout.on('error', onStdoutError);
+  }
   process.stdout.write(line);
 };
 

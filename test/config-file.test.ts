@@ -98,7 +98,10 @@ describe('--config-file (spawned process)', () => {
       await clients[0]?.send('over tls');
       await clients[2]?.send(Buffer.from([1, 2, 3]), { binary: true });
       for (const client of clients) {
-        const [text, binary] = await client.take(2, STARTUP_MS);
+        // Two senders on two connections: the hub keeps each sender's order, not an order between senders.
+        const received = await client.take(2, STARTUP_MS);
+        const text = received.find((message) => !message.isBinary);
+        const binary = received.find((message) => message.isBinary);
         assert.deepEqual([text?.data.toString(), text?.isBinary], ['over tls', false]);
         assert.deepEqual([binary?.data, binary?.isBinary], [Buffer.from([1, 2, 3]), true]);
       }

@@ -53,3 +53,24 @@ describe('log lines in the seed format (spawned process)', () => {
     await server.stdout.waitFor(line(`WebSocket disconnected: \\[::1\\]:${localPort}`));
   });
 });
+
+describe('a log reader that goes away', () => {
+  it('does not take the server down: it keeps echoing after its stdout pipe closes', async () => {
+    const server = await spawnServer(['--stats-interval=50ms']);
+    try {
+      server.child.stdout?.destroy();
+      // Give the periodic count a few chances to hit the closed pipe.
+      await new Promise((resolve) => setTimeout(resolve, 300));
+      assert.equal(server.child.exitCode, null, `still running; stderr: ${server.stderr.lines.join('\n')}`);
+      const client = await TestClient.open(server.url);
+      await client.send('still here');
+      assert.equal((await client.next()).data.toString(), 'still here');
+      await client.close();
+      server.kill('SIGTERM');
+      assert.equal((await server.exited).code, 0);
+      assert.deepEqual(server.stderr.lines, []);
+    } finally {
+      server.kill('SIGKILL');
+    }
+  });
+});
