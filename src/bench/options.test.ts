@@ -48,8 +48,8 @@ describe('wshub bench arguments', () => {
     assert.equal(codeOf([URL, '--duration=5']), ErrorCode.INVALID_VALUE);
     assert.equal(codeOf([URL, '--size=4']), ErrorCode.INVALID_VALUE);
     assert.equal(codeOf([URL, '--connections']), ErrorCode.MISSING_VALUE);
-    assert.equal(codeOf(['http://example.com/']), ErrorCode.INVALID_VALUE);
-    assert.equal(codeOf(['not a url']), ErrorCode.INVALID_VALUE);
+    assert.equal(codeOf(['http://example.com/']), ErrorCode.INVALID_URL);
+    assert.equal(codeOf(['not a url']), ErrorCode.INVALID_URL);
     assert.equal(codeOf([URL, '--mode=broadcast']), ErrorCode.CONFLICTING_SETTINGS);
     assert.equal(codeOf([URL, '--mode=broadcast', '--rate=1']), 'no error');
   });

@@ -1,6 +1,7 @@
 import { parseArgs } from 'node:util';
 import { boolean, bytes, duration, integer, type Kind, oneOf } from '../config/kinds.js';
 import { didYouMean } from '../config/suggest.js';
+import { checkWebSocketUrl } from '../config/websocket-url.js';
 import { ErrorCode, UsageError } from '../errors.js';
 
 export const BENCH_MODES = ['echo', 'broadcast'] as const;
@@ -173,7 +174,7 @@ export function parseBenchArgs(argv: readonly string[], cpuCount: number): Bench
       'wshub bench needs the URL to load, as in wshub bench ws://127.0.0.1:3003/ws (see wshub bench --help)',
     );
   }
-  checkUrl(url);
+  checkWebSocketUrl(url, 'bench');
   const options = toOptions(values, url, cpuCount);
   if (options.mode === 'broadcast' && options.rate === 0) {
     throw new UsageError(
@@ -203,24 +204,6 @@ function toOptions(values: Record<string, unknown>, url: string, cpuCount: numbe
     json: values.json as boolean,
     insecure: values.insecure as boolean,
   };
-}
-
-function checkUrl(url: string): void {
-  let parsed: URL;
-  try {
-    parsed = new URL(url);
-  } catch {
-    throw new UsageError(
-      ErrorCode.INVALID_VALUE,
-      `invalid URL ${JSON.stringify(url)} for wshub bench; expected ws://host:port/path or wss://host:port/path`,
-    );
-  }
-  if (parsed.protocol !== 'ws:' && parsed.protocol !== 'wss:') {
-    throw new UsageError(
-      ErrorCode.INVALID_VALUE,
-      `invalid URL ${JSON.stringify(url)} for wshub bench: scheme must be ws:// or wss://, not ${parsed.protocol}//`,
-    );
-  }
 }
 
 export function benchHelpText(): string {

@@ -1,6 +1,7 @@
 import { parseArgs } from 'node:util';
 import { SETTINGS } from '../config/settings.js';
 import { didYouMean } from '../config/suggest.js';
+import { checkWebSocketUrl } from '../config/websocket-url.js';
 import { ErrorCode, UsageError } from '../errors.js';
 
 /** The server's default address, derived from the settings table so the two cannot disagree. */
@@ -70,26 +71,8 @@ export function parseClientArgs(argv: readonly string[]): ClientOptions {
     }
   }
   const chosen = url ?? DEFAULT_URL;
-  if (!help) checkUrl(chosen);
+  if (!help) checkWebSocketUrl(chosen, 'client');
   return { action: help ? 'help' : 'run', url: chosen, insecure, caFile };
-}
-
-function checkUrl(url: string): void {
-  let parsed: URL;
-  try {
-    parsed = new URL(url);
-  } catch {
-    throw new UsageError(
-      ErrorCode.INVALID_URL,
-      `invalid URL ${JSON.stringify(url)} for wshub client; expected ws://host:port/path or wss://host:port/path`,
-    );
-  }
-  if (parsed.protocol !== 'ws:' && parsed.protocol !== 'wss:') {
-    throw new UsageError(
-      ErrorCode.INVALID_URL,
-      `invalid URL ${JSON.stringify(url)} for wshub client: scheme must be ws:// or wss://, not ${parsed.protocol}//`,
-    );
-  }
 }
 
 export function clientHelpText(): string {

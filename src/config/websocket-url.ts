@@ -1,0 +1,20 @@
+import { ErrorCode, UsageError } from '../errors.js';
+
+/** Checks a ws:// or wss:// URL given to a subcommand (`wshub client`, `wshub bench`); exit 2 otherwise. */
+export function checkWebSocketUrl(url: string, command: string): void {
+  let parsed: URL;
+  try {
+    parsed = new URL(url);
+  } catch {
+    throw new UsageError(
+      ErrorCode.INVALID_URL,
+      `invalid URL ${JSON.stringify(url)} for wshub ${command}; expected ws://host:port/path or wss://host:port/path`,
+    );
+  }
+  if (parsed.protocol !== 'ws:' && parsed.protocol !== 'wss:') {
+    throw new UsageError(
+      ErrorCode.INVALID_URL,
+      `invalid URL ${JSON.stringify(url)} for wshub ${command}: scheme must be ws:// or wss://, not ${parsed.protocol}//`,
+    );
+  }
+}
