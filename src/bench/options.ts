@@ -1,7 +1,7 @@
 import { parseArgs } from 'node:util';
 import { boolean, bytes, duration, integer, type Kind, oneOf } from '../config/kinds.js';
 import { didYouMean } from '../config/suggest.js';
-import { checkWebSocketUrl } from '../config/websocket-url.js';
+import { acceptUrlArgument, checkWebSocketUrl } from '../config/websocket-url.js';
 import { ErrorCode, UsageError } from '../errors.js';
 
 export const BENCH_MODES = ['echo', 'broadcast'] as const;
@@ -118,13 +118,7 @@ export function parseBenchArgs(argv: readonly string[], cpuCount: number): Bench
   let help = false;
   for (const token of tokens) {
     if (token.kind === 'positional') {
-      if (url !== undefined) {
-        throw new UsageError(
-          ErrorCode.UNEXPECTED_ARGUMENT,
-          `wshub bench takes one URL; unexpected ${JSON.stringify(token.value)} (see wshub bench --help)`,
-        );
-      }
-      url = token.value;
+      url = acceptUrlArgument(url, token.value, 'bench');
       continue;
     }
     if (token.kind !== 'option') continue;

@@ -1,7 +1,7 @@
 import { parseArgs } from 'node:util';
 import { SETTINGS } from '../config/settings.js';
 import { didYouMean } from '../config/suggest.js';
-import { checkWebSocketUrl } from '../config/websocket-url.js';
+import { acceptUrlArgument, checkWebSocketUrl } from '../config/websocket-url.js';
 import { ErrorCode, UsageError } from '../errors.js';
 
 /** The server's default address, derived from the settings table so the two cannot disagree. */
@@ -37,13 +37,7 @@ export function parseClientArgs(argv: readonly string[]): ClientOptions {
   let help = false;
   for (const token of tokens) {
     if (token.kind === 'positional') {
-      if (url !== undefined) {
-        throw new UsageError(
-          ErrorCode.UNEXPECTED_ARGUMENT,
-          `wshub client takes one URL; unexpected ${JSON.stringify(token.value)} (see wshub client --help)`,
-        );
-      }
-      url = token.value;
+      url = acceptUrlArgument(url, token.value, 'client');
       continue;
     }
     if (token.kind !== 'option') continue;

@@ -18,3 +18,14 @@ export function checkWebSocketUrl(url: string, command: string): void {
     );
   }
 }
+
+/** A subcommand's one positional argument, its URL: a second one is a usage error. */
+export function acceptUrlArgument(current: string | undefined, value: string, command: string): string {
+  if (current !== undefined) {
+    throw new UsageError(
+      ErrorCode.UNEXPECTED_ARGUMENT,
+      `wshub ${command} takes one URL; unexpected ${JSON.stringify(value)} (see wshub ${command} --help)`,
+    );
+  }
+  return value;
+}
