@@ -8,6 +8,7 @@ import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { parse as parseYaml } from 'yaml';
+import { makeCertificate, makeTempDir, requireOpenssl } from './helpers/certs.js';
 import { TestClient } from './helpers/clients.js';
 import { type SpawnedServer, spawnServer } from './helpers/server.js';
 import { typeProblems } from './helpers/typecheck.js';
@@ -149,7 +150,24 @@ describe('observability assets against a running wshub', () => {
   let server: SpawnedServer;
   let client: TestClient;
   let exposition: string;
+  /** A TLS server's scrape: the certificate-expiry gauge exists only when wshub serves TLS. */
+  let tlsExposition: string;
+  const certDir = makeTempDir();
   before(async () => {
+    requireOpenssl();
+    const cert = makeCertificate(certDir.dir, 'server');
+    const tlsServer = await spawnServer([
+      '--stats-interval=0',
+      '--tls',
+      `--tls-cert-file=${cert.certFile}`,
+      `--tls-key-file=${cert.keyFile}`,
+    ]);
+    try {
+      tlsExposition = await (await fetch(`${tlsServer.metricsUrl}/metrics`)).text();
+    } finally {
+      tlsServer.kill('SIGTERM');
+      await tlsServer.exited;
+    }
     // Broadcast mode with a backplane registers the wshub_backplane_* metrics too. Nothing listens
     // on port 1, and no test ever starts a Redis there (a freed ephemeral port might be reused by
     // one): wshub serves anyway and keeps retrying.
@@ -161,6 +179,7 @@ describe('observability assets against a running wshub', () => {
     await client?.close();
     server?.kill('SIGTERM');
     await server?.exited;
+    certDir.cleanup();
   });
 
   it("promtool check metrics finds no problem in wshub's own metrics", () => {
@@ -221,7 +240,11 @@ describe('observability assets against a running wshub', () => {
   });
 
   it('the alert rules read only metrics wshub exposes (or Prometheus itself: up)', () => {
-    const families = familiesOf(exposition);
+    const families = new Set([...familiesOf(exposition), ...familiesOf(tlsExposition)]);
+    assert.ok(
+      families.has('wshub_tls_certificate_expiry_timestamp_seconds'),
+      'the TLS scrape has the expiry gauge',
+    );
     for (const rule of alertRules) {
       for (const name of metricNamesIn(rule.expr)) {
         if (name === 'up') continue;
