@@ -1,5 +1,6 @@
 import { type ChildProcess, spawn } from 'node:child_process';
 import { once } from 'node:events';
+import { readFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { Redis } from 'ioredis';
 import { type SpawnedServer, spawnServer } from './server.js';
@@ -13,6 +14,13 @@ const MISSING =
  * persistence off. kill() simulates a crash, start() brings it back on the
  * same port (nodes keep their configured URL), stop() cleans up.
  */
+/** Serve TLS only, on the server's port (redis-server --tls-port), with these files. */
+export interface RedisTlsFiles {
+  readonly certFile: string;
+  readonly keyFile: string;
+  readonly caFile: string;
+}
+
 export class RedisServer {
   private child: ChildProcess | undefined;
   private exited: Promise<unknown> = Promise.resolve();
@@ -21,10 +29,11 @@ export class RedisServer {
     readonly port: number,
     private readonly binary: string,
     private readonly extraArgs: readonly string[],
+    private readonly tls: RedisTlsFiles | undefined,
   ) {}
 
   get url(): string {
-    return `redis://127.0.0.1:${this.port}`;
+    return `${this.tls ? 'rediss' : 'redis'}://127.0.0.1:${this.port}`;
   }
 
   get running(): boolean {
@@ -32,10 +41,17 @@ export class RedisServer {
   }
 
   /** Starts a server on a free port. Fails (never skips) when redis-server is not installed. */
-  static async start(options: { binary?: string; args?: readonly string[] } = {}): Promise<RedisServer> {
+  static async start(
+    options: { binary?: string; args?: readonly string[]; tls?: RedisTlsFiles } = {},
+  ): Promise<RedisServer> {
     let lastError: unknown;
     for (let attempt = 0; attempt < 5; attempt++) {
-      const server = new RedisServer(await freePort(), options.binary ?? 'redis-server', options.args ?? []);
+      const server = new RedisServer(
+        await freePort(),
+        options.binary ?? 'redis-server',
+        options.args ?? [],
+        options.tls,
+      );
       try {
         await server.start();
         return server;
@@ -53,8 +69,22 @@ export class RedisServer {
     const child = spawn(
       this.binary,
       [
-        '--port',
-        String(this.port),
+        ...(this.tls
+          ? [
+              '--port',
+              '0',
+              '--tls-port',
+              String(this.port),
+              '--tls-cert-file',
+              this.tls.certFile,
+              '--tls-key-file',
+              this.tls.keyFile,
+              '--tls-ca-cert-file',
+              this.tls.caFile,
+              '--tls-auth-clients',
+              'no',
+            ]
+          : ['--port', String(this.port)]),
         '--bind',
         '127.0.0.1',
         '--save',
@@ -115,6 +145,7 @@ export class RedisServer {
       port: this.port,
       lazyConnect: true,
       maxRetriesPerRequest: 0,
+      tls: this.tls ? { ca: readFileSync(this.tls.caFile) } : undefined,
     });
     try {
       await client.connect();
@@ -156,16 +187,23 @@ async function freePort(): Promise<number> {
 }
 
 /** A broadcast-mode wshub process joined to `redis`, with a short backoff so tests stay fast. */
-export async function spawnNode(redis: RedisServer, extra: string[] = []): Promise<SpawnedServer> {
-  const node = await spawnServer([
-    '--mode=broadcast',
-    '--stats-interval=0',
-    `--backplane=${redis.url}`,
-    '--backplane-reconnect-max=100ms',
-    ...extra,
-  ]);
+export async function spawnNode(
+  redis: RedisServer,
+  extra: string[] = [],
+  env: Record<string, string> = {},
+): Promise<SpawnedServer> {
+  const node = await spawnServer(
+    [
+      '--mode=broadcast',
+      '--stats-interval=0',
+      `--backplane=${redis.url}`,
+      '--backplane-reconnect-max=100ms',
+      ...extra,
+    ],
+    env,
+  );
   try {
-    await node.stdout.waitFor(/Backplane connected to redis:\/\//);
+    await node.stdout.waitFor(/Backplane connected to rediss?:\/\//);
   } catch (error) {
     node.kill('SIGKILL');
     throw error;
