@@ -5,30 +5,37 @@ import { fileURLToPath } from 'node:url';
 
 /** Repository root (this file runs from dist/bench/). */
 export const ROOT = fileURLToPath(new URL('../../', import.meta.url));
-const SOURCE = `${ROOT}bench/loadgen.c`;
 export const RESULTS_DIR = `${ROOT}.bench-results`;
 
 /** Builds bench/loadgen.c with the system C compiler (only when the source is newer). Returns the binary path. */
 export function buildLoadgen(outDir = RESULTS_DIR): string {
+  return buildC('loadgen', 'the benchmark client', outDir);
+}
+
+/** Builds bench/ceiling-server.c, the C reference echo server (bench/README.md). Returns the binary path. */
+export function buildCeilingServer(outDir = RESULTS_DIR): string {
+  return buildC('ceiling-server', 'the C reference server', outDir);
+}
+
+function buildC(name: string, what: string, outDir: string): string {
+  const source = `${ROOT}bench/${name}.c`;
   mkdirSync(outDir, { recursive: true });
-  const binary = `${outDir}/loadgen`;
+  const binary = `${outDir}/${name}`;
   let fresh = false;
   try {
-    fresh = statSync(binary).mtimeMs >= statSync(SOURCE).mtimeMs;
+    fresh = statSync(binary).mtimeMs >= statSync(source).mtimeMs;
   } catch {
     fresh = false;
   }
   if (fresh) return binary;
   try {
-    execFileSync('cc', ['-O2', '-Wall', '-o', binary, SOURCE], { stdio: ['ignore', 'pipe', 'pipe'] });
+    execFileSync('cc', ['-O2', '-Wall', '-o', binary, source], { stdio: ['ignore', 'pipe', 'pipe'] });
   } catch (error) {
     const { code, stderr } = error as { code?: string; stderr?: Buffer };
     if (code === 'ENOENT') {
-      throw new Error(
-        'the benchmark client needs a C compiler: install the Debian packages gcc and libc6-dev',
-      );
+      throw new Error(`${what} needs a C compiler: install the Debian packages gcc and libc6-dev`);
     }
-    throw new Error(`building bench/loadgen.c failed:\n${stderr?.toString() ?? String(error)}`);
+    throw new Error(`building bench/${name}.c failed:\n${stderr?.toString() ?? String(error)}`);
   }
   return binary;
 }

@@ -5,7 +5,14 @@ import { cpus, loadavg, release } from 'node:os';
 import { setTimeout as sleep } from 'node:timers/promises';
 // The backplane section starts its own redis-server with the same helper as the tests.
 import { RedisServer } from '../test/helpers/redis.js';
-import { buildLoadgen, type LoadgenResult, RESULTS_DIR, runLoadgen, spawnLoadgen } from './loadgen.js';
+import {
+  buildCeilingServer,
+  buildLoadgen,
+  type LoadgenResult,
+  RESULTS_DIR,
+  runLoadgen,
+  spawnLoadgen,
+} from './loadgen.js';
 import { type BenchServer, type ServerName, startBenchServer, wshubHasBroadcast } from './servers.js';
 
 /**
@@ -78,10 +85,15 @@ interface Row {
   readonly wshub: Stat | undefined;
   readonly ws: Stat;
   readonly ratio: number | undefined;
+  /** Echo only: the C reference server (bench/ceiling-server.c), and its median divided by the baseline's. */
+  readonly ceiling?: Stat | undefined;
+  readonly ceilingRatio?: number | undefined;
   readonly extra: Record<string, unknown>;
 }
 
 const rows: Row[] = [];
+/** Above this share of a core, the load generator may be what limits a figure (issue 5). */
+const LOADGEN_SATURATED_PCT = 80;
 const warnings: string[] = [];
 
 function stat(values: number[]): Stat {
@@ -150,16 +162,21 @@ const conditions = {
 const loadgen = buildLoadgen();
 
 type PerServer<T> = Record<ServerName, T>;
+const noValues = <T>(): PerServer<T[]> => ({ wshub: [], ws: [], ceiling: [] });
 
-/** Runs `measure` for wshub and ws alternately (wshub first on odd runs), `runs` times each. */
+/**
+ * Runs `measure` for each server alternately, `runs` times each: wshub, ws (, C reference) on odd
+ * runs, the reverse order on even runs.
+ */
 async function alternate<T>(
   runs: number,
   servers: Partial<PerServer<BenchServer>>,
   measure: (server: BenchServer) => Promise<T>,
 ): Promise<PerServer<T[]>> {
-  const out: PerServer<T[]> = { wshub: [], ws: [] };
+  const out = noValues<T>();
   for (let run = 0; run < runs; run++) {
-    const order: ServerName[] = run % 2 === 0 ? ['wshub', 'ws'] : ['ws', 'wshub'];
+    const names: ServerName[] = ['wshub', 'ws', 'ceiling'];
+    const order = run % 2 === 0 ? names : names.reverse();
     for (const name of order) {
       const server = servers[name];
       if (server) out[name].push(await measure(server));
@@ -173,13 +190,24 @@ function addRow(
   label: string,
   unit: string,
   higherIsBetter: boolean,
-  values: PerServer<number[]>,
+  values: { wshub: number[]; ws: number[]; ceiling?: number[] },
   extra: Record<string, unknown> = {},
 ): Row {
   const wshub = values.wshub.length ? stat(values.wshub) : undefined;
   const ws = stat(values.ws);
   const ratio = wshub ? wshub.median / ws.median : undefined;
-  const row: Row = { section, case: label, unit, higherIsBetter, wshub, ws, ratio, extra };
+  const ceiling = values.ceiling?.length ? stat(values.ceiling) : undefined;
+  const row: Row = {
+    section,
+    case: label,
+    unit,
+    higherIsBetter,
+    wshub,
+    ws,
+    ratio,
+    ...(ceiling && { ceiling, ceilingRatio: ceiling.median / ws.median }),
+    extra,
+  };
   rows.push(row);
   return row;
 }
@@ -205,7 +233,7 @@ async function measureCase(
   servers: Partial<PerServer<BenchServer>>,
   args: (server: BenchServer) => string[],
 ): Promise<{ row: Row; results: PerServer<LoadgenResult[]>; serverCpuUs: PerServer<number[]> }> {
-  const serverCpuUs: PerServer<number[]> = { wshub: [], ws: [] };
+  const serverCpuUs = noValues<number>();
   const results = await alternate(options.runs, servers, async (server) => {
     let cpuAtStart = 0;
     let cpuUsed = 0;
@@ -220,9 +248,11 @@ async function measureCase(
       },
     });
     if (result.count > 0) serverCpuUs[server.name].push((cpuUsed * 1e6) / result.count);
-    if (result.client_cpu_pct > 80) {
+    if (result.client_cpu_pct > LOADGEN_SATURATED_PCT) {
       warnings.push(
-        `${section} ${label} (${server.name}): load generator at ${result.client_cpu_pct.toFixed(0)}% of a core — it may be the bottleneck`,
+        server.name === 'ceiling'
+          ? `${section} ${label} (C reference): load generator at ${result.client_cpu_pct.toFixed(0)}% of a core — the client, not the server, limits this figure: the machine's ceiling is higher`
+          : `${section} ${label} (${server.name}): load generator at ${result.client_cpu_pct.toFixed(0)}% of a core — it may be the bottleneck`,
       );
     }
     return result;
@@ -232,17 +262,23 @@ async function measureCase(
     label,
     unit,
     true,
-    { wshub: results.wshub.map((r) => r.per_s), ws: results.ws.map((r) => r.per_s) },
+    {
+      wshub: results.wshub.map((r) => r.per_s),
+      ws: results.ws.map((r) => r.per_s),
+      ceiling: results.ceiling.map((r) => r.per_s),
+    },
     {
       p50_us: { wshub: medianOf(results.wshub, 'p50_us'), ws: medianOf(results.ws, 'p50_us') },
       p99_us: { wshub: medianOf(results.wshub, 'p99_us'), ws: medianOf(results.ws, 'p99_us') },
       loadgenCpuPct: {
         wshub: results.wshub.map((r) => r.client_cpu_pct),
         ws: results.ws.map((r) => r.client_cpu_pct),
+        ...(results.ceiling.length && { ceiling: results.ceiling.map((r) => r.client_cpu_pct) }),
       },
       serverCpuUsPerOp: {
         wshub: serverCpuUs.wshub.length ? median(serverCpuUs.wshub) : undefined,
         ws: serverCpuUs.ws.length ? median(serverCpuUs.ws) : undefined,
+        ...(serverCpuUs.ceiling.length && { ceiling: median(serverCpuUs.ceiling) }),
       },
     },
   );
@@ -265,6 +301,7 @@ async function withServers<T>(
   } finally {
     await servers.wshub?.stop();
     await servers.ws?.stop();
+    await servers.ceiling?.stop();
   }
 }
 
@@ -301,7 +338,10 @@ async function echoSection(): Promise<void> {
     { conns: 100, size: 20, deflate: true },
     { conns: 100, size: 16 * 1024, deflate: true },
   ];
+  // The C reference server: what this machine and this client allow any echo server (no compression).
+  const ceilingBinary = buildCeilingServer();
   const lines: string[][] = [];
+  const saturatedCeiling: string[] = [];
   for (const deflate of [false, true]) {
     // Compression on: wshub --compression (its defaults), the baseline with ws's perMessageDeflate: true.
     const start = (name: ServerName) =>
@@ -309,8 +349,11 @@ async function echoSection(): Promise<void> {
         core: SERVER_CORE,
         nofile: 4096,
         wshubFlags: deflate ? ['--compression'] : [],
+        ceilingBinary,
       });
-    await withServers([start('wshub'), start('ws')], async (servers) => {
+    const starts = [start('wshub'), start('ws')];
+    if (!deflate) starts.push(start('ceiling'));
+    await withServers(starts, async (servers) => {
       for (const { conns, size } of cases.filter((c) => c.deflate === deflate)) {
         const label = `${conns} conns × ${size >= 1024 ? `${size / 1024} KiB` : `${size} B`}${deflate ? ', deflate' : ''}`;
         const { row, results, serverCpuUs } = await measureCase(
@@ -336,13 +379,20 @@ async function echoSection(): Promise<void> {
             );
           }
         }
+        const ceilingSaturated = results.ceiling.some((r) => r.client_cpu_pct > LOADGEN_SATURATED_PCT);
+        if (ceilingSaturated) saturatedCeiling.push(label);
         lines.push([
           label,
           fmtStat(row.wshub),
           fmtStat(row.ws),
           ratioText(row),
-          usPerOp(serverCpuUs),
-          `${cpuOf(results.wshub)} / ${cpuOf(results.ws)}`,
+          row.ceiling ? `${fmtStat(row.ceiling)}${ceilingSaturated ? ' *' : ''}` : 'n/a',
+          row.ceilingRatio === undefined ? 'n/a' : `${row.ceilingRatio.toFixed(2)}×`,
+          serverCpuUs.ceiling.length && serverCpuUs.ws.length
+            ? `${(median(serverCpuUs.ws) / median(serverCpuUs.ceiling)).toFixed(2)}×`
+            : 'n/a',
+          `${usPerOp(serverCpuUs)}${serverCpuUs.ceiling.length ? ` / ${fmt(median(serverCpuUs.ceiling))}` : ''}`,
+          `${cpuOf(results.wshub)} / ${cpuOf(results.ws)}${results.ceiling.length ? ` / ${cpuOf(results.ceiling)}` : ''}`,
         ]);
       }
     });
@@ -351,9 +401,34 @@ async function echoSection(): Promise<void> {
     `echo — msgs/s, one message in flight per connection, binary; "deflate": permessage-deflate negotiated, messages ≥ 1 KiB compressed by the server (median [min–max] of ${options.runs})`,
   );
   printTable(
-    ['case', 'wshub', 'ws baseline', 'ratio', 'server CPU µs/op wshub / ws', 'loadgen CPU (max)'],
+    [
+      'case',
+      'wshub',
+      'ws baseline',
+      'ratio',
+      'C reference',
+      'C / ws',
+      'C / ws per CPU',
+      'server CPU µs/op wshub / ws / C',
+      'loadgen CPU (max) wshub / ws / C',
+    ],
     lines,
   );
+  say(
+    'C reference: bench/ceiling-server.c, a one-thread epoll echo server in C (no compression), same pinning and client —',
+  );
+  say(
+    'what the kernel and this machine allow any server; "C / ws" is the most any Node server could gain over ws.',
+  );
+  say(
+    '"C / ws per CPU": ws\'s server CPU µs/op divided by the C server\'s — messages per core-second, robust under load.',
+  );
+  if (saturatedCeiling.length) {
+    say(
+      `* load generator above ${LOADGEN_SATURATED_PCT}% of a core against the C reference (${saturatedCeiling.join('; ')}): there the client is the limit, the true ceiling is higher`,
+    );
+  }
+  say();
 }
 
 async function broadcastSection(): Promise<void> {
@@ -438,7 +513,7 @@ async function memorySection(): Promise<void> {
       lines.push([`${conns.toLocaleString('en-US')} idle conns`, 'skipped', 'skipped', 'fd limit']);
       continue;
     }
-    const perConn: PerServer<number[]> = { wshub: [], ws: [] };
+    const perConn = noValues<number>();
     for (const name of ['wshub', 'ws'] as const) {
       try {
         await withServers(

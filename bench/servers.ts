@@ -4,8 +4,11 @@ import { closeSync, openSync, readFileSync } from 'node:fs';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { pinned, RESULTS_DIR, ROOT } from './loadgen.js';
 
-/** Which server a measurement is about: wshub, or the minimal `ws` baseline. */
-export type ServerName = 'wshub' | 'ws';
+/**
+ * Which server a measurement is about: wshub, the minimal `ws` baseline, or the C reference echo
+ * server (bench/ceiling-server.c: what this machine allows any server, echo only).
+ */
+export type ServerName = 'wshub' | 'ws' | 'ceiling';
 export type ServerMode = 'echo' | 'echo-deflate' | 'broadcast';
 
 export interface BenchServer {
@@ -30,6 +33,8 @@ export interface StartOptions {
   readonly wshubFlags?: readonly string[];
   /** Log file name under .bench-results/ when several servers of one kind run at once. */
   readonly logName?: string;
+  /** The built C reference server (buildCeilingServer), needed to start `ceiling`. */
+  readonly ceilingBinary?: string;
 }
 
 /**
@@ -42,22 +47,12 @@ export async function startBenchServer(
   options: StartOptions,
 ): Promise<BenchServer> {
   const logFile = `${RESULTS_DIR}/${options.logName ?? `${name}-${mode}`}.log`;
-  const args =
-    name === 'wshub'
-      ? [
-          `${ROOT}bin/wshub.js`,
-          '--host=127.0.0.1',
-          '--port=0',
-          '--metrics-port=0',
-          '--metrics-host=127.0.0.1',
-          ...(options.wshubFlags ?? []),
-        ]
-      : [`${ROOT}dist/bench/baseline-server.js`, mode];
+  const [command, args] = serverCommand(name, mode, options);
   const ready = name === 'wshub' ? /Starting WebSocket server on \S+:(\d+)/ : /listening (\d+)/;
   const fd = openSync(logFile, 'w');
   // `ulimit -n` as root raises the hard limit too; otherwise take what the hard limit allows.
   const script = `ulimit -n ${options.nofile} 2>/dev/null || ulimit -n "$(ulimit -Hn)"; exec "$@"`;
-  const child = spawn('sh', ['-c', script, 'sh', ...pinned(options.core, process.execPath, args)], {
+  const child = spawn('sh', ['-c', script, 'sh', ...pinned(options.core, command, args)], {
     stdio: ['ignore', fd, fd],
   });
   closeSync(fd);
@@ -80,6 +75,27 @@ export async function startBenchServer(
       clearTimeout(killer);
     },
   };
+}
+
+function serverCommand(name: ServerName, mode: ServerMode, options: StartOptions): [string, string[]] {
+  if (name === 'wshub') {
+    return [
+      process.execPath,
+      [
+        `${ROOT}bin/wshub.js`,
+        '--host=127.0.0.1',
+        '--port=0',
+        '--metrics-port=0',
+        '--metrics-host=127.0.0.1',
+        ...(options.wshubFlags ?? []),
+      ],
+    ];
+  }
+  if (name === 'ws') return [process.execPath, [`${ROOT}dist/bench/baseline-server.js`, mode]];
+  if (mode !== 'echo' || options.ceilingBinary === undefined) {
+    throw new Error('the C reference server only echoes, without compression, and must be built first');
+  }
+  return [options.ceilingBinary, ['-H', '127.0.0.1', '-p', '0']];
 }
 
 async function waitForPort(child: ChildProcess, logFile: string, ready: RegExp): Promise<number> {
