@@ -5,14 +5,15 @@ import { type RawData, type WebSocket, WebSocketServer } from 'ws';
  * The baselines every wshub figure is compared with: the smallest `ws` server
  * that does the job (bench/README.md). `echo` sends each message back (`echo-deflate`:
  * the same with permessage-deflate on); `broadcast`
- * is the naive loop over `wss.clients`. Prints `listening PORT` once ready.
+ * is the naive loop over `wss.clients` (`broadcast-deflate`: with permessage-deflate on).
+ * Prints `listening PORT` once ready.
  */
-const mode = process.argv[2] === 'broadcast' ? 'broadcast' : 'echo';
+const mode = process.argv[2]?.startsWith('broadcast') ? 'broadcast' : 'echo';
 const wss = new WebSocketServer({
   host: '127.0.0.1',
   port: 0,
-  // echo-deflate: compression on with ws's defaults, as a minimal server would turn it on.
-  perMessageDeflate: process.argv[2] === 'echo-deflate',
+  // *-deflate: compression on with ws's defaults, as a minimal server would turn it on.
+  perMessageDeflate: process.argv[2]?.endsWith('-deflate') === true,
   clientTracking: mode === 'broadcast',
 });
 

@@ -6,6 +6,8 @@
  *   loadgen fanout  -p PORT -n SUBS  -s BYTES -d SECONDS [-w WARMUP] -W WINDOW
  *                   1 publisher (connection n+1), up to WINDOW messages not yet received by every subscriber
  *                   [-q PUBPORT]: the publisher connects to PUBPORT instead (another wshub node: cross-node fan-out)
+ *                   [-z 1]: offer permessage-deflate; payloads are JSON-like text; compressed copies are counted
+ *                   in order (not inflated) and timed from when the publisher sent them
  *   loadgen hold    -p PORT -n CONNS -t SECONDS    open CONNS, print {"ready":..} and hold until -t or SIGTERM
  *   loadgen connect -p PORT -d SECONDS [-c CONCURRENCY]   open, upgrade, close handshake, repeat
  *
@@ -74,6 +76,7 @@ static char err1[256];
 
 static uint64_t done_total, meas_n, lost, dups, self_copies, pongs, unexpected, server_closed;
 static uint64_t pub_sent, pub_done, *ring, rmask;
+static int64_t *sent_at; /* fanout: when each message in the window was published (compressed copies carry no readable timestamp) */
 static conn *pub;
 
 /* latency histogram, ns, 64 linear sub-buckets per power of two (~1.5%) */
@@ -305,9 +308,16 @@ static void on_message(conn *c) {
     if (c->is_pub) { self_copies++; return; }
     uint64_t s;
     int64_t ts;
-    memcpy(&s, c->pfx, 8);
-    memcpy(&ts, c->pfx + 8, 8);
-    if (c->mlen != (uint64_t)msize || s >= pub_sent) {
+    if (c->rsv1) {
+      /* compressed (permessage-deflate): this client does not inflate; the server keeps one publisher's
+         order (TCP, no loss without a close), so it is the next message, published at sent_at[] */
+      s = c->seq;
+      ts = s < pub_sent ? sent_at[s & rmask] : 0;
+    } else {
+      memcpy(&s, c->pfx, 8);
+      memcpy(&ts, c->pfx + 8, 8);
+    }
+    if ((!c->rsv1 && c->mlen != (uint64_t)msize) || s >= pub_sent) {
       fprintf(stderr, "loadgen: error: unexpected broadcast message (%llu bytes)\n", (unsigned long long)c->mlen);
       exit(1);
     }
@@ -447,7 +457,7 @@ static void pump_pub(void) {
   int64_t t = mono();
   if (pub_sent - pub_done >= (uint64_t)window) return;
   /* every message the window allows goes out in one write, as a publisher batching its sends would */
-  while (pub_sent - pub_done < (uint64_t)window) send_data_b(pub, pub_sent++, t, 1);
+  while (pub_sent - pub_done < (uint64_t)window) sent_at[pub_sent & rmask] = t, send_data_b(pub, pub_sent++, t, 1);
   flush(pub);
 }
 
@@ -487,6 +497,15 @@ static void build_frames(void) {
   frame = malloc(flen);
   memcpy(frame, h, hlen);
   for (long i = 0; i < msize; i++) frame[hlen + (size_t)i] = (uint8_t)('a' + i % 26) ^ mkey[i & 3];
+  if (mode == FANOUT && offer_deflate) {
+    /* compressible like a feed of JSON records (~4:1 with deflate), after the 16-byte id + timestamp */
+    char text[64];
+    long at = 16;
+    for (long rec = 0; at < msize; rec++) {
+      int n = snprintf(text, sizeof text, "{\"id\":%ld,\"user\":\"u%ld\",\"score\":%ld},", rec, (rec * 7919) % 1000, (rec * 104729) % 100000);
+      for (int i = 0; i < n && at < msize; i++, at++) frame[hlen + (size_t)at] = (uint8_t)text[i] ^ mkey[at & 3];
+    }
+  }
   upreq_len = snprintf(upreq, sizeof upreq,
                        "GET %s HTTP/1.1\r\nHost: 127.0.0.1:%d\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
                        "Sec-WebSocket-Key: d3NodWItYmVuY2gta2V5MQ==\r\nSec-WebSocket-Version: 13\r\n%s\r\n",
@@ -557,6 +576,7 @@ int main(int argc, char **argv) {
     uint64_t rs = 1;
     while (rs < (uint64_t)window + 1) rs <<= 1;
     ring = calloc(rs, sizeof *ring);
+    sent_at = calloc(rs, sizeof *sent_at);
     rmask = rs - 1;
   }
   signal(SIGPIPE, SIG_IGN);

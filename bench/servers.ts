@@ -9,7 +9,7 @@ import { pinned, RESULTS_DIR, ROOT } from './loadgen.js';
  * server (bench/ceiling-server.c: what this machine allows any server, echo only).
  */
 export type ServerName = 'wshub' | 'ws' | 'ceiling';
-export type ServerMode = 'echo' | 'echo-deflate' | 'broadcast';
+export type ServerMode = 'echo' | 'echo-deflate' | 'broadcast' | 'broadcast-deflate';
 
 export interface BenchServer {
   readonly name: ServerName;

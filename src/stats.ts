@@ -127,6 +127,8 @@ export class Stats {
   bytesSent = 0;
   /** Socket writes of data frames: at most one per connection per event-loop turn (issue 5, corking). */
   socketWrites = 0;
+  /** permessage-deflate compressions of broadcast messages: one per message and server window, shared by its receivers. */
+  sharedCompressions = 0;
   readonly serverDisconnects: Record<DisconnectReason, number> = zeroes(DISCONNECT_REASONS);
   readonly messagesDropped: Record<DropReason, number> = zeroes(DROP_REASONS);
   readonly upgradesRejected: Record<RejectReason, number> = zeroes(REJECT_REASONS);

@@ -49,7 +49,7 @@ export class BroadcastHub implements Hub {
   receive(sender: Peer, data: Buffer, isBinary: boolean): void {
     this.deliverLocally(
       sender.room,
-      new OutboundMessage(data, isBinary),
+      new OutboundMessage(data, isBinary, true),
       this.options.excludeSender ? sender : undefined,
     );
     this.relay?.publish(sender.room, data, isBinary);
@@ -60,7 +60,7 @@ export class BroadcastHub implements Hub {
    * a publish API) to every local peer of `room`. Returns how many peers it was handed to.
    */
   broadcast(room: string, data: Buffer, isBinary: boolean): number {
-    return this.deliverLocally(room, new OutboundMessage(data, isBinary), undefined);
+    return this.deliverLocally(room, new OutboundMessage(data, isBinary, true), undefined);
   }
 
   /**
@@ -69,7 +69,7 @@ export class BroadcastHub implements Hub {
    * many local peers it was handed to.
    */
   publish(room: string, data: Buffer, isBinary: boolean): number {
-    const handed = this.deliverLocally(room, new OutboundMessage(data, isBinary), undefined);
+    const handed = this.deliverLocally(room, new OutboundMessage(data, isBinary, true), undefined);
     this.relay?.publish(room, data, isBinary);
     return handed;
   }

@@ -79,6 +79,11 @@ export function createMetricsRegistry(sources: MetricSources): Registry {
       'Writes of data frames to client sockets; frames for one socket in one event-loop turn share a write',
       () => stats.socketWrites,
     ],
+    [
+      'wshub_broadcast_compressions_total',
+      'permessage-deflate compressions of broadcast messages: one per message and negotiated server window, its bytes shared by every receiver',
+      () => stats.sharedCompressions,
+    ],
   ];
   for (const [name, help, read] of plainCounters) {
     mirrorCounter(registry, name, help, { read: (set) => set(read()) });

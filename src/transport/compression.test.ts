@@ -1,7 +1,13 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
+import { constants, inflateRawSync } from 'node:zlib';
 import fc from 'fast-check';
-import { offeredServerWindowBits, validDeflateOffers } from './compression.js';
+import {
+  deflateMessage,
+  offeredServerWindowBits,
+  sharedDeflateWindowBits,
+  validDeflateOffers,
+} from './compression.js';
 
 describe('validDeflateOffers', () => {
   it('keeps valid offers, canonically, in order', () => {
@@ -80,6 +86,44 @@ describe('offeredServerWindowBits', () => {
         'permessage-deflate; server_max_window_bits=10, permessage-deflate; server_max_window_bits=9',
       ),
       9,
+    );
+  });
+});
+
+describe('sharedDeflateWindowBits', () => {
+  const negotiated = (params: object | undefined): object => ({
+    _extensions: params === undefined ? {} : { 'permessage-deflate': { params } },
+  });
+
+  it('shares only under server_no_context_takeover (RFC 7692 §7.1.1.1), per server window', () => {
+    assert.equal(sharedDeflateWindowBits(negotiated(undefined)), undefined, 'no extension');
+    assert.equal(
+      sharedDeflateWindowBits(negotiated({ server_max_window_bits: 12 })),
+      undefined,
+      'context takeover: the bytes differ per connection',
+    );
+    assert.equal(
+      sharedDeflateWindowBits(negotiated({ server_no_context_takeover: true, server_max_window_bits: 10 })),
+      10,
+    );
+    assert.equal(sharedDeflateWindowBits(negotiated({ server_no_context_takeover: true })), 15);
+    assert.equal(sharedDeflateWindowBits({}), undefined, 'a ws that keeps its state elsewhere: not shared');
+  });
+});
+
+describe('deflateMessage', () => {
+  it('inflates back to the message once 00 00 ff ff is appended (RFC 7692 §7.2.2)', () => {
+    fc.assert(
+      fc.property(fc.uint8Array({ maxLength: 5000 }), fc.integer({ min: 9, max: 15 }), (bytes, bits) => {
+        const data = Buffer.from(bytes);
+        const compressed = deflateMessage(data, bits, { memLevel: 6 });
+        const inflated = inflateRawSync(Buffer.concat([compressed, Buffer.from([0, 0, 0xff, 0xff])]), {
+          finishFlush: constants.Z_SYNC_FLUSH,
+          windowBits: bits,
+        });
+        assert.ok(inflated.equals(data));
+      }),
+      { numRuns: 100 },
     );
   });
 });

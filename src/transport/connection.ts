@@ -28,6 +28,8 @@ export class Connection extends WebSocket implements Peer, OutboundTarget {
   owner: ConnectionOwner | undefined = undefined;
   outbound: Outbound | undefined = undefined;
   framedSocket: Duplex | undefined = undefined;
+  /** 0, or the server window of a permessage-deflate agreement whose compressed frames are shared (see OutboundTarget). */
+  deflateWindowBits = 0;
   /** The address connection limits count this connection under (see UpgradeGate). */
   clientAddress = '';
   /** Set when the server decides to end the connection, before it closes. */
@@ -50,6 +52,14 @@ export class Connection extends WebSocket implements Peer, OutboundTarget {
   pingSentAt = -1;
   nextPingAt = Number.POSITIVE_INFINITY;
   expiresAt = Number.POSITIVE_INFINITY;
+
+  /** ws's sender has nothing queued or being compressed (ws 8 lib/sender.js: `_state` DEFAULT, empty `_queue`). */
+  get senderIdle(): boolean {
+    const sender = (this as unknown as { _sender?: { _state?: unknown; _queue?: { length: number } } })
+      ._sender;
+    // Anything else (a ws that keeps this state differently) counts as busy: frames then go through ws, in order.
+    return sender?._state === 0 && sender._queue?.length === 0;
+  }
 
   deliver(message: OutboundMessage): void {
     this.outbound?.deliver(this, message);

@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { PassThrough } from 'node:stream';
 import { describe, it } from 'node:test';
+import { constants, inflateRawSync } from 'node:zlib';
 import { OutboundMessage } from '../hub/message.js';
 import { Stats } from '../stats.js';
 import { frameMessage, Outbound, type OutboundTarget } from './outbound.js';
@@ -11,12 +12,16 @@ class FakeTarget implements OutboundTarget {
   readonly written: Buffer[] = [];
   readonly sent: Array<{ data: Buffer; binary: boolean }> = [];
   readonly framedSocket: PassThrough | undefined;
+  senderIdle = true;
   pendingFirst: OutboundMessage | undefined = undefined;
   pendingRest: OutboundMessage[] | undefined = undefined;
   pendingCount = 0;
   pendingBytes = 0;
 
-  constructor(framed = true) {
+  constructor(
+    framed = true,
+    readonly deflateWindowBits = 0,
+  ) {
     const socket = new PassThrough();
     socket.on('data', (chunk: Buffer) => this.written.push(chunk));
     this.framedSocket = framed ? socket : undefined;
@@ -27,11 +32,47 @@ class FakeTarget implements OutboundTarget {
   }
 }
 
-function outbound(maxBufferedBytes = 1000) {
+function outbound(maxBufferedBytes = 1000, deflateThreshold = 1024) {
   const stats = new Stats();
   const slow: Array<[OutboundTarget, number]> = [];
-  const out = new Outbound({ stats, maxBufferedBytes, onSlowConsumer: (t, b) => slow.push([t, b]) });
+  const out = new Outbound({
+    stats,
+    maxBufferedBytes,
+    onSlowConsumer: (t, b) => slow.push([t, b]),
+    deflateThreshold,
+    deflateOptions: { memLevel: 6 },
+  });
   return { out, stats, slow };
+}
+
+const nextTurn = (): Promise<void> => new Promise((resolve) => setImmediate(resolve));
+
+/** The messages of written bytes: [RSV1 set, payload inflated when set] per frame (RFC 7692 §7.2.2). */
+function decode(bytes: Buffer): Array<[boolean, string]> {
+  const out: Array<[boolean, string]> = [];
+  let offset = 0;
+  while (offset < bytes.length) {
+    const first = bytes[offset] as number;
+    let length = (bytes[offset + 1] as number) & 0x7f;
+    let start = offset + 2;
+    if (length === 126) {
+      length = bytes.readUInt16BE(offset + 2);
+      start += 2;
+    } else if (length === 127) {
+      length = Number(bytes.readBigUInt64BE(offset + 2));
+      start += 8;
+    }
+    const payload = bytes.subarray(start, start + length);
+    const compressed = (first & 0x40) !== 0;
+    const data = compressed
+      ? inflateRawSync(Buffer.concat([payload, Buffer.from([0, 0, 0xff, 0xff])]), {
+          finishFlush: constants.Z_SYNC_FLUSH,
+        })
+      : payload;
+    out.push([compressed, data.toString()]);
+    offset = start + length;
+  }
+  return out;
 }
 
 describe('frameMessage', () => {
@@ -114,6 +155,71 @@ describe('Outbound', () => {
     assert.deepEqual(
       [target.sent.length, stats.messagesDelivered, stats.messagesDropped.slow_consumer],
       [0, 0, 0],
+    );
+  });
+
+  it('compresses a broadcast once per server window and writes the same bytes to each such receiver', async () => {
+    const { out, stats } = outbound(1 << 20, 100);
+    const [a, b, c, small] = [
+      new FakeTarget(true, 12),
+      new FakeTarget(true, 12),
+      new FakeTarget(true, 0),
+      new FakeTarget(true, 9),
+    ];
+    const large = 'x'.repeat(5000);
+    const messages = [
+      new OutboundMessage(Buffer.from(large), false, true),
+      new OutboundMessage(Buffer.from('below the threshold'), false, true),
+      new OutboundMessage(Buffer.from(`${large}!`), true, true),
+    ];
+    for (const message of messages) for (const target of [a, c, b, small]) out.deliver(target, message);
+    await nextTurn();
+    assert.equal(stats.sharedCompressions, 4, 'two messages above the threshold × two window sizes');
+    const expected = [
+      [true, large],
+      [false, 'below the threshold'],
+      [true, `${large}!`],
+    ];
+    for (const target of [a, b, small]) {
+      assert.equal(target.written.length, 1, 'one write per receiver');
+      assert.deepEqual(decode(target.written[0] as Buffer), expected);
+    }
+    assert.deepEqual(a.written, b.written, 'receivers of one window share the bytes');
+    assert.deepEqual(
+      decode(Buffer.concat(c.written)).map(([compressed]) => compressed),
+      [false, false, false],
+    );
+    assert.equal(stats.socketWrites, 4);
+  });
+
+  it('leaves a message that is not a broadcast (echo) to ws on a compressing connection', async () => {
+    const { out, stats } = outbound(1 << 20, 0);
+    const target = new FakeTarget(true, 15);
+    out.deliver(target, new OutboundMessage(Buffer.from('fan-out'), false, true));
+    out.deliver(target, new OutboundMessage(Buffer.from('echo'), false));
+    assert.equal(target.written.length, 1, 'the corked broadcast went out before ws sends the echo');
+    assert.deepEqual(decode(target.written[0] as Buffer), [[true, 'fan-out']]);
+    assert.deepEqual(
+      target.sent.map(({ data }) => data.toString()),
+      ['echo'],
+    );
+    await nextTurn();
+    assert.equal(stats.sharedCompressions, 1);
+  });
+
+  it('queues corked frames behind ws while its sender is busy, in order', async () => {
+    const { out } = outbound(1 << 20, 0);
+    const target = new FakeTarget(true, 12);
+    const messages = ['one', 'two', 'three'].map(
+      (text) => new OutboundMessage(Buffer.from(text), false, true),
+    );
+    for (const message of messages) out.deliver(target, message);
+    target.senderIdle = false;
+    await nextTurn();
+    assert.deepEqual(target.written, []);
+    assert.deepEqual(
+      target.sent.map(({ data }) => data.toString()),
+      ['one', 'two', 'three'],
     );
   });
 });

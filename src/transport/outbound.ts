@@ -1,7 +1,9 @@
 import type { Duplex } from 'node:stream';
+import type { ZlibOptions } from 'node:zlib';
 import * as wsModule from 'ws';
 import type { OutboundMessage } from '../hub/message.js';
 import type { Stats } from '../stats.js';
+import { deflateMessage } from './compression.js';
 
 /** The part of a connection the outbound path needs (implemented by Connection). */
 export interface OutboundTarget {
@@ -10,10 +12,21 @@ export interface OutboundTarget {
   readonly bufferedAmount: number;
   /**
    * The socket to write pre-framed bytes to, or undefined when frames must go
-   * through ws's own sender (an extension such as permessage-deflate was
-   * negotiated, so the bytes differ per connection).
+   * through ws's own sender (an extension was negotiated whose bytes differ per
+   * connection: permessage-deflate with context takeover).
    */
   readonly framedSocket: Duplex | undefined;
+  /**
+   * 0: no extension, receivers share the plain frame. 8-15: permessage-deflate
+   * without server context takeover and this server window: receivers share the
+   * message's compressed frame (see sharedDeflateWindowBits).
+   */
+  readonly deflateWindowBits: number;
+  /**
+   * Whether ws's own sender is idle (nothing queued or being compressed), so a
+   * pre-framed write cannot overtake one of its frames. Always true without an extension.
+   */
+  readonly senderIdle: boolean;
   send(data: Buffer, options: { binary: boolean }): void;
   /** Frames delivered in this event-loop turn, not yet written (see Outbound). */
   pendingFirst: OutboundMessage | undefined;
@@ -37,6 +50,8 @@ const OPEN = 1;
 // Server frames are never masked (RFC 6455 §5.1); unmasked framing never writes to the payload.
 const TEXT_FRAME: FrameOptions = { fin: true, opcode: 0x1, mask: false, readOnly: false, rsv1: false };
 const BINARY_FRAME: FrameOptions = { fin: true, opcode: 0x2, mask: false, readOnly: false, rsv1: false };
+const TEXT_DEFLATED_FRAME: FrameOptions = { ...TEXT_FRAME, rsv1: true };
+const BINARY_DEFLATED_FRAME: FrameOptions = { ...BINARY_FRAME, rsv1: true };
 
 /** Up to this payload size a frame is one buffer (header + payload copied once per message). */
 const SINGLE_BUFFER_MAX = 4096;
@@ -49,29 +64,41 @@ const CONCAT_MAX = 256 * 1024;
  * [header, payload] for large ones (no copy).
  */
 export function frameMessage(message: OutboundMessage): readonly Buffer[] {
-  const data = message.data;
-  if (data.length > SINGLE_BUFFER_MAX) {
-    return Sender.frame(data, message.isBinary ? BINARY_FRAME : TEXT_FRAME);
+  return framePayload(message.data, message.isBinary, false);
+}
+
+/** One final frame of `payload`; `compressed` sets RSV1 (RFC 7692 §6: the "Per-Message Compressed" bit). */
+function framePayload(payload: Buffer, isBinary: boolean, compressed: boolean): readonly Buffer[] {
+  if (payload.length > SINGLE_BUFFER_MAX) {
+    const options = compressed
+      ? isBinary
+        ? BINARY_DEFLATED_FRAME
+        : TEXT_DEFLATED_FRAME
+      : isBinary
+        ? BINARY_FRAME
+        : TEXT_FRAME;
+    return Sender.frame(payload, options);
   }
   // RFC 6455 §5.2: FIN + opcode, then a 7-bit or 16-bit length; server frames carry no mask.
-  const headerLength = data.length < 126 ? 2 : 4;
-  const frame = Buffer.allocUnsafe(headerLength + data.length);
-  frame[0] = 0x80 | (message.isBinary ? 0x2 : 0x1);
+  const headerLength = payload.length < 126 ? 2 : 4;
+  const frame = Buffer.allocUnsafe(headerLength + payload.length);
+  frame[0] = 0x80 | (compressed ? 0x40 : 0) | (isBinary ? 0x2 : 0x1);
   if (headerLength === 2) {
-    frame[1] = data.length;
+    frame[1] = payload.length;
   } else {
     frame[1] = 126;
-    frame.writeUInt16BE(data.length, 2);
+    frame.writeUInt16BE(payload.length, 2);
   }
-  data.copy(frame, headerLength);
+  payload.copy(frame, headerLength);
   return [frame];
 }
 
 /**
  * Writes frames as one write: a frame is written whole and synchronously, so it
  * can never interleave with a frame ws's own sender writes (close, ping, pong):
- * ws writes synchronously too while no extension is active, which is the only
- * case this is used in, and Connection flushes its pending frames before any of those.
+ * ws writes synchronously too while its sender is idle (always without an
+ * extension; with permessage-deflate Outbound checks `senderIdle` first), and
+ * Connection flushes its pending frames before any of those.
  */
 export function writeFrames(socket: Duplex, wire: readonly Buffer[]): void {
   if (wire.length === 1) {
@@ -89,6 +116,17 @@ export interface OutboundOptions {
   readonly maxBufferedBytes: number;
   /** A message was dropped because `target` cannot keep up (counted already); it is to be disconnected. */
   readonly onSlowConsumer: (target: OutboundTarget, buffered: number) => void;
+  /** With --compression: messages from this size up are compressed (--compression-threshold, as ws does). */
+  readonly deflateThreshold?: number;
+  /** zlib options for a message compressed once for many receivers. */
+  readonly deflateOptions?: ZlibOptions;
+}
+
+/** The last concatenation built in a flush for one kind of receiver, reused by every receiver of the same messages. */
+class JoinMemo {
+  first: OutboundMessage | undefined = undefined;
+  rest: OutboundMessage[] = [];
+  wire: readonly Buffer[] = [];
 }
 
 /**
@@ -107,12 +145,16 @@ export interface OutboundOptions {
 export class Outbound {
   private dirty: OutboundTarget[] = [];
   private flushScheduled = false;
-  /** The last concatenation built in this flush, reused by every receiver of the same messages. */
-  private memoFirst: OutboundMessage | undefined = undefined;
-  private memoRest: OutboundMessage[] = [];
-  private memoWire: readonly Buffer[] = [];
+  /** Per kind of receiver (index: deflateWindowBits, 0 for plain frames), the last concatenation of this flush. */
+  private readonly memos: JoinMemo[] = Array.from({ length: 16 }, () => new JoinMemo());
+  private memosUsed = 0;
+  private readonly deflateThreshold: number;
+  private readonly deflateOptions: ZlibOptions;
 
-  constructor(private readonly options: OutboundOptions) {}
+  constructor(private readonly options: OutboundOptions) {
+    this.deflateThreshold = options.deflateThreshold ?? 0;
+    this.deflateOptions = options.deflateOptions ?? {};
+  }
 
   deliver(target: OutboundTarget, message: OutboundMessage): void {
     if (target.readyState !== OPEN) return;
@@ -126,10 +168,14 @@ export class Outbound {
       this.options.onSlowConsumer(target, buffered);
       return;
     }
-    if (target.framedSocket === undefined) {
+    const bits = target.deflateWindowBits;
+    if (target.framedSocket === undefined || (bits !== 0 && !message.fanOut)) {
+      // ws compresses for this connection alone; frames corked before go out first, in order.
+      if (target.pendingCount > 0) this.flush(target);
       target.send(message.data, { binary: message.isBinary });
     } else {
-      message.wire ??= frameMessage(message);
+      if (bits === 0) message.wire ??= frameMessage(message);
+      else this.deflatedWire(message, bits);
       if (target.pendingCount === 0) {
         target.pendingFirst = message;
         this.dirty.push(target);
@@ -156,9 +202,14 @@ export class Outbound {
     // Writes never re-enter deliver() synchronously (stream errors are emitted on a later tick).
     for (let i = 0; i < dirty.length; i++) this.flush(dirty[i] as OutboundTarget);
     dirty.length = 0;
-    this.memoFirst = undefined;
-    this.memoRest.length = 0;
-    this.memoWire = [];
+    if (this.memosUsed !== 0) {
+      this.memosUsed = 0;
+      for (const memo of this.memos) {
+        memo.first = undefined;
+        memo.rest.length = 0;
+        memo.wire = [];
+      }
+    }
   }
 
   /** Writes `target`'s pending frames now, in one write (also before ws writes a control frame). */
@@ -175,38 +226,85 @@ export class Outbound {
       if (rest !== undefined) rest.length = 0;
       return;
     }
+    const bits = target.deflateWindowBits;
+    if (bits !== 0 && !target.senderIdle) {
+      // ws is still compressing or has frames queued (e.g. a message it sent itself):
+      // a direct write would overtake them, so these messages queue behind them in ws.
+      target.send(first.data, { binary: first.isBinary });
+      if (rest !== undefined) {
+        for (const message of rest) target.send(message.data, { binary: message.isBinary });
+        rest.length = 0;
+      }
+      return;
+    }
     this.options.stats.socketWrites++;
     if (count === 1) {
-      writeFrames(socket, first.wire as readonly Buffer[]);
+      writeFrames(socket, bits === 0 ? (first.wire as readonly Buffer[]) : this.deflatedWire(first, bits));
       return;
     }
     const messages = rest as OutboundMessage[];
-    if (!this.memoMatches(first, messages)) {
-      this.memoFirst = first;
-      this.memoRest = messages.slice();
-      this.memoWire = joinFrames(first, messages);
+    const memo = this.memos[bits] as JoinMemo;
+    if (!memoMatches(memo, first, messages)) {
+      memo.first = first;
+      memo.rest = messages.slice();
+      memo.wire = this.joinFrames(first, messages, bits);
+      this.memosUsed++;
     }
     messages.length = 0;
-    writeFrames(socket, this.memoWire);
+    writeFrames(socket, memo.wire);
   }
 
-  private memoMatches(first: OutboundMessage, rest: OutboundMessage[]): boolean {
-    const memo = this.memoRest;
-    if (first !== this.memoFirst || rest.length !== memo.length) return false;
-    for (let i = 0; i < rest.length; i++) if (rest[i] !== memo[i]) return false;
-    return true;
+  /**
+   * The frame of `message` for receivers with server window `bits`: compressed
+   * once per window size and cached on the message; below the threshold, the
+   * plain frame, as ws sends it (RSV1 clear).
+   */
+  private deflatedWire(message: OutboundMessage, bits: number): readonly Buffer[] {
+    if (message.deflatedBits === bits) return message.deflated as readonly Buffer[];
+    if (message.data.length < this.deflateThreshold) {
+      message.wire ??= frameMessage(message);
+      return message.wire;
+    }
+    const cached = message.moreDeflated?.get(bits);
+    if (cached !== undefined) return cached;
+    const payload = deflateMessage(message.data, bits, this.deflateOptions);
+    const wire = framePayload(payload, message.isBinary, true);
+    this.options.stats.sharedCompressions++;
+    if (message.deflatedBits === 0) {
+      message.deflated = wire;
+      message.deflatedBits = bits;
+    } else {
+      message.moreDeflated ??= new Map();
+      message.moreDeflated.set(bits, wire);
+    }
+    return wire;
   }
+
+  /** The frames of several messages, concatenated into one buffer when small enough. */
+  private joinFrames(
+    first: OutboundMessage,
+    rest: readonly OutboundMessage[],
+    bits: number,
+  ): readonly Buffer[] {
+    const parts: Buffer[] = [];
+    for (let i = -1; i < rest.length; i++) {
+      const message = i < 0 ? first : (rest[i] as OutboundMessage);
+      const wire = bits === 0 ? (message.wire as readonly Buffer[]) : this.deflatedWire(message, bits);
+      for (const buffer of wire) parts.push(buffer);
+    }
+    let total = 0;
+    for (const buffer of parts) total += buffer.length;
+    return total <= CONCAT_MAX ? [Buffer.concat(parts, total)] : parts;
+  }
+}
+
+function memoMatches(memo: JoinMemo, first: OutboundMessage, rest: OutboundMessage[]): boolean {
+  const memoRest = memo.rest;
+  if (first !== memo.first || rest.length !== memoRest.length) return false;
+  for (let i = 0; i < rest.length; i++) if (rest[i] !== memoRest[i]) return false;
+  return true;
 }
 
 function flushOutbound(outbound: Outbound): void {
   outbound.flushAll();
-}
-
-/** The frames of several messages, concatenated into one buffer when small enough. */
-function joinFrames(first: OutboundMessage, rest: readonly OutboundMessage[]): readonly Buffer[] {
-  const parts: Buffer[] = [...(first.wire as readonly Buffer[])];
-  for (const message of rest) for (const buffer of message.wire as readonly Buffer[]) parts.push(buffer);
-  let total = 0;
-  for (const buffer of parts) total += buffer.length;
-  return total <= CONCAT_MAX ? [Buffer.concat(parts, total)] : parts;
 }

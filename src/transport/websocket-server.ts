@@ -7,7 +7,12 @@ import type { Hub } from '../hub/hub.js';
 import type { Logger, RateLimitedLog } from '../log.js';
 import type { DisconnectReason, RejectReason, Stats } from '../stats.js';
 import { formatPeer } from './address.js';
-import { offeredServerWindowBits, validDeflateOffers } from './compression.js';
+import {
+  offeredServerWindowBits,
+  sharedDeflateOptions,
+  sharedDeflateWindowBits,
+  validDeflateOffers,
+} from './compression.js';
 import { Connection, type ConnectionOwner, connectionFields } from './connection.js';
 import { describeFaults, type FaultPlan, MAX_DELAYED_MESSAGES } from './fault-injection.js';
 import { Keepalive, type KeepaliveOptions } from './keepalive.js';
@@ -95,6 +100,8 @@ export class WebSocketTransport implements ConnectionOwner {
       stats: options.stats,
       maxBufferedBytes: options.maxBufferedBytes,
       onSlowConsumer: (target, buffered) => this.slowConsumer(target as Connection, buffered),
+      deflateThreshold: options.perMessageDeflate ? options.perMessageDeflate.threshold : undefined,
+      deflateOptions: sharedDeflateOptions(options.perMessageDeflate),
     });
     this.wss = new WebSocketServer(serverOptions(options.perMessageDeflate));
     // ws refuses the whole handshake (400) when a client's server_max_window_bits is below the
@@ -195,8 +202,11 @@ export class WebSocketTransport implements ConnectionOwner {
     connection.clientAddress = clientAddress;
     connection.owner = this;
     connection.outbound = this.outbound;
-    // With an extension (permessage-deflate) the bytes differ per connection: ws frames them.
-    connection.framedSocket = connection.extensions === '' ? socket : undefined;
+    // permessage-deflate without server context takeover: a broadcast is compressed once per
+    // server window and shared; with context takeover the bytes differ per connection and ws frames them.
+    const deflateBits = connection.extensions === '' ? 0 : sharedDeflateWindowBits(connection);
+    connection.deflateWindowBits = deflateBits ?? 0;
+    connection.framedSocket = deflateBits === undefined ? undefined : socket;
     connection.on('message', onMessage as unknown as WsListener);
     connection.on('close', onClose as unknown as WsListener);
     connection.on('error', onError as unknown as WsListener);

@@ -73,15 +73,19 @@ export class TestClient {
   }
 }
 
-/** A raw TCP socket that has completed a WebSocket handshake by hand, for wire-level tests. */
+/**
+ * A raw TCP socket that has completed a WebSocket handshake by hand, for wire-level tests.
+ * `sendWithRequest`: bytes (frames) sent in the same TCP write as the request.
+ */
 export async function rawHandshake(
   port: number,
   path = '/ws',
   extraHeaders: string[] = [],
+  sendWithRequest: Buffer = Buffer.alloc(0),
 ): Promise<{ socket: Socket; response: string }> {
   const socket = netConnect(port, '127.0.0.1');
   await once(socket, 'connect');
-  socket.write(
+  const request = Buffer.from(
     [
       `GET ${path} HTTP/1.1`,
       `Host: 127.0.0.1:${port}`,
@@ -93,7 +97,9 @@ export async function rawHandshake(
       '',
       '',
     ].join('\r\n'),
+    'latin1',
   );
+  socket.write(Buffer.concat([request, sendWithRequest]));
   let response = '';
   while (!response.includes('\r\n\r\n')) {
     const [chunk] = (await once(socket, 'data')) as [Buffer];

@@ -9,8 +9,13 @@ export interface RawClient {
 }
 
 /** A raw-socket WebSocket client: handshake by hand, then hand-built frames (test/helpers/frames.ts reads the replies). */
-export async function openRaw(port: number, path = '/ws', extraHeaders: string[] = []): Promise<RawClient> {
-  const { socket, response } = await rawHandshake(port, path, extraHeaders);
+export async function openRaw(
+  port: number,
+  path = '/ws',
+  extraHeaders: string[] = [],
+  sendWithRequest?: Buffer,
+): Promise<RawClient> {
+  const { socket, response } = await rawHandshake(port, path, extraHeaders, sendWithRequest);
   const headEnd = response.indexOf('\r\n\r\n') + 4;
   const reader = new FrameReader(socket, Buffer.from(response.slice(headEnd), 'latin1'));
   return {
