@@ -525,40 +525,70 @@ async function memorySection(): Promise<void> {
   const lines: string[][] = [];
   const fdLimit = hardFdLimit();
   for (const conns of counts) {
+    const label = `${conns.toLocaleString('en-US')} idle conns`;
     // Server and client each need one descriptor per connection; RLIMIT_NOFILE's hard limit caps both.
     if (fdLimit !== undefined && fdLimit < conns + 1024 && !canRaiseFdLimit(conns + 1024)) {
       warnings.push(
         `memory ${conns.toLocaleString('en-US')} conns: skipped — needs ${conns + 1024} file descriptors per process, the hard limit is ${fdLimit} and cannot be raised here (run as root with CAP_SYS_RESOURCE, or raise it: ulimit -Hn)`,
       );
-      lines.push([`${conns.toLocaleString('en-US')} idle conns`, 'skipped', 'skipped', 'fd limit']);
+      lines.push([label, 'skipped', 'skipped', 'fd limit']);
       continue;
     }
-    const perConn = noValues<number>();
-    for (const name of ['wshub', 'ws'] as const) {
-      try {
-        await withServers(
-          [startBenchServer(name, 'echo', { core: SERVER_CORE, nofile: conns + 1024 })],
-          async (servers) => {
-            perConn[name].push(await idleRss(servers[name] as BenchServer, conns));
-          },
-        );
-      } catch (error) {
-        warnings.push(`memory ${conns} conns (${name}): ${(error as Error).message}`);
+    const figures = noValues<IdleMemory>();
+    // Every run is a fresh process (memory is not given back between runs), wshub first on odd runs.
+    for (let run = 0; run < options.runs; run++) {
+      for (const name of run % 2 === 0 ? (['wshub', 'ws'] as const) : (['ws', 'wshub'] as const)) {
+        try {
+          await withServers(
+            [startBenchServer(name, 'echo', { core: SERVER_CORE, nofile: conns + 1024, memoryProbe: true })],
+            async (servers) => {
+              figures[name].push(await idleMemory(servers[name] as BenchServer, conns));
+            },
+          );
+        } catch (error) {
+          warnings.push(`memory ${conns} conns (${name}): ${(error as Error).message}`);
+        }
       }
     }
-    if (!perConn.ws.length) continue;
-    const row = addRow(
-      'memory',
-      `${conns.toLocaleString('en-US')} idle conns`,
-      'KiB RSS/conn',
-      false,
-      perConn,
-    );
-    lines.push([row.case, fmtStat(row.wshub), fmtStat(row.ws), ratioText(row)]);
+    if (!figures.ws.length) continue;
+    for (const [key, what] of IDLE_MEMORY_ROWS) {
+      const row = addRow(
+        'memory',
+        `${label}, ${what}`,
+        'KiB/conn',
+        false,
+        { wshub: figures.wshub.map((f) => f[key]), ws: figures.ws.map((f) => f[key]) },
+        key === 'rss' ? { collected: figures.ws.every((f) => f.collected) } : {},
+      );
+      lines.push([row.case, fmtStat(row.wshub), fmtStat(row.ws), ratioText(row)]);
+    }
+    if (!figures.ws.every((f) => f.collected) || !figures.wshub.every((f) => f.collected)) {
+      warnings.push(
+        `memory ${conns} conns: a server could not collect garbage; "after GC" figures are without one`,
+      );
+    }
   }
-  say('idle memory — server RSS growth per open connection, KiB (lower is better; ratio = wshub / ws)');
+  say(
+    `idle memory — growth per open connection, KiB (lower is better; ratio = wshub / ws; median [min–max] of ${options.runs}); both servers measured the same way (bench/memory-probe.ts)`,
+  );
   printTable(['case', 'wshub', 'ws baseline', 'ratio'], lines);
 }
+
+/** Per-connection memory of one server with N idle connections, KiB (see IDLE_MEMORY_ROWS). */
+interface IdleMemory {
+  readonly rss: number;
+  readonly rssSettled: number;
+  readonly heapUsed: number;
+  readonly outsideHeap: number;
+  readonly collected: boolean;
+}
+
+const IDLE_MEMORY_ROWS: ReadonlyArray<readonly [Exclude<keyof IdleMemory, 'collected'>, string]> = [
+  ['rss', 'RSS after GC'],
+  ['rssSettled', 'RSS 2 s after connecting, no GC'],
+  ['heapUsed', 'JS heap used'],
+  ['outsideHeap', 'outside the JS heap (RSS − heap committed)'],
+];
 
 function hardFdLimit(): number | undefined {
   try {
@@ -578,10 +608,14 @@ function canRaiseFdLimit(wanted: number): boolean {
   }
 }
 
-/** Opens `conns` idle connections and returns the server's RSS growth per connection in KiB. */
-async function idleRss(server: BenchServer, conns: number): Promise<number> {
+/**
+ * Opens `conns` idle connections and returns the server's memory growth per connection.
+ * Both samples come after the probe's garbage collections, in the same way for both
+ * servers; `rssSettled` is RSS 2 s after the last connection opened, without one.
+ */
+async function idleMemory(server: BenchServer, conns: number): Promise<IdleMemory> {
   await sleep(500);
-  const before = server.rssKiB();
+  const before = await server.probeMemory();
   const hold = spawnLoadgen({
     binary: loadgen,
     core: CLIENT_CORE,
@@ -596,9 +630,17 @@ async function idleRss(server: BenchServer, conns: number): Promise<number> {
       }
       await sleep(50);
     }
-    // Let the server settle (GC after the connection burst) before sampling.
     await sleep(2000);
-    return (server.rssKiB() - before) / conns;
+    const settledKiB = server.rssKiB();
+    const after = await server.probeMemory();
+    const perConn = (bytes: number): number => bytes / 1024 / conns;
+    return {
+      rss: perConn(after.rss - before.rss),
+      rssSettled: perConn(settledKiB * 1024 - before.rss),
+      heapUsed: perConn(after.heapUsed - before.heapUsed),
+      outsideHeap: perConn(after.rss - after.heapTotal - (before.rss - before.heapTotal)),
+      collected: before.collected && after.collected,
+    };
   } finally {
     hold.child.kill('SIGTERM');
     await hold.exited;

@@ -22,6 +22,8 @@ export interface BenchServer {
   rssKiB(): number;
   /** CPU time (user + system) the server process used so far, in seconds (/proc/PID/stat). */
   cpuSeconds(): number;
+  /** Collects garbage in the server and reads its memory (only when started with `memoryProbe`). */
+  probeMemory(): Promise<MemoryProbe>;
   stop(): Promise<void>;
 }
 
@@ -35,7 +37,23 @@ export interface StartOptions {
   readonly logName?: string;
   /** The built C reference server (buildCeilingServer), needed to start `ceiling`. */
   readonly ceilingBinary?: string;
+  /** Load bench/memory-probe.ts into the server (node --expose-gc --import), for probeMemory(). */
+  readonly memoryProbe?: boolean;
 }
+
+/** What bench/memory-probe.ts prints after its garbage collections, in bytes. */
+export interface MemoryProbe {
+  /** False when the server could not collect garbage (no --expose-gc): figures without a GC. */
+  readonly collected: boolean;
+  readonly rss: number;
+  readonly heapTotal: number;
+  readonly heapUsed: number;
+  readonly external: number;
+  readonly arrayBuffers: number;
+  readonly youngGeneration: number;
+}
+
+const PROBE_LINE = /^memory-probe (\{.*\})$/gm;
 
 /**
  * Starts a server pinned to `core` with `ulimit -n` raised, logging to a file
@@ -66,6 +84,18 @@ export async function startBenchServer(
     logFile,
     rssKiB: () => readRssKiB(pid),
     cpuSeconds: () => readCpuSeconds(pid),
+    async probeMemory() {
+      const seen = probeLines(logFile).length;
+      process.kill(pid, 'SIGUSR2');
+      const deadline = Date.now() + 30_000;
+      while (Date.now() < deadline) {
+        const line = probeLines(logFile)[seen];
+        if (line !== undefined) return JSON.parse(line) as MemoryProbe;
+        if (child.exitCode !== null) break;
+        await sleep(100);
+      }
+      throw new Error(`${name}: no memory-probe line in ${logFile} within 30 s`);
+    },
     async stop() {
       if (child.exitCode !== null || child.signalCode !== null) return;
       const exited = once(child, 'exit');
@@ -78,10 +108,14 @@ export async function startBenchServer(
 }
 
 function serverCommand(name: ServerName, mode: ServerMode, options: StartOptions): [string, string[]] {
+  const nodeFlags = options.memoryProbe
+    ? ['--expose-gc', `--import=${new URL('./memory-probe.js', import.meta.url).href}`]
+    : [];
   if (name === 'wshub') {
     return [
       process.execPath,
       [
+        ...nodeFlags,
         `${ROOT}bin/wshub.js`,
         '--host=127.0.0.1',
         '--port=0',
@@ -91,7 +125,7 @@ function serverCommand(name: ServerName, mode: ServerMode, options: StartOptions
       ],
     ];
   }
-  if (name === 'ws') return [process.execPath, [`${ROOT}dist/bench/baseline-server.js`, mode]];
+  if (name === 'ws') return [process.execPath, [...nodeFlags, `${ROOT}dist/bench/baseline-server.js`, mode]];
   if (mode !== 'echo' || options.ceilingBinary === undefined) {
     throw new Error('the C reference server only echoes, without compression, and must be built first');
   }
@@ -108,6 +142,10 @@ async function waitForPort(child: ChildProcess, logFile: string, ready: RegExp):
   }
   child.kill('SIGKILL');
   throw new Error(`server did not start; its log (${logFile}):\n${readFileSync(logFile, 'utf8')}`);
+}
+
+function probeLines(logFile: string): string[] {
+  return [...readFileSync(logFile, 'utf8').matchAll(PROBE_LINE)].map((match) => match[1] as string);
 }
 
 /** utime + stime of a process; /proc/PID/stat counts clock ticks (USER_HZ, 100 on Linux). */

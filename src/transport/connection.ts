@@ -1,9 +1,11 @@
+import type { Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 import { WebSocket } from 'ws';
 import type { Peer } from '../hub/hub.js';
 import type { OutboundMessage } from '../hub/message.js';
 import type { Fields } from '../log.js';
 import type { DisconnectReason } from '../stats.js';
+import { formatPeer } from './address.js';
 import type { FaultPlan } from './fault-injection.js';
 import type { Outbound, OutboundTarget } from './outbound.js';
 
@@ -12,19 +14,29 @@ export interface ConnectionOwner {
   receive(connection: Connection, data: Buffer, isBinary: boolean): void;
   closed(connection: Connection, code: number): void;
   failed(connection: Connection, error: Error & { code?: string }): void;
-  socketFailed(connection: Connection, error: NodeJS.ErrnoException): void;
   ponged(connection: Connection): void;
+}
+
+/** What a client asked to be done to its connection (--allow-fault-injection), and its messages held by ?delay. */
+export interface FaultState {
+  readonly plan: FaultPlan;
+  delayedMessages: number;
+  delayedBytes: number;
 }
 
 /**
  * One client connection. It is the ws socket itself (ws constructs this class
  * for every accepted upgrade), so per-connection state is a few fields on one
- * object: no wrapper, no per-connection closures.
+ * object: no wrapper, no per-connection closures. Every field costs 8 bytes per
+ * connection (a double another 16, boxed), so what can be derived is derived
+ * (`peer`) and what few connections use lives in an object only they have
+ * (`faults`). Idle memory per connection is an issue-5 target (bench/README.md).
  */
 export class Connection extends WebSocket implements Peer, OutboundTarget {
+  /** ws's own reference to the TCP (or TLS) socket; it keeps it after the close. */
+  declare private readonly _socket: Socket | null;
   id = 0;
   room = '';
-  peer = '';
   owner: ConnectionOwner | undefined = undefined;
   outbound: Outbound | undefined = undefined;
   framedSocket: Duplex | undefined = undefined;
@@ -34,10 +46,8 @@ export class Connection extends WebSocket implements Peer, OutboundTarget {
   clientAddress = '';
   /** Set when the server decides to end the connection, before it closes. */
   serverCloseReason: DisconnectReason | undefined = undefined;
-  /** Faults this client asked for (--allow-fault-injection), and its messages waiting on ?delay. */
-  faults: FaultPlan | undefined = undefined;
-  delayedMessages = 0;
-  delayedBytes = 0;
+  /** Only for a client whose fault-injection plan acts on its messages. */
+  faults: FaultState | undefined = undefined;
   pendingFirst: OutboundMessage | undefined = undefined;
   pendingRest: OutboundMessage[] | undefined = undefined;
   pendingCount = 0;
@@ -47,11 +57,56 @@ export class Connection extends WebSocket implements Peer, OutboundTarget {
   /** Data messages received; the keepalive sweep compares it with `messagesSeen` to see activity. */
   messagesReceived = 0;
   messagesSeen = 0;
+  /** Set only with an idle timeout. */
   lastActiveAt = 0;
   /** When the outstanding ping was sent, or -1 when no ping is outstanding. */
   pingSentAt = -1;
   nextPingAt = Number.POSITIVE_INFINITY;
-  expiresAt = Number.POSITIVE_INFINITY;
+  /** When the connection reaches --max-connection-lifetime; 0 without one (an integer: no boxed double). */
+  expiresAt = 0;
+
+  /**
+   * The client as the logs show it (192.168.1.100:54321), computed when a line is
+   * written rather than stored: Node caches the socket's peer address once the
+   * upgrade gate has read it, so it is still known after the socket has closed.
+   */
+  get peer(): string {
+    const socket = this._socket;
+    return socket === null ? 'unknown' : formatPeer(socket.remoteAddress, socket.remotePort);
+  }
+
+  /** The error that ended the socket, if one did (Node keeps it on the stream). */
+  get socketError(): NodeJS.ErrnoException | null {
+    return (this._socket?.errored as NodeJS.ErrnoException | null | undefined) ?? null;
+  }
+
+  /**
+   * ws reports a connection's events through emit(). The four the transport needs go
+   * straight to its owner: no listener per event and connection (each one an entry
+   * in this connection's listener table), and no listener lookup per message.
+   * Listeners added with on() still get every event.
+   */
+  override emit(event: string | symbol, ...args: unknown[]): boolean {
+    const owner = this.owner;
+    if (owner !== undefined) {
+      switch (event) {
+        case 'message':
+          owner.receive(this, args[0] as Buffer, args[1] as boolean);
+          return this.listenerCount('message') === 0 || super.emit(event, ...args);
+        case 'close':
+          owner.closed(this, args[0] as number);
+          break;
+        case 'error':
+          owner.failed(this, args[0] as Error);
+          // No 'error' listener is needed: the owner has handled it, and ws closes the connection.
+          return this.listenerCount('error') === 0 || super.emit(event, ...args);
+        case 'pong':
+          owner.ponged(this);
+          break;
+      }
+    }
+    return super.emit(event, ...args);
+  }
 
   /** ws's sender has nothing queued or being compressed (ws 8 lib/sender.js: `_state` DEFAULT, empty `_queue`). */
   get senderIdle(): boolean {

@@ -76,8 +76,9 @@ export class Keepalive {
   /** Sets up a newly accepted connection's deadlines. */
   track(connection: Connection): void {
     const now = performance.now();
-    const { pingIntervalMs, maxLifetimeMs } = this.options;
-    connection.lastActiveAt = now;
+    const { pingIntervalMs, maxLifetimeMs, idleTimeoutMs } = this.options;
+    // Only the deadlines in use are stored: a double in a field is a 16-byte box per connection.
+    if (idleTimeoutMs > 0) connection.lastActiveAt = now;
     // The first ping comes after half to all of an interval, so pings of connections
     // opened in a burst do not stay bunched together.
     if (pingIntervalMs > 0) connection.nextPingAt = now + pingIntervalMs * (0.5 + 0.5 * Math.random());
@@ -133,7 +134,7 @@ export class Keepalive {
           continue;
         }
       }
-      if (now >= connection.expiresAt) {
+      if (connection.expiresAt > 0 && now >= connection.expiresAt) {
         this.limitedLog.log(
           'max_lifetime',
           'info',

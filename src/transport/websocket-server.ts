@@ -13,7 +13,7 @@ import {
   sharedDeflateWindowBits,
   validDeflateOffers,
 } from './compression.js';
-import { Connection, type ConnectionOwner, connectionFields } from './connection.js';
+import { Connection, type ConnectionOwner, connectionFields, type FaultState } from './connection.js';
 import { describeFaults, type FaultPlan, MAX_DELAYED_MESSAGES } from './fault-injection.js';
 import { Keepalive, type KeepaliveOptions } from './keepalive.js';
 import { Outbound } from './outbound.js';
@@ -132,7 +132,7 @@ export class WebSocketTransport implements ConnectionOwner {
     let accepted = false;
     this.serverFor(request).handleUpgrade(request, socket, head, (ws) => {
       accepted = true;
-      this.accept(ws as Connection, request, socket, route.room, clientAddress);
+      this.accept(ws as Connection, socket, route.room, clientAddress);
       if (faults !== undefined) this.startFaults(ws as Connection, faults);
     });
     // ws completes an upgrade synchronously; if it did not call back, it refused the
@@ -189,16 +189,10 @@ export class WebSocketTransport implements ConnectionOwner {
     );
   }
 
-  private accept(
-    connection: Connection,
-    request: IncomingMessage,
-    socket: Duplex,
-    room: string,
-    clientAddress: string,
-  ): void {
+  // Nothing of the upgrade request is kept: the connection holds only what it needs later.
+  private accept(connection: Connection, socket: Duplex, room: string, clientAddress: string): void {
     connection.id = this.nextId++;
     connection.room = room;
-    connection.peer = formatPeer(request.socket.remoteAddress, request.socket.remotePort);
     connection.clientAddress = clientAddress;
     connection.owner = this;
     connection.outbound = this.outbound;
@@ -207,12 +201,6 @@ export class WebSocketTransport implements ConnectionOwner {
     const deflateBits = connection.extensions === '' ? 0 : sharedDeflateWindowBits(connection);
     connection.deflateWindowBits = deflateBits ?? 0;
     connection.framedSocket = deflateBits === undefined ? undefined : socket;
-    connection.on('message', onMessage as unknown as WsListener);
-    connection.on('close', onClose as unknown as WsListener);
-    connection.on('error', onError as unknown as WsListener);
-    connection.on('pong', onPong as unknown as WsListener);
-    (socket as SocketOfConnection)[kConnection] = connection;
-    socket.once('error', onSocketError);
     this.connections.add(connection);
     this.options.gate.opened(clientAddress);
     this.keepalive.track(connection);
@@ -234,7 +222,7 @@ export class WebSocketTransport implements ConnectionOwner {
   private startFaults(connection: Connection, faults: FaultPlan): void {
     // Only a plan that acts on messages needs the slower receive path.
     if (faults.delayMs > 0 || (!faults.immediately && (faults.close !== undefined || faults.drop))) {
-      connection.faults = faults;
+      connection.faults = { plan: faults, delayedMessages: 0, delayedBytes: 0 };
     }
     const fields = connectionFields(connection);
     this.options.logger.info(`Fault injection for ${connection.peer}: ${describeFaults(faults)}`, fields);
@@ -258,10 +246,11 @@ export class WebSocketTransport implements ConnectionOwner {
 
   private receiveWithFaults(
     connection: Connection,
-    faults: FaultPlan,
+    state: FaultState,
     data: Buffer,
     isBinary: boolean,
   ): void {
+    const faults = state.plan;
     if (faults.drop) {
       this.injectEnd(connection, faults);
       return;
@@ -274,8 +263,8 @@ export class WebSocketTransport implements ConnectionOwner {
     // Held messages are bounded like an outbound queue: by count and by --max-buffered-bytes.
     const maxBytes = this.options.maxBufferedBytes;
     if (
-      connection.delayedMessages >= MAX_DELAYED_MESSAGES ||
-      (connection.delayedBytes > 0 && connection.delayedBytes + data.length > maxBytes)
+      state.delayedMessages >= MAX_DELAYED_MESSAGES ||
+      (state.delayedBytes > 0 && state.delayedBytes + data.length > maxBytes)
     ) {
       this.options.limitedLog.log(
         'fault_injection',
@@ -286,12 +275,12 @@ export class WebSocketTransport implements ConnectionOwner {
       connection.closeBecause('fault_injection', 1008, 'too much waiting on ?delay');
       return;
     }
-    connection.delayedMessages++;
-    connection.delayedBytes += data.length;
+    state.delayedMessages++;
+    state.delayedBytes += data.length;
     // Timers of equal delay fire in the order they were set, so the order of messages is kept.
     setTimeout(() => {
-      connection.delayedMessages--;
-      connection.delayedBytes -= data.length;
+      state.delayedMessages--;
+      state.delayedBytes -= data.length;
       if (connection.readyState !== WebSocket.OPEN) return;
       this.options.hub.receive(connection, data, isBinary);
       if (faults.close !== undefined) this.injectEnd(connection, faults);
@@ -311,6 +300,9 @@ export class WebSocketTransport implements ConnectionOwner {
 
   closed(connection: Connection, code: number): void {
     if (!this.connections.delete(connection)) return;
+    // A failed write is found here, on the stream, rather than by an 'error' listener on every socket.
+    const socketError = connection.socketError;
+    if (socketError !== null) this.socketFailed(connection, socketError);
     this.options.gate.closed(connection.clientAddress);
     const stats = this.options.stats;
     stats.disconnectionsTotal++;
@@ -339,8 +331,8 @@ export class WebSocketTransport implements ConnectionOwner {
     );
   }
 
-  /** A socket error: ws destroys the socket (one 'close' follows); a failed write is the server's cut. */
-  socketFailed(connection: Connection, error: NodeJS.ErrnoException): void {
+  /** The socket ended with an error (ws destroyed it); a failed write is the server's cut. */
+  private socketFailed(connection: Connection, error: NodeJS.ErrnoException): void {
     if (error.syscall !== 'write') return;
     connection.serverCloseReason ??= 'write_error';
     this.options.limitedLog.log(
@@ -382,25 +374,6 @@ function declineInvalidDeflateOffers(request: IncomingMessage): void {
   else request.headers['sec-websocket-extensions'] = valid;
 }
 
-// Listeners are shared named functions (`this` is the connection), not closures per connection.
-// ws types `this` as its base WebSocket class; ws constructs our Connection subclass.
-type WsListener = (this: WebSocket, ...args: unknown[]) => void;
-function onMessage(this: Connection, data: Buffer, isBinary: boolean): void {
-  this.owner?.receive(this, data, isBinary);
-}
-
-function onClose(this: Connection, code: number): void {
-  this.owner?.closed(this, code);
-}
-
-function onError(this: Connection, error: Error): void {
-  this.owner?.failed(this, error);
-}
-
-function onPong(this: Connection): void {
-  this.owner?.ponged(this);
-}
-
 /** Node's clientError codes (lib/_http_server.js) and how each is answered. */
 const CLIENT_ERROR_ANSWERS: Readonly<
   Record<string, { readonly reason: RejectReason; readonly status: number; readonly detail: string }>
@@ -416,13 +389,6 @@ const CLIENT_ERROR_ANSWERS: Readonly<
 // A refused client may reset the connection while its answer is written; the
 // socket is destroyed either way, and the error must not go unhandled.
 function ignoreSocketError(): void {}
-
-const kConnection = Symbol('wshub.connection');
-type SocketOfConnection = Duplex & { [kConnection]?: Connection };
-function onSocketError(this: SocketOfConnection, error: NodeJS.ErrnoException): void {
-  const connection = this[kConnection];
-  connection?.owner?.socketFailed(connection, error);
-}
 
 /** Answers a refused upgrade with a plain HTTP response and closes the socket. */
 export function rejectUpgrade(
