@@ -3,7 +3,7 @@ import type { Socket } from 'node:net';
 import { afterEach, describe, it } from 'node:test';
 import { clientFrame, rawHandshake } from './helpers/clients.js';
 import { FrameReader } from './helpers/frames.js';
-import { metricValue } from './helpers/metrics.js';
+import { metricValue, waitForMetric } from './helpers/metrics.js';
 import { type InProcessServer, startServer } from './helpers/server.js';
 
 // Issue 5: frames bound for one socket in one event-loop turn are written together.
@@ -68,5 +68,44 @@ describe('corked writes', () => {
       3,
       'one write per subscriber for the 16 messages of one turn',
     );
+  });
+
+  it('a subscriber that stops reading, then resumes, gets every frame intact and in order', async () => {
+    // Enough to fill the kernel's socket buffers: writes straight to the descriptor then come
+    // back short or with EAGAIN, and the rest must queue in the stream behind them, in order.
+    server = await startServer([
+      '--mode=broadcast',
+      '--broadcast-exclude-sender',
+      '--max-buffered-bytes=64MiB',
+      '--stats-interval=0',
+    ]);
+    assert.ok(server);
+    const { socket, response } = await rawHandshake(server.app.port);
+    assert.match(response, /^HTTP\/1\.1 101/);
+    sockets.push(socket);
+    socket.pause();
+    const publisher = await raw();
+    const count = 6000;
+    const payloadOf = (i: number): Buffer => {
+      const payload = Buffer.alloc(3000 + (i % 7) * 150, i % 251);
+      payload.writeUInt32BE(i, 0);
+      return payload;
+    };
+    for (let first = 0; first < count; first += 100) {
+      const frames = [];
+      for (let i = first; i < first + 100; i++) frames.push(clientFrame(0x2, payloadOf(i)));
+      publisher.socket.write(Buffer.concat(frames));
+    }
+    await waitForMetric(server.metricsUrl, 'websocket_messages_delivered_total', count, {}, 20_000);
+    const reader = new FrameReader(
+      socket,
+      Buffer.from(response.slice(response.indexOf('\r\n\r\n') + 4), 'latin1'),
+    );
+    socket.resume();
+    for (let i = 0; i < count; i++) {
+      const frame = await reader.next();
+      assert.equal(frame.payload.readUInt32BE(0), i, `frame ${i} in order`);
+      assert.ok(frame.payload.equals(payloadOf(i)), `frame ${i} intact`);
+    }
   });
 });

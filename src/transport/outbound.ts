@@ -1,3 +1,4 @@
+import { writeSync } from 'node:fs';
 import type { Duplex } from 'node:stream';
 import type { ZlibOptions } from 'node:zlib';
 import * as wsModule from 'ws';
@@ -102,12 +103,51 @@ function framePayload(payload: Buffer, isBinary: boolean, compressed: boolean): 
  */
 export function writeFrames(socket: Duplex, wire: readonly Buffer[]): void {
   if (wire.length === 1) {
-    socket.write(wire[0] as Buffer);
+    const buffer = wire[0] as Buffer;
+    if (!writeDirect(socket, buffer)) socket.write(buffer);
     return;
   }
   socket.cork();
   for (const buffer of wire) socket.write(buffer);
   socket.uncork();
+}
+
+/** The libuv handle of a plain TCP socket (net.Socket `_handle`). */
+interface TcpHandle {
+  readonly fd?: number;
+}
+
+/**
+ * Writes `buffer` to a plain TCP socket with one write(2), past the stream
+ * machinery (issue 5, one message in flight: per delivery, Writable.write, a
+ * WriteWrap and an after-write tick cost as much user-space time as the rest of
+ * the delivery). Only when the stream holds nothing (its length counts a write
+ * until libuv completes it, so nothing is queued in libuv either): the bytes
+ * cannot overtake earlier ones. A partial write queues the rest through the
+ * stream. Returns false when it did not write (TLS: the descriptor carries
+ * ciphertext; a full kernel buffer, EAGAIN; any error such as EPIPE, which the
+ * stream then reports in the usual way): the caller writes through the stream.
+ */
+function writeDirect(socket: Duplex, buffer: Buffer): boolean {
+  const handle = (socket as Duplex & { _handle?: TcpHandle | null })._handle;
+  if (
+    handle == null ||
+    socket.writableLength !== 0 ||
+    socket.writableEnded ||
+    (socket as Duplex & { encrypted?: boolean }).encrypted === true
+  ) {
+    return false;
+  }
+  const fd = handle.fd;
+  if (fd === undefined || fd < 0) return false;
+  let written: number;
+  try {
+    written = writeSync(fd, buffer);
+  } catch {
+    return false;
+  }
+  if (written < buffer.length) socket.write(buffer.subarray(written));
+  return true;
 }
 
 export interface OutboundOptions {
