@@ -1,6 +1,14 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { createLogger, createTextLogger, goTimestamp, RateLimitedLog } from './log.js';
+import {
+  BatchedLogWriter,
+  createLogger,
+  createTextLogger,
+  goTimestamp,
+  MAX_BATCH_CHARS,
+  MIN_BATCH_INTERVAL_MS,
+  RateLimitedLog,
+} from './log.js';
 import { formatPeer } from './transport/address.js';
 
 describe('text logger', () => {
@@ -131,5 +139,57 @@ describe('RateLimitedLog in JSON', () => {
     );
     assert.equal(parsed[2].reason, 'protocol_error');
     assert.equal(parsed[2].suppressed, 3);
+  });
+});
+
+describe('BatchedLogWriter', () => {
+  const turnEnd = (): Promise<void> => new Promise((resolve) => setImmediate(resolve));
+
+  function sinkAndWriter(now: () => number = () => 0) {
+    const writes: string[] = [];
+    const writer = new BatchedLogWriter({ write: (text) => writes.push(text) }, now);
+    return { writes, writer };
+  }
+
+  it('writes the lines of one event-loop turn with one write at its end, in order', async () => {
+    const { writes, writer } = sinkAndWriter();
+    writer.write('a\n');
+    writer.write('b\n');
+    writer.write('c\n');
+    assert.deepEqual(writes, [], 'nothing is written during the turn');
+    await turnEnd();
+    assert.deepEqual(writes, ['a\nb\nc\n']);
+  });
+
+  it(`writes a batch at once when it reaches ${MAX_BATCH_CHARS} characters`, () => {
+    const { writes, writer } = sinkAndWriter();
+    const line = `${'x'.repeat(1023)}\n`;
+    for (let i = 0; i < MAX_BATCH_CHARS / line.length; i++) writer.write(line);
+    assert.equal(writes.length, 1);
+    assert.equal(writes[0]?.length, MAX_BATCH_CHARS);
+  });
+
+  it(`waits until ${MIN_BATCH_INTERVAL_MS} ms after the previous batch, then writes everything since`, async () => {
+    let now = 1000;
+    const { writes, writer } = sinkAndWriter(() => now);
+    writer.write('first\n');
+    await turnEnd();
+    assert.deepEqual(writes, ['first\n']);
+    writer.write('second\n');
+    await turnEnd();
+    writer.write('third\n');
+    assert.deepEqual(writes, ['first\n'], 'held: the previous batch was just written');
+    now += MIN_BATCH_INTERVAL_MS;
+    await new Promise((resolve) => setTimeout(resolve, MIN_BATCH_INTERVAL_MS + 20));
+    assert.deepEqual(writes, ['first\n', 'second\nthird\n']);
+  });
+
+  it('flushAndWriteDirectly (process exit) writes what is pending, then every later line at once', () => {
+    const { writes, writer } = sinkAndWriter();
+    writer.write('pending\n');
+    writer.flushAndWriteDirectly();
+    assert.deepEqual(writes, ['pending\n']);
+    writer.write('late\n');
+    assert.deepEqual(writes, ['pending\n', 'late\n']);
   });
 });

@@ -1,3 +1,5 @@
+import { performance } from 'node:perf_hooks';
+
 /**
  * Logging. The text format is the seed's (Go's log package): `YYYY/MM/DD HH:MM:SS message`,
  * local time, one line per event on stdout, fields not shown (the message already
@@ -38,21 +40,103 @@ export function goTimestamp(date: Date): string {
   );
 }
 
+/** Where batched log text goes: process.stdout in production, a fake in tests. */
+export interface LogSink {
+  write(text: string): void;
+}
+
+/** Past this many characters a batch is written at once, so a burst cannot hold much memory. */
+export const MAX_BATCH_CHARS = 64 * 1024;
+/** Batches are written at most this often; a line waits at most this long. */
+export const MIN_BATCH_INTERVAL_MS = 5;
+
+/**
+ * Writes log lines in batches. stdout to a file or a pipe is synchronous in Node on Linux, and
+ * one write per line was the largest cost wshub adds to a connect and close (issue 5,
+ * connection rate: two lines per connection). A line is written at the end of the event-loop
+ * turn that logged it (setImmediate runs after the turn's I/O callbacks), together with every
+ * other line of that turn; when the previous batch went out less than MIN_BATCH_INTERVAL_MS
+ * ago, the batch waits until that interval has passed, so under a flood of connections there
+ * are at most 200 writes a second however small the turns are. Order is kept. `flush()`
+ * writes what is pending at once: the process's 'exit' handler calls it, so process.exit()
+ * (shutdown, a second signal, a usage error) and an uncaught exception lose nothing.
+ */
+export class BatchedLogWriter {
+  private pending = '';
+  private scheduled = false;
+  private lastFlushAt = Number.NEGATIVE_INFINITY;
+  /** After the final flush on exit no later turn comes: lines are written at once. */
+  private direct = false;
+
+  constructor(
+    private readonly sink: LogSink,
+    private readonly now: () => number = performance.now.bind(performance),
+  ) {}
+
+  readonly write = (line: string): void => {
+    if (this.direct) {
+      this.sink.write(line);
+      return;
+    }
+    this.pending += line;
+    if (this.pending.length >= MAX_BATCH_CHARS) {
+      this.flush();
+    } else if (!this.scheduled) {
+      this.scheduled = true;
+      const wait = this.lastFlushAt + MIN_BATCH_INTERVAL_MS - this.now();
+      if (wait <= 0) setImmediate(this.flushScheduled);
+      else setTimeout(this.flushScheduled, Math.ceil(wait)).unref();
+    }
+  };
+
+  /** Writes the pending lines now. */
+  readonly flush = (): void => {
+    if (this.pending === '') return;
+    const text = this.pending;
+    this.pending = '';
+    this.lastFlushAt = this.now();
+    this.sink.write(text);
+  };
+
+  /** Writes the pending lines, and every later one at once (the event loop will not turn again). */
+  readonly flushAndWriteDirectly = (): void => {
+    this.direct = true;
+    this.flush();
+  };
+
+  private readonly flushScheduled = (): void => {
+    this.scheduled = false;
+    this.flush();
+  };
+}
+
 // A log reader that goes away (`wshub | head`, a log shipper restarting) must not take the
 // WebSocket server down with it: stdout write errors (EPIPE) end logging, not the process.
 let stdoutBroken = false;
 function onStdoutError(): void {
   stdoutBroken = true;
 }
-let stdoutGuarded = false;
+
+const stdoutSink: LogSink = {
+  write(text) {
+    if (!stdoutBroken) process.stdout.write(text);
+  },
+};
+
+let stdoutWriter: BatchedLogWriter | undefined;
+
+function batchedStdout(): BatchedLogWriter {
+  if (stdoutWriter === undefined) {
+    stdoutWriter = new BatchedLogWriter(stdoutSink);
+    process.stdout.on('error', onStdoutError);
+    // 'exit' runs on process.exit() and after an uncaught exception has been printed.
+    process.on('exit', stdoutWriter.flushAndWriteDirectly);
+  }
+  return stdoutWriter;
+}
 
 const writeStdout = (line: string): void => {
-  if (stdoutBroken) return;
-  if (!stdoutGuarded) {
-    stdoutGuarded = true;
-    process.stdout.on('error', onStdoutError);
-  }
-  process.stdout.write(line);
+  if (!stdoutBroken) batchedStdout().write(line);
 };
 
 function noop(): void {}

@@ -52,7 +52,8 @@ export function clientAddressOf(
  * and could otherwise open the per-address limit once per address it picks.
  */
 export function limitKey(address: string): string {
-  if (isIP(address) !== 6) return address;
+  // Every IPv6 address has a colon; an IPv4 address (the usual case, once per handshake) needs no parsing.
+  if (!address.includes(':') || isIP(address) !== 6) return address;
   const [head = '', tail] = address.split('%')[0]?.split('::') ?? [];
   const groups = (part: string | undefined): string[] =>
     part === undefined || part === ''

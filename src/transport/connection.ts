@@ -6,6 +6,7 @@ import type { OutboundMessage } from '../hub/message.js';
 import type { Fields } from '../log.js';
 import type { DisconnectReason } from '../stats.js';
 import { formatPeer } from './address.js';
+import { quietRepeatedEnds } from './end-once.js';
 import type { FaultPlan } from './fault-injection.js';
 import type { Outbound, OutboundTarget } from './outbound.js';
 
@@ -123,6 +124,7 @@ export class Connection extends WebSocket implements Peer, OutboundTarget {
   // Frames corked for this turn go out before any frame ws writes itself (close, ping, pong, send).
   override close(code?: number, data?: string | Buffer): void {
     if (this.pendingCount > 0) this.outbound?.flush(this);
+    quietRepeatedEnds(this);
     super.close(code, data);
   }
 

@@ -23,10 +23,13 @@ export function isValidRoomName(name: string): boolean {
   return ROOM_NAME.test(name) && name !== '.' && name !== '..';
 }
 
+const DEFAULT_ROOM: RouteMatch = { kind: 'websocket', route: { room: '' } };
+const NOT_FOUND: RouteMatch = { kind: 'not_found' };
+
 /** Matches the WebSocket endpoints: `/ws` (the default room) and `/ws/<room>`. */
 export function matchWebSocketPath(path: string): RouteMatch {
-  if (path === '/ws' || path === ROOM_PREFIX) return { kind: 'websocket', route: { room: '' } };
-  if (!path.startsWith(ROOM_PREFIX)) return { kind: 'not_found' };
+  if (path === '/ws' || path === ROOM_PREFIX) return DEFAULT_ROOM;
+  if (!path.startsWith(ROOM_PREFIX)) return NOT_FOUND;
   const room = path.slice(ROOM_PREFIX.length);
   return isValidRoomName(room) ? { kind: 'websocket', route: { room } } : { kind: 'invalid_room' };
 }

@@ -87,37 +87,34 @@ export class UpgradeGate {
     const clientAddress = limitKey(
       clientAddressOf(request.socket.remoteAddress, headers['x-forwarded-for'], this.options.trustProxyHops),
     );
-    const refuse = (
-      reason: RejectReason,
-      status: number,
-      detail: string,
-      extraHeaders?: Record<string, string>,
-    ): Admission => ({ ok: false, reason, status, detail, headers: extraHeaders, clientAddress });
-
     const match = matchWebSocketPath(pathOf(request.url));
-    if (match.kind === 'not_found') return refuse('not_found', 404, 'no WebSocket endpoint at this path');
+    if (match.kind === 'not_found') {
+      return refusal(clientAddress, 'not_found', 404, 'no WebSocket endpoint at this path');
+    }
     // A path under /ws/ whose room name is not allowed: 400, the client asked for something malformed.
     if (match.kind === 'invalid_room') {
-      return refuse('invalid_room', 400, 'room names are 1 to 64 of A-Z a-z 0-9 . _ -');
+      return refusal(clientAddress, 'invalid_room', 400, 'room names are 1 to 64 of A-Z a-z 0-9 . _ -');
     }
     if (this.draining) {
-      return refuse('shutting_down', 503, 'server is shutting down', retryAfter());
+      return refusal(clientAddress, 'shutting_down', 503, 'server is shutting down', retryAfter());
     }
     // RFC 6455 §4.2.1: what a valid opening handshake must carry. Checked here, not left
     // to ws, so that every refusal is counted and logged in one place.
     if (request.method !== 'GET') {
-      return refuse('bad_handshake', 405, 'a WebSocket handshake must use GET', { Allow: 'GET' });
+      return refusal(clientAddress, 'bad_handshake', 405, 'a WebSocket handshake must use GET', {
+        Allow: 'GET',
+      });
     }
     if (headers.upgrade?.toLowerCase() !== 'websocket') {
-      return refuse('bad_handshake', 400, 'Upgrade header must be "websocket"');
+      return refusal(clientAddress, 'bad_handshake', 400, 'Upgrade header must be "websocket"');
     }
     const key = headers['sec-websocket-key'];
     if (key === undefined || !WEBSOCKET_KEY.test(key)) {
-      return refuse('bad_handshake', 400, 'missing or invalid Sec-WebSocket-Key');
+      return refusal(clientAddress, 'bad_handshake', 400, 'missing or invalid Sec-WebSocket-Key');
     }
     // §4.2.2: an unsupported version is answered with the versions the server speaks.
     if (headers['sec-websocket-version'] !== '13') {
-      return refuse('bad_handshake', 400, 'Sec-WebSocket-Version must be 13', {
+      return refusal(clientAddress, 'bad_handshake', 400, 'Sec-WebSocket-Version must be 13', {
         'Sec-WebSocket-Version': '13',
       });
     }
@@ -125,18 +122,24 @@ export class UpgradeGate {
     // Origin they like; the allowlist protects browsers from cross-site use (RFC 6455 §10.2).
     const origin = headers.origin;
     if (origin !== undefined && !this.origins.allows(origin)) {
-      return refuse('origin_not_allowed', 403, 'origin not allowed');
+      return refusal(clientAddress, 'origin_not_allowed', 403, 'origin not allowed');
     }
     const { maxConnections, maxConnectionsPerIp } = this.options;
     if (maxConnections > 0 && this.open >= maxConnections) {
-      return refuse('max_connections', 503, 'server connection limit reached', retryAfter());
+      return refusal(clientAddress, 'max_connections', 503, 'server connection limit reached', retryAfter());
     }
     if (maxConnectionsPerIp > 0 && (this.openByAddress.get(clientAddress) ?? 0) >= maxConnectionsPerIp) {
-      return refuse('max_connections_per_ip', 503, 'connection limit per address reached', retryAfter());
+      return refusal(
+        clientAddress,
+        'max_connections_per_ip',
+        503,
+        'connection limit per address reached',
+        retryAfter(),
+      );
     }
     if (this.options.allowFaultInjection) {
       const faults = parseFaultQuery(request.url);
-      if (!faults.ok) return refuse('invalid_fault_injection', 400, faults.detail);
+      if (!faults.ok) return refusal(clientAddress, 'invalid_fault_injection', 400, faults.detail);
       return { ok: true, route: match.route, clientAddress, faults: faults.plan };
     }
     return { ok: true, route: match.route, clientAddress };
@@ -160,6 +163,16 @@ export class UpgradeGate {
     if (count <= 1) this.openByAddress.delete(clientAddress);
     else this.openByAddress.set(clientAddress, count - 1);
   }
+}
+
+function refusal(
+  clientAddress: string,
+  reason: RejectReason,
+  status: number,
+  detail: string,
+  headers?: Record<string, string>,
+): Admission {
+  return { ok: false, reason, status, detail, headers, clientAddress };
 }
 
 function retryAfter(): Record<string, string> {

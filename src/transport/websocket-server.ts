@@ -17,7 +17,9 @@ import { Connection, type ConnectionOwner, connectionFields, type FaultState } f
 import { describeFaults, type FaultPlan, MAX_DELAYED_MESSAGES } from './fault-injection.js';
 import { Keepalive, type KeepaliveOptions } from './keepalive.js';
 import { Outbound } from './outbound.js';
-import type { UpgradeGate } from './upgrade-gate.js';
+import type { Admission, UpgradeGate } from './upgrade-gate.js';
+
+type AdmittedUpgrade = Extract<Admission, { ok: true }>;
 
 export interface TransportOptions {
   readonly maxMessageSize: number;
@@ -82,6 +84,8 @@ export class WebSocketTransport implements ConnectionOwner {
   /** With --compression: negotiates for clients that ask for a smaller server window than ours. */
   private readonly smallWindowWss: WebSocketServer | undefined;
   private nextId = 1;
+  /** The admitted upgrade ws is completing (see `upgraded`). */
+  private upgrading: AdmittedUpgrade | undefined = undefined;
   private allClosedWaiters: Array<() => void> = [];
   readonly keepalive: Keepalive;
 
@@ -127,17 +131,28 @@ export class WebSocketTransport implements ConnectionOwner {
       this.refuse(socket, admission.reason, admission.status, admission.detail, admission.headers);
       return;
     }
-    const { route, clientAddress, faults } = admission;
     if (this.options.perMessageDeflate) declineInvalidDeflateOffers(request);
-    let accepted = false;
-    this.serverFor(request).handleUpgrade(request, socket, head, (ws) => {
-      accepted = true;
-      this.accept(ws as Connection, socket, route.room, clientAddress);
-      if (faults !== undefined) this.startFaults(ws as Connection, faults);
-    });
+    this.upgrading = admission;
+    this.serverFor(request).handleUpgrade(request, socket, head, this.upgraded);
     // ws completes an upgrade synchronously; if it did not call back, it refused the
     // request itself (e.g. a malformed Sec-WebSocket-Protocol) or the socket was gone.
-    if (!accepted) this.countRefusal(socket, 'bad_handshake', 400, 'refused by the WebSocket library');
+    if (this.upgrading !== undefined) {
+      this.upgrading = undefined;
+      this.countRefusal(socket, 'bad_handshake', 400, 'refused by the WebSocket library');
+    }
+  };
+
+  /**
+   * ws's upgrade callback: one function for every upgrade, no closure per handshake. It gets
+   * the admission from `upgrading`, which holds it only while ws completes the upgrade.
+   */
+  private readonly upgraded = (ws: WebSocket, request: IncomingMessage): void => {
+    const admission = this.upgrading;
+    if (admission === undefined) return;
+    this.upgrading = undefined;
+    const connection = ws as Connection;
+    this.accept(connection, request.socket, admission.route.room, admission.clientAddress);
+    if (admission.faults !== undefined) this.startFaults(connection, admission.faults);
   };
 
   /**
@@ -205,7 +220,8 @@ export class WebSocketTransport implements ConnectionOwner {
     this.options.gate.opened(clientAddress);
     this.keepalive.track(connection);
     this.options.stats.connectionsTotal++;
-    this.options.logger.info(`WebSocket connected: ${connection.peer}`, connectionFields(connection));
+    const fields = connectionFields(connection);
+    this.options.logger.info(`WebSocket connected: ${fields.remote_addr}`, fields);
     this.options.hub.join(connection);
   }
 
@@ -308,8 +324,11 @@ export class WebSocketTransport implements ConnectionOwner {
     stats.disconnectionsTotal++;
     if (connection.serverCloseReason !== undefined) stats.serverDisconnects[connection.serverCloseReason]++;
     this.options.hub.leave(connection);
-    this.options.logger.info(`WebSocket disconnected: ${connection.peer}`, {
-      ...connectionFields(connection),
+    const peer = connection.peer;
+    this.options.logger.info(`WebSocket disconnected: ${peer}`, {
+      remote_addr: peer,
+      conn_id: connection.id,
+      room: connection.room,
       close_code: code,
       reason: connection.serverCloseReason,
     });
