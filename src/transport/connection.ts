@@ -41,6 +41,7 @@ export class Connection extends WebSocket implements Peer, OutboundTarget {
   owner: ConnectionOwner | undefined = undefined;
   outbound: Outbound | undefined = undefined;
   framedSocket: Duplex | undefined = undefined;
+  framedFd = -1;
   /** 0, or the server window of a permessage-deflate agreement whose compressed frames are shared (see OutboundTarget). */
   deflateWindowBits = 0;
   /** The address connection limits count this connection under (see UpgradeGate). */

@@ -13,6 +13,7 @@ class FakeTarget implements OutboundTarget {
   readonly sent: Array<{ data: Buffer; binary: boolean }> = [];
   readonly framedSocket: PassThrough | undefined;
   senderIdle = true;
+  readonly framedFd = -1;
   pendingFirst: OutboundMessage | undefined = undefined;
   pendingRest: OutboundMessage[] | undefined = undefined;
   pendingCount = 0;

@@ -17,6 +17,8 @@ export interface OutboundTarget {
    * connection: permessage-deflate with context takeover).
    */
   readonly framedSocket: Duplex | undefined;
+  /** framedSocket's descriptor when it is a plain TCP socket (see directWriteFd), else -1. */
+  readonly framedFd: number;
   /**
    * 0: no extension, receivers share the plain frame. 8-15: permessage-deflate
    * without server context takeover and this server window: receivers share the
@@ -101,10 +103,10 @@ function framePayload(payload: Buffer, isBinary: boolean, compressed: boolean): 
  * extension; with permessage-deflate Outbound checks `senderIdle` first), and
  * Connection flushes its pending frames before any of those.
  */
-export function writeFrames(socket: Duplex, wire: readonly Buffer[]): void {
+export function writeFrames(socket: Duplex, wire: readonly Buffer[], fd = -1): void {
   if (wire.length === 1) {
     const buffer = wire[0] as Buffer;
-    if (!writeDirect(socket, buffer)) socket.write(buffer);
+    if (fd < 0 || !writeDirect(socket, fd, buffer)) socket.write(buffer);
     return;
   }
   socket.cork();
@@ -112,34 +114,41 @@ export function writeFrames(socket: Duplex, wire: readonly Buffer[]): void {
   socket.uncork();
 }
 
-/** The libuv handle of a plain TCP socket (net.Socket `_handle`). */
-interface TcpHandle {
+/** The libuv handle of a socket (net.Socket `_handle`; null once the socket is destroyed). */
+interface StreamHandle {
   readonly fd?: number;
+}
+type SocketWithHandle = Duplex & { _handle?: StreamHandle | null; encrypted?: boolean };
+
+/**
+ * The descriptor frames may be written to directly (writeDirect): a plain TCP
+ * socket's, or -1 (TLS: the descriptor carries ciphertext; no descriptor on
+ * this platform). Read once per connection: the handle's `fd` is a native accessor.
+ */
+export function directWriteFd(socket: Duplex): number {
+  const { _handle: handle, encrypted } = socket as SocketWithHandle;
+  if (handle == null || encrypted === true) return -1;
+  const fd = handle.fd;
+  return typeof fd === 'number' && fd >= 0 ? fd : -1;
 }
 
 /**
- * Writes `buffer` to a plain TCP socket with one write(2), past the stream
- * machinery (issue 5, one message in flight: per delivery, Writable.write, a
- * WriteWrap and an after-write tick cost as much user-space time as the rest of
- * the delivery). Only when the stream holds nothing (its length counts a write
+ * Writes `buffer` to a plain TCP socket's descriptor `fd` with one write(2), past
+ * the stream machinery (issue 5, one message in flight: per delivery,
+ * Writable.write, a WriteWrap and an after-write tick cost as much user-space
+ * time as the rest of the delivery). Only while the socket has its handle (it is
+ * dropped, synchronously, when the descriptor is closed, so `fd` is never another
+ * connection's) and its stream holds nothing (the stream's length counts a write
  * until libuv completes it, so nothing is queued in libuv either): the bytes
  * cannot overtake earlier ones. A partial write queues the rest through the
- * stream. Returns false when it did not write (TLS: the descriptor carries
- * ciphertext; a full kernel buffer, EAGAIN; any error such as EPIPE, which the
- * stream then reports in the usual way): the caller writes through the stream.
+ * stream. Returns false when it did not write (a full kernel buffer, EAGAIN; any
+ * error such as EPIPE, which the stream then reports in the usual way): the
+ * caller writes through the stream.
  */
-function writeDirect(socket: Duplex, buffer: Buffer): boolean {
-  const handle = (socket as Duplex & { _handle?: TcpHandle | null })._handle;
-  if (
-    handle == null ||
-    socket.writableLength !== 0 ||
-    socket.writableEnded ||
-    (socket as Duplex & { encrypted?: boolean }).encrypted === true
-  ) {
+function writeDirect(socket: Duplex, fd: number, buffer: Buffer): boolean {
+  if ((socket as SocketWithHandle)._handle == null || socket.writableLength !== 0 || socket.writableEnded) {
     return false;
   }
-  const fd = handle.fd;
-  if (fd === undefined || fd < 0) return false;
   let written: number;
   try {
     written = writeSync(fd, buffer);
@@ -279,7 +288,11 @@ export class Outbound {
     }
     this.options.stats.socketWrites++;
     if (count === 1) {
-      writeFrames(socket, bits === 0 ? (first.wire as readonly Buffer[]) : this.deflatedWire(first, bits));
+      writeFrames(
+        socket,
+        bits === 0 ? (first.wire as readonly Buffer[]) : this.deflatedWire(first, bits),
+        target.framedFd,
+      );
       return;
     }
     const messages = rest as OutboundMessage[];
@@ -291,7 +304,7 @@ export class Outbound {
       this.memosUsed++;
     }
     messages.length = 0;
-    writeFrames(socket, memo.wire);
+    writeFrames(socket, memo.wire, target.framedFd);
   }
 
   /**

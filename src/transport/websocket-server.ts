@@ -16,7 +16,7 @@ import {
 import { Connection, type ConnectionOwner, connectionFields, type FaultState } from './connection.js';
 import { describeFaults, type FaultPlan, MAX_DELAYED_MESSAGES } from './fault-injection.js';
 import { Keepalive, type KeepaliveOptions } from './keepalive.js';
-import { Outbound } from './outbound.js';
+import { directWriteFd, Outbound } from './outbound.js';
 import type { Admission, UpgradeGate } from './upgrade-gate.js';
 
 type AdmittedUpgrade = Extract<Admission, { ok: true }>;
@@ -216,6 +216,7 @@ export class WebSocketTransport implements ConnectionOwner {
     const deflateBits = connection.extensions === '' ? 0 : sharedDeflateWindowBits(connection);
     connection.deflateWindowBits = deflateBits ?? 0;
     connection.framedSocket = deflateBits === undefined ? undefined : socket;
+    connection.framedFd = deflateBits === undefined ? -1 : directWriteFd(socket);
     this.connections.add(connection);
     this.options.gate.opened(clientAddress);
     this.keepalive.track(connection);
