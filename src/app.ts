@@ -2,6 +2,7 @@ import { randomBytes } from 'node:crypto';
 import type { Server } from 'node:http';
 import { hostname } from 'node:os';
 import type { Backplane } from './backplane/backplane.js';
+import { IpcBackplane, IpcBroker } from './backplane/ipc.js';
 import { RedisBackplane } from './backplane/redis.js';
 import { BackplaneRelay } from './backplane/relay.js';
 import { formatRedisTarget } from './config/redis-url.js';
@@ -10,11 +11,13 @@ import { consoleRoutes } from './console/routes.js';
 import { BroadcastHub } from './hub/broadcast.js';
 import { EchoHub } from './hub/echo.js';
 import type { Hub } from './hub/hub.js';
+import { resolveWorkerCount, type WorkerContext, WorkerSupervisor } from './lifecycle/cluster.js';
 import { Health } from './lifecycle/health.js';
 import { closeServer, listen } from './lifecycle/listen.js';
 import { startPeriodicReport } from './lifecycle/periodic-report.js';
 import { shutDown } from './lifecycle/shutdown.js';
 import { type Logger, RateLimitedLog } from './log.js';
+import { createClusterMetrics } from './metrics/cluster.js';
 import { createMetricsRegistry } from './metrics/registry.js';
 import { createMetricsServer } from './metrics/server.js';
 import { publishRoute } from './publish/api.js';
@@ -25,7 +28,12 @@ import { perMessageDeflateOptions } from './transport/compression.js';
 import { createWebSocketHttpServer, type PlainRoute } from './transport/http-server.js';
 import { receiveLimits } from './transport/receive-limits.js';
 import { TlsReloader, tlsHandshakeFailureListener, warnIfNotValidNow } from './transport/tls.js';
-import { describeCertificate, loadTlsMaterial, type TlsFiles } from './transport/tls-files.js';
+import {
+  describeCertificate,
+  loadTlsMaterial,
+  type TlsFiles,
+  type TlsMaterial,
+} from './transport/tls-files.js';
 import { UpgradeGate } from './transport/upgrade-gate.js';
 import { WebSocketTransport } from './transport/websocket-server.js';
 import { VERSION } from './version.js';
@@ -61,6 +69,15 @@ function joinCluster(
   if (dependencies.backplane) {
     backplane = dependencies.backplane(stats.backplane);
     where = 'an in-process backplane';
+  } else if (config.backplane === undefined && dependencies.worker !== undefined) {
+    // --workers without --backplane: the other workers are reached through the primary.
+    backplane = new IpcBackplane({
+      link: dependencies.worker.link,
+      counters: stats.backplane,
+      limitedLog,
+      maxPendingBytes: config.backplaneMaxPending,
+    });
+    where = 'the primary process (IPC)';
   } else if (config.backplane !== undefined) {
     where = formatRedisTarget(config.backplane);
     backplane = new RedisBackplane({
@@ -110,7 +127,16 @@ export interface AppDependencies {
   readonly logger: Logger;
   /** Replaces the Redis backplane (and enables one without --backplane): in-process multi-node tests. */
   readonly backplane?: (stats: BackplaneStats) => Backplane;
+  /** Present in a worker process of --workers: the primary serves metrics and relays broadcasts. */
+  readonly worker?: WorkerContext;
 }
+
+/**
+ * With --workers every worker enforces its share of a cluster-wide limit: the
+ * primary hands connections out round-robin, so N shares of ceil(limit / N)
+ * add up to the limit (give or take N - 1) while the load is even. 0 stays 0 (unlimited).
+ */
+const shareOf = (limit: number, workers: number): number => (limit === 0 ? 0 : Math.ceil(limit / workers));
 
 const tlsFilesOf = (config: Config): TlsFiles => ({
   certFile: config.tlsCertFile,
@@ -123,14 +149,30 @@ export function checkStartupFiles(config: Config): void {
   if (config.tlsEnabled) loadTlsMaterial(tlsFilesOf(config));
 }
 
+/** The startup lines that describe the whole server; with --workers the primary logs them once. */
+function logStartupDetails(logger: Logger, config: Config, certificate: TlsMaterial | undefined): void {
+  logger.info(describeAccelerators(detectAccelerators()));
+  // Echo mode keeps seed 000's startup lines exactly; broadcast mode says so once.
+  if (config.mode === 'broadcast') {
+    logger.info(
+      `Broadcast mode: every message goes to every client of its room (/ws, /ws/<room>)${config.broadcastExcludeSender ? ', sender excluded' : ''}`,
+    );
+  }
+  if (certificate) {
+    logger.info(`TLS enabled (wss://): certificate ${describeCertificate(certificate)}`);
+    warnIfNotValidNow(logger, certificate);
+  }
+}
+
 /** The composition root: builds every module from the frozen config and starts listening. */
 export async function start(config: Config, dependencies: AppDependencies): Promise<RunningApp> {
-  const { logger } = dependencies;
+  const { logger, worker } = dependencies;
+  const workers = worker?.count ?? 1;
   const stats = new Stats();
   const health = new Health();
   const gate = new UpgradeGate({
-    maxConnections: config.maxConnections,
-    maxConnectionsPerIp: config.maxConnectionsPerIp,
+    maxConnections: shareOf(config.maxConnections, workers),
+    maxConnectionsPerIp: shareOf(config.maxConnectionsPerIp, workers),
     allowedOrigins: config.allowedOrigins,
     trustProxyHops: config.trustProxyHops,
     allowFaultInjection: config.allowFaultInjection,
@@ -179,7 +221,7 @@ export async function start(config: Config, dependencies: AppDependencies): Prom
   const routes = new Map<string, PlainRoute>();
   if (config.consoleEnabled) {
     for (const [path, route] of consoleRoutes({
-      connectionCount: () => transport.connections.size,
+      connectionCount: () => worker?.clusterConnections() ?? transport.connections.size,
       mode: config.mode,
     })) {
       routes.set(path, route);
@@ -190,7 +232,7 @@ export async function start(config: Config, dependencies: AppDependencies): Prom
       '/publish',
       publishRoute({
         token: config.publishToken,
-        ratePerSecond: config.publishRate,
+        ratePerSecond: shareOf(config.publishRate, workers),
         maxBytes: config.maxMessageSize,
         publisher: broadcastHub,
         stats,
@@ -217,7 +259,8 @@ export async function start(config: Config, dependencies: AppDependencies): Prom
     await cluster?.backplane.close();
     throw error;
   }
-  logger.info(`Starting WebSocket server on ${formatListenAddress(config.host, port)}`);
+  // With --workers the primary says this once, when every worker listens.
+  if (!worker) logger.info(`Starting WebSocket server on ${formatListenAddress(config.host, port)}`);
   let metricsServer: Server | undefined;
   let metricsPort: number | undefined;
   if (config.metricsEnabled) {
@@ -227,41 +270,46 @@ export async function start(config: Config, dependencies: AppDependencies): Prom
       tls,
       backplaneConnected: cluster && (() => cluster.backplane.health().state === 'connected'),
     });
-    metricsServer = createMetricsServer(registry, health);
-    try {
-      metricsPort = await listen(
-        metricsServer,
-        config.metricsHost,
-        config.metricsPort,
-        '--metrics-host/--metrics-port',
-      );
-    } catch (error) {
-      await Promise.all([closeServer(webSocketServer), cluster?.backplane.close()]);
-      throw error;
+    if (worker) {
+      // The primary serves one metrics port for the whole cluster and asks each worker for its registry.
+      worker.serveMetrics(() => registry.getMetricsAsJSON());
+    } else {
+      metricsServer = createMetricsServer(registry, health);
+      try {
+        metricsPort = await listen(
+          metricsServer,
+          config.metricsHost,
+          config.metricsPort,
+          '--metrics-host/--metrics-port',
+        );
+      } catch (error) {
+        await Promise.all([closeServer(webSocketServer), cluster?.backplane.close()]);
+        throw error;
+      }
+      logger.info(`Starting metrics server on ${formatListenAddress(config.metricsHost, metricsPort)}`);
     }
-    logger.info(`Starting metrics server on ${formatListenAddress(config.metricsHost, metricsPort)}`);
-  } else {
+  } else if (!worker) {
     logger.info('Metrics server disabled (metrics.enabled: false)');
   }
 
-  logger.info(describeAccelerators(detectAccelerators()));
-  // Echo mode keeps seed 000's startup lines exactly; broadcast mode says so once.
-  if (config.mode === 'broadcast') {
-    logger.info(
-      `Broadcast mode: every message goes to every client of its room (/ws, /ws/<room>)${config.broadcastExcludeSender ? ', sender excluded' : ''}`,
-    );
-  }
-  if (tls) {
-    logger.info(`TLS enabled (wss://): certificate ${describeCertificate(tls.current)}`);
-    warnIfNotValidNow(logger, tls.current);
-    if (config.tlsWatch) tls.watch();
-  }
-  if (cluster) {
+  if (!worker) logStartupDetails(logger, config, tls?.current);
+  if (tls && config.tlsWatch) tls.watch();
+  // A worker's IPC relay is the primary's business (it logs it once); a worker on Redis is a node of its own.
+  if (cluster && !(cluster.backplane instanceof IpcBackplane)) {
     logger.info(
       `Backplane: node ${cluster.relay.nodeId.toString('hex')} relays broadcasts over ${cluster.where} (channel ${config.backplaneChannel})`,
     );
   }
-  const stopReport = startPeriodicReport(logger, transport.connections, config.statsInterval);
+  const stopReport = worker
+    ? worker.reportStatus(() => {
+        const readiness = health.readiness();
+        return {
+          connections: transport.connections.size,
+          ready: readiness.ready,
+          failing: [...readiness.failing, ...readiness.degraded],
+        };
+      })
+    : startPeriodicReport(logger, transport.connections, config.statsInterval);
   transport.keepalive.start();
   let stopping: Promise<void> | undefined;
   return {
@@ -288,6 +336,127 @@ export async function start(config: Config, dependencies: AppDependencies): Prom
     },
     reload() {
       if (tls) tls.reload('SIGHUP');
+      else logger.info('Nothing to reload: TLS is disabled');
+    },
+  };
+}
+
+export interface RunningPrimary {
+  /** The WebSocket port the workers share. */
+  readonly port: number;
+  readonly metricsPort: number | undefined;
+  /** Resolves if a worker keeps crashing and the primary gave up restarting it (the process should exit 1). */
+  readonly gaveUp: Promise<void>;
+  /** Graceful shutdown of every worker (each drains as a single process does), then the metrics server. Idempotent. */
+  stop(): Promise<void>;
+  /** SIGHUP: every worker reloads its TLS certificate. */
+  reload(): void;
+}
+
+/**
+ * The primary process of --workers=N (N > 1): serves no WebSocket traffic. It
+ * forks the workers (each runs start() above with a WorkerContext), relays
+ * broadcasts between them (IPC backplane, unless --backplane points them all
+ * at Redis), serves the one metrics port with the sum over the workers, logs
+ * the cluster-wide connection count, and stops them all on shutdown.
+ */
+export async function startPrimary(
+  config: Config,
+  dependencies: { logger: Logger },
+): Promise<RunningPrimary> {
+  const { logger } = dependencies;
+  const count = resolveWorkerCount(config.workers);
+  const health = new Health();
+  const limitedLog = new RateLimitedLog(logger);
+  const broker =
+    config.mode === 'broadcast' && config.backplane === undefined
+      ? new IpcBroker({ limitedLog, maxPendingBytes: config.backplaneMaxPending })
+      : undefined;
+  let giveUp: () => void = () => {};
+  const gaveUp = new Promise<void>((resolve) => {
+    giveUp = resolve;
+  });
+  const supervisor = new WorkerSupervisor({
+    count,
+    logger,
+    shutdownTimeoutMs: config.shutdownTimeout,
+    onWorker: broker && ((link, name) => broker.attach(link, name)),
+    onGiveUp: giveUp,
+  });
+  health.addCheck('workers', () => supervisor.allReady(), { describe: () => supervisor.describe() });
+  // TLS files are read by every worker; reading them here too reports a broken pair once, before forking.
+  const certificate = config.tlsEnabled ? loadTlsMaterial(tlsFilesOf(config)) : undefined;
+
+  let metricsServer: Server | undefined;
+  let metricsPort: number | undefined;
+  if (config.metricsEnabled) {
+    metricsServer = createMetricsServer(
+      createClusterMetrics({
+        workerStates: () => supervisor.stateCounts(),
+        restarts: () => supervisor.restarts,
+        collectFromWorkers: () => supervisor.collectMetrics(),
+      }),
+      health,
+    );
+    metricsPort = await listen(
+      metricsServer,
+      config.metricsHost,
+      config.metricsPort,
+      '--metrics-host/--metrics-port',
+    );
+  }
+  logger.info(
+    `Starting ${count} worker processes (--workers=${config.workers}); the primary (pid ${process.pid}) serves metrics only`,
+    { workers: count },
+  );
+  let port: number;
+  try {
+    port = await supervisor.start();
+  } catch (error) {
+    if (metricsServer) await closeServer(metricsServer);
+    throw error;
+  }
+  logger.info(`Starting WebSocket server on ${formatListenAddress(config.host, port)}`);
+  if (metricsServer && metricsPort !== undefined) {
+    logger.info(`Starting metrics server on ${formatListenAddress(config.metricsHost, metricsPort)}`);
+  } else {
+    logger.info('Metrics server disabled (metrics.enabled: false)');
+  }
+  logStartupDetails(logger, config, certificate);
+  if (broker) logger.info(`Broadcast between workers: relayed by the primary over IPC`);
+  else if (config.mode === 'broadcast') {
+    logger.info('Broadcast between workers: each worker is a backplane node of its own (--backplane)');
+  }
+  const stopReport = startPeriodicReport(
+    logger,
+    {
+      get size() {
+        return supervisor.totalConnections();
+      },
+    },
+    config.statsInterval,
+  );
+  let stopping: Promise<void> | undefined;
+  return {
+    port,
+    metricsPort,
+    gaveUp,
+    stop() {
+      stopping ??= (async () => {
+        health.stopAccepting();
+        stopReport();
+        logger.info(`Stopping ${count} workers`, { workers: count });
+        await supervisor.stop();
+        logger.info('All workers stopped');
+        if (metricsServer) {
+          await closeServer(metricsServer);
+          logger.info('Metrics server stopped');
+        }
+      })();
+      return stopping;
+    },
+    reload() {
+      if (config.tlsEnabled) supervisor.reload();
       else logger.info('Nothing to reload: TLS is disabled');
     },
   };

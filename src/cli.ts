@@ -1,10 +1,12 @@
-import { checkStartupFiles, type RunningApp, start } from './app.js';
+import { checkStartupFiles, type RunningApp, type RunningPrimary, start, startPrimary } from './app.js';
 import { helpText } from './config/help.js';
 import { loadConfig } from './config/load.js';
 import { printConfig } from './config/print.js';
+import type { Config } from './config/settings.js';
 import { isUsageError } from './errors.js';
+import { isClusterWorker, PrimaryConnection, processLink, resolveWorkerCount } from './lifecycle/cluster.js';
 import { handleReloadSignal, handleSignals } from './lifecycle/signals.js';
-import { createLogger } from './log.js';
+import { createLogger, type Logger } from './log.js';
 import { VERSION } from './version.js';
 
 /**
@@ -53,6 +55,15 @@ export async function main(
       return;
     }
     const logger = createLogger({ format: loaded.config.logFormat, level: loaded.config.logLevel });
+    // --workers (issue 5): this process is a worker of a primary, or becomes one.
+    if (isClusterWorker()) {
+      await runWorker(loaded.config, logger);
+      return;
+    }
+    if (resolveWorkerCount(loaded.config.workers) > 1) {
+      await runPrimary(loaded.config, logger);
+      return;
+    }
     // Installed before starting: Node's default for SIGHUP is to exit, even mid-startup.
     let app: RunningApp | undefined;
     handleReloadSignal(logger, () => {
@@ -69,6 +80,55 @@ export async function main(
     }
     throw error;
   }
+}
+
+/** The primary of --workers: a startup error of any worker is reported once, here, by the catch in main(). */
+async function runPrimary(config: Config, logger: Logger): Promise<void> {
+  let primary: RunningPrimary | undefined;
+  handleReloadSignal(logger, () => {
+    if (primary) primary.reload();
+    else logger.info('Nothing to reload yet: still starting');
+  });
+  primary = await startPrimary(config, { logger });
+  const running = primary;
+  handleSignals(logger, () => running.stop());
+  running.gaveUp.then(async () => {
+    await running.stop();
+    process.exit(1);
+  });
+}
+
+/**
+ * A worker of --workers: serves like a single process, but the primary tells
+ * it when to stop or reload. A user mistake found at startup (e.g. the port in
+ * use) goes to the primary, which prints it once for the cluster.
+ */
+async function runWorker(config: Config, logger: Logger): Promise<void> {
+  const primary = new PrimaryConnection(processLink(), resolveWorkerCount(config.workers));
+  let app: RunningApp | undefined;
+  handleReloadSignal(logger, () => app?.reload());
+  try {
+    app = await start(config, { logger, worker: primary });
+  } catch (error) {
+    if (!isUsageError(error)) throw error;
+    await primary.startupFailed(error);
+    process.exit(error.exitCode);
+  }
+  const running = app;
+  const stopAndExit = (): void => {
+    running.stop().then(
+      () => process.exit(0),
+      (error: Error) => {
+        logger.error(`Shutdown failed: ${error.message}`);
+        process.exit(1);
+      },
+    );
+  };
+  primary.onStop(stopAndExit);
+  primary.onReload(() => running.reload());
+  // A signal to the whole process group (Ctrl-C) reaches the workers too: they drain as on the primary's request.
+  handleSignals(logger, () => running.stop());
+  primary.listening(running.port);
 }
 
 /** The terminal a subcommand talks to: the first Ctrl-C asks it to finish, a second exits at once (130). */

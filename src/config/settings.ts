@@ -49,6 +49,8 @@ const MINUTE = 60 * SECOND;
 const HOUR = 60 * MINUTE;
 const KiB = 1024;
 const MiB = 1024 * 1024;
+/** More worker processes than this is a typo, not a machine. */
+export const MAX_WORKERS = 256;
 
 export const SETTINGS = {
   host: setting({
@@ -64,6 +66,13 @@ export const SETTINGS = {
     kind: port(),
     default: 3003,
     doc: 'Port for the WebSocket server',
+  }),
+  workers: setting({
+    key: 'server.workers',
+    flag: 'workers',
+    kind: countOrAuto(1, MAX_WORKERS, 'one per CPU this process may use, os.availableParallelism()'),
+    default: 1 as number | 'auto',
+    doc: 'Worker processes sharing the WebSocket port (node:cluster); 1: a single process, no cluster',
   }),
   mode: setting({
     key: 'server.mode',

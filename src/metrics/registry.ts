@@ -175,6 +175,8 @@ export function createMetricsRegistry(sources: MetricSources): Registry {
       name: 'wshub_tls_certificate_expiry_timestamp_seconds',
       help: 'notAfter of the certificate currently served, in seconds since the epoch',
       registers: [registry],
+      // --workers: the soonest expiry of any worker's certificate, never a sum.
+      aggregator: 'min',
       collect() {
         this.set(Math.floor(tls.current.validTo / 1000));
       },
@@ -187,8 +189,10 @@ export function createMetricsRegistry(sources: MetricSources): Registry {
 function registerBackplaneMetrics(registry: Registry, stats: Stats, isConnected: () => boolean): void {
   new Gauge({
     name: 'wshub_backplane_connected',
-    help: '1 while the backplane (Redis) is connected and subscribed, else 0',
+    help: '1 while the backplane (Redis, or the primary with --workers) is connected and subscribed, else 0',
     registers: [registry],
+    // --workers: 1 only when every worker is connected.
+    aggregator: 'min',
     collect() {
       this.set(isConnected() ? 1 : 0);
     },

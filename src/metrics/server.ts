@@ -3,8 +3,11 @@ import type { Registry } from 'prom-client';
 import type { Health } from '../lifecycle/health.js';
 import { pathOf } from '../transport/routes.js';
 
+/** What /metrics serves: a prom-client Registry, or the primary's aggregate of its workers' (--workers). */
+export type MetricsSource = Pick<Registry, 'metrics' | 'contentType'>;
+
 /** The metrics port: /metrics (Prometheus text format), /livez and /readyz. */
-export function createMetricsServer(registry: Registry, health: Health): Server {
+export function createMetricsServer(registry: MetricsSource, health: Health): Server {
   return createServer(function handleMetricsRequest(request: IncomingMessage, response: ServerResponse) {
     const path = pathOf(request.url);
     if (request.method !== 'GET' && request.method !== 'HEAD') {

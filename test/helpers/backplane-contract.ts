@@ -9,9 +9,18 @@ export interface BackplaneHarness {
   create(counters: BackplaneCounters): Backplane;
   /** Cuts the medium for every instance (e.g. kills redis-server). */
   outage(): Promise<void>;
-  /** Brings the medium back (on the same address). */
-  recover(): Promise<void>;
+  /** Brings the medium back (on the same address); absent when the medium never comes back (see below). */
+  recover?(): Promise<void>;
   teardown(): Promise<void>;
+}
+
+export interface ContractOptions {
+  /**
+   * false for a medium that does not come back once lost: the IPC driver's is
+   * the primary process, whose end also ends the workers. The outage cases then
+   * check that the loss is reported and publishing fails fast, not a recovery.
+   */
+  readonly mediumRecovers?: boolean;
 }
 
 interface Node {
@@ -25,7 +34,11 @@ interface Node {
  * against every driver (one describe() per driver), so a new driver (e.g. IPC
  * for --workers) proves the same behaviour by adding one file.
  */
-export function backplaneContract(driver: string, makeHarness: () => Promise<BackplaneHarness>): void {
+export function backplaneContract(
+  driver: string,
+  makeHarness: () => Promise<BackplaneHarness>,
+  { mediumRecovers = true }: ContractOptions = {},
+): void {
   describe(`backplane contract: ${driver}`, () => {
     let harness: BackplaneHarness;
     let nodes: Node[] = [];
@@ -121,50 +134,83 @@ export function backplaneContract(driver: string, makeHarness: () => Promise<Bac
       assert.equal(third?.equals(large), true);
     });
 
-    it('fails fast during an outage, reconnects by itself and does not replay', async () => {
-      const a = await node('outage');
-      const b = await node('outage');
-      a.backplane.publish('outage', Buffer.from('before'));
-      await waitUntil(() => got(b, 'outage').length === 1, 'the first message');
+    const recover = (): Promise<void> => {
+      if (harness.recover === undefined) throw new Error(`${driver}: the harness cannot recover the medium`);
+      return harness.recover();
+    };
 
-      await harness.outage();
-      await waitUntil(
-        () => [a, b].every((n) => n.backplane.health().state === 'disconnected'),
-        'both notice the outage',
-      );
-      assert.notEqual(a.backplane.health().detail, '');
-      assert.equal(a.backplane.publish('outage', Buffer.from('lost')), false);
-      assert.equal(a.counters.publishFailures, 1);
+    if (!mediumRecovers) {
+      it('reports the loss of the medium, fails fast and never delivers again', async () => {
+        const a = await node('lost');
+        const b = await node('lost');
+        a.backplane.publish('lost', Buffer.from('before'));
+        await waitUntil(() => got(b, 'lost').length === 1, 'the first message');
+        await harness.outage();
+        await waitUntil(
+          () => [a, b].every((n) => n.backplane.health().state === 'disconnected'),
+          'both notice the loss',
+        );
+        assert.notEqual(a.backplane.health().detail, '');
+        assert.equal(a.backplane.publish('lost', Buffer.from('lost')), false);
+        assert.equal(a.counters.publishFailures, 1);
+        let active = false;
+        void a.backplane
+          .subscribe('late', () => {})
+          .then(() => {
+            active = true;
+          });
+        await new Promise((resolve) => setTimeout(resolve, 100));
+        assert.equal(active, false, 'a subscription cannot become active without the medium');
+        assert.deepEqual(got(b, 'lost'), ['before']);
+      });
+    }
 
-      await harness.recover();
-      await waitUntil(
-        () => [a, b].every((n) => n.backplane.health().state === 'connected'),
-        'both reconnect and resubscribe',
-      );
-      assert.equal(a.counters.reconnects, 1);
-      assert.equal(a.backplane.health().detail, '');
-      assert.equal(a.backplane.publish('outage', Buffer.from('after')), true);
-      await waitUntil(() => got(b, 'outage').length === 2, 'the message after the outage');
-      assert.deepEqual(got(b, 'outage'), ['before', 'after']);
-      assert.deepEqual(got(a, 'outage'), ['before', 'after']);
-    });
+    if (mediumRecovers)
+      it('fails fast during an outage, reconnects by itself and does not replay', async () => {
+        const a = await node('outage');
+        const b = await node('outage');
+        a.backplane.publish('outage', Buffer.from('before'));
+        await waitUntil(() => got(b, 'outage').length === 1, 'the first message');
 
-    it('subscribes while the medium is down and becomes active once it is back', async () => {
-      const a = await node();
-      await harness.outage();
-      await waitUntil(() => a.backplane.health().state === 'disconnected', 'the outage is noticed');
-      let active = false;
-      const subscribed = a.backplane
-        .subscribe('late', () => {})
-        .then(() => {
-          active = true;
-        });
-      await new Promise((resolve) => setTimeout(resolve, 100));
-      assert.equal(active, false);
-      await harness.recover();
-      await subscribed;
-      assert.equal(a.backplane.health().state, 'connected');
-    });
+        await harness.outage();
+        await waitUntil(
+          () => [a, b].every((n) => n.backplane.health().state === 'disconnected'),
+          'both notice the outage',
+        );
+        assert.notEqual(a.backplane.health().detail, '');
+        assert.equal(a.backplane.publish('outage', Buffer.from('lost')), false);
+        assert.equal(a.counters.publishFailures, 1);
+
+        await recover();
+        await waitUntil(
+          () => [a, b].every((n) => n.backplane.health().state === 'connected'),
+          'both reconnect and resubscribe',
+        );
+        assert.equal(a.counters.reconnects, 1);
+        assert.equal(a.backplane.health().detail, '');
+        assert.equal(a.backplane.publish('outage', Buffer.from('after')), true);
+        await waitUntil(() => got(b, 'outage').length === 2, 'the message after the outage');
+        assert.deepEqual(got(b, 'outage'), ['before', 'after']);
+        assert.deepEqual(got(a, 'outage'), ['before', 'after']);
+      });
+
+    if (mediumRecovers)
+      it('subscribes while the medium is down and becomes active once it is back', async () => {
+        const a = await node();
+        await harness.outage();
+        await waitUntil(() => a.backplane.health().state === 'disconnected', 'the outage is noticed');
+        let active = false;
+        const subscribed = a.backplane
+          .subscribe('late', () => {})
+          .then(() => {
+            active = true;
+          });
+        await new Promise((resolve) => setTimeout(resolve, 100));
+        assert.equal(active, false);
+        await recover();
+        await subscribed;
+        assert.equal(a.backplane.health().state, 'connected');
+      });
 
     it('closes: state closed, publish refused, nothing delivered, idempotent', async () => {
       const a = await node('closing');

@@ -1,0 +1,491 @@
+import cluster, { type Worker } from 'node:cluster';
+import { availableParallelism } from 'node:os';
+import { type IpcLink, isWshubMessage } from '../backplane/ipc.js';
+import { type ErrorCode, isUsageError, UsageError } from '../errors.js';
+import type { Logger } from '../log.js';
+
+/**
+ * Multi-core (issue 5, --workers=N|auto): the primary process forks N workers
+ * with node:cluster; every worker runs the whole app on the shared WebSocket
+ * port (Node's primary accepts and hands connections out round-robin), the
+ * primary serves no WebSocket traffic. This module is both ends of the
+ * supervision protocol: WorkerSupervisor in the primary (fork, restart with
+ * backoff, status, metrics collection, graceful stop) and PrimaryConnection
+ * in a worker (report listening/status, answer metrics requests, obey stop
+ * and reload). Broadcast between workers is the IPC backplane (backplane/ipc.ts).
+ */
+
+/** What a worker is doing, as the wshub_workers{state} gauge shows it. A bounded list. */
+export const WORKER_STATES = ['starting', 'listening', 'stopping'] as const;
+export type WorkerState = (typeof WORKER_STATES)[number];
+
+/** `auto` is one worker per CPU this process may run on. */
+export function resolveWorkerCount(setting: number | 'auto'): number {
+  return setting === 'auto' ? availableParallelism() : setting;
+}
+
+export const isClusterWorker = (): boolean => cluster.isWorker;
+
+/** A worker's end of its IPC channel to the primary. */
+export function processLink(): IpcLink {
+  return {
+    send(message, callback) {
+      if (process.send === undefined) callback(new Error('no IPC channel'));
+      else process.send(message, undefined, undefined, callback);
+    },
+    onMessage(listener) {
+      process.on('message', listener);
+    },
+    onDisconnect(listener) {
+      process.once('disconnect', listener);
+    },
+    get connected() {
+      return process.connected === true;
+    },
+  };
+}
+
+/** The primary's end of one worker's IPC channel. */
+export function workerLink(worker: Worker): IpcLink {
+  return {
+    send(message, callback) {
+      if (!worker.isConnected()) {
+        callback(new Error('worker disconnected'));
+        return;
+      }
+      worker.send(message, undefined, callback);
+    },
+    onMessage(listener) {
+      worker.on('message', listener);
+    },
+    onDisconnect(listener) {
+      worker.once('disconnect', listener);
+    },
+    get connected() {
+      return worker.isConnected();
+    },
+  };
+}
+
+/** What a worker reports about itself, every STATUS_INTERVAL_MS. */
+export interface WorkerStatus {
+  readonly connections: number;
+  readonly ready: boolean;
+  /** Its readiness checks that fail ("backplane"), required or not. */
+  readonly failing: readonly string[];
+}
+
+const STATUS_INTERVAL_MS = 500;
+/** A worker that has not answered a metrics request by then is left out of that scrape. */
+const METRICS_TIMEOUT_MS = 2000;
+
+// The supervision protocol. Every wshub IPC message has a `wshub` field naming its kind.
+const LISTENING = 'cluster:listening';
+const STARTUP_FAILED = 'cluster:startup-failed';
+const STATUS = 'cluster:status';
+const TOTAL = 'cluster:total';
+const STOP = 'cluster:stop';
+const RELOAD = 'cluster:reload';
+const METRICS_REQUEST = 'cluster:metrics-request';
+const METRICS_REPLY = 'cluster:metrics';
+
+type ClusterMessage =
+  | { wshub: typeof LISTENING; port: number }
+  | { wshub: typeof STARTUP_FAILED; code: string | undefined; message: string }
+  | { wshub: typeof STATUS; status: WorkerStatus }
+  | { wshub: typeof TOTAL; connections: number }
+  | { wshub: typeof STOP | typeof RELOAD }
+  | { wshub: typeof METRICS_REQUEST; id: number }
+  | { wshub: typeof METRICS_REPLY; id: number; metrics: unknown; error?: string };
+
+const isClusterMessage = (message: unknown): message is ClusterMessage => isWshubMessage(message, 'cluster:');
+
+function ignoreSendResult(): void {}
+
+/** Everything a worker's app needs to know about the cluster it is part of. */
+export interface WorkerContext {
+  /** Workers in the cluster (the limits are shared among them). */
+  readonly count: number;
+  /** The IPC channel, for the IPC backplane. */
+  readonly link: IpcLink;
+  /** The whole cluster's connection count as the primary last reported it (undefined: not yet). */
+  clusterConnections(): number | undefined;
+  /** Answers the primary's metrics requests with `collect()` (a registry's getMetricsAsJSON). */
+  serveMetrics(collect: () => Promise<unknown>): void;
+  /** Reports `read()` to the primary now and every STATUS_INTERVAL_MS; returns the function that stops it. */
+  reportStatus(read: () => WorkerStatus): () => void;
+}
+
+/** A worker's end of the supervision protocol. */
+export class PrimaryConnection implements WorkerContext {
+  private total: number | undefined;
+  private stopHandler: (() => void) | undefined;
+  private stopRequested = false;
+  private reloadHandler: (() => void) | undefined;
+  private collectMetrics: (() => Promise<unknown>) | undefined;
+
+  constructor(
+    readonly link: IpcLink,
+    readonly count: number,
+  ) {
+    link.onMessage(this.onMessage);
+  }
+
+  clusterConnections(): number | undefined {
+    return this.total;
+  }
+
+  serveMetrics(collect: () => Promise<unknown>): void {
+    this.collectMetrics = collect;
+  }
+
+  reportStatus(read: () => WorkerStatus): () => void {
+    const send = (): void => this.link.send({ wshub: STATUS, status: read() }, ignoreSendResult);
+    send();
+    const timer = setInterval(send, STATUS_INTERVAL_MS);
+    timer.unref();
+    return () => clearInterval(timer);
+  }
+
+  listening(port: number): void {
+    this.link.send({ wshub: LISTENING, port }, ignoreSendResult);
+  }
+
+  /** Hands a startup error to the primary, which reports it once for the whole cluster. */
+  startupFailed(error: unknown): Promise<void> {
+    const message = error instanceof Error ? error.message : String(error);
+    return new Promise((resolve) => {
+      this.link.send(
+        { wshub: STARTUP_FAILED, code: isUsageError(error) ? error.code : undefined, message },
+        () => resolve(),
+      );
+    });
+  }
+
+  /** What to do when the primary says stop (once; a stop that came before this runs at once). */
+  onStop(handler: () => void): void {
+    this.stopHandler = handler;
+    if (this.stopRequested) handler();
+  }
+
+  onReload(handler: () => void): void {
+    this.reloadHandler = handler;
+  }
+
+  private readonly onMessage = (message: unknown): void => {
+    if (!isClusterMessage(message)) return;
+    switch (message.wshub) {
+      case TOTAL:
+        this.total = message.connections;
+        break;
+      case STOP:
+        if (this.stopRequested) return;
+        this.stopRequested = true;
+        this.stopHandler?.();
+        break;
+      case RELOAD:
+        this.reloadHandler?.();
+        break;
+      case METRICS_REQUEST:
+        this.answerMetrics(message.id);
+        break;
+    }
+  };
+
+  private answerMetrics(id: number): void {
+    const collect = this.collectMetrics;
+    if (collect === undefined) {
+      this.link.send(
+        { wshub: METRICS_REPLY, id, metrics: [], error: 'metrics are disabled' },
+        ignoreSendResult,
+      );
+      return;
+    }
+    collect().then(
+      (metrics) => this.link.send({ wshub: METRICS_REPLY, id, metrics }, ignoreSendResult),
+      (error: Error) =>
+        this.link.send({ wshub: METRICS_REPLY, id, metrics: [], error: error.message }, ignoreSendResult),
+    );
+  }
+}
+
+interface Slot {
+  /** 1..count; a restarted worker takes the slot of the one it replaces. */
+  readonly index: number;
+  worker: Worker;
+  state: WorkerState;
+  status: WorkerStatus | undefined;
+  startupError: { code: string | undefined; message: string } | undefined;
+}
+
+export interface SupervisorOptions {
+  readonly count: number;
+  readonly logger: Logger;
+  /** How long a worker may take to drain; the primary waits this long plus a grace period. */
+  readonly shutdownTimeoutMs: number;
+  /** Called with each new worker's IPC link (the IPC backplane's broker attaches here). */
+  readonly onWorker?: (link: IpcLink, name: string) => void;
+  /** Called when a worker keeps crashing and the supervisor gives up. */
+  readonly onGiveUp: () => void;
+  readonly fork?: () => Worker;
+}
+
+/** Restarts within this window count toward the crash-loop limit. */
+const RESTART_WINDOW_MS = 60_000;
+/** More restarts than this within RESTART_WINDOW_MS: the supervisor gives up (the primary exits 1). */
+const MAX_RESTARTS_PER_WINDOW = 10;
+const RESTART_DELAY_MIN_MS = 100;
+const RESTART_DELAY_MAX_MS = 5000;
+/** After the workers' own shutdown deadline, the primary waits this much longer before SIGKILL. */
+const STOP_GRACE_MS = 2000;
+
+type Phase = 'starting' | 'running' | 'stopping';
+
+/** The primary's end: forks the workers, restarts crashed ones, stops them all. */
+export class WorkerSupervisor {
+  /** Workers restarted after an unexpected exit, for wshub_worker_restarts_total. */
+  restarts = 0;
+  private readonly slots = new Map<Worker, Slot>();
+  private readonly recentRestarts: number[] = [];
+  private readonly restartTimers = new Set<NodeJS.Timeout>();
+  private phase: Phase = 'starting';
+  private started: { resolve: (port: number) => void; reject: (error: Error) => void } | undefined;
+  private allExited: (() => void) | undefined;
+  private nextMetricsRequest = 0;
+  private readonly metricsRequests = new Map<number, (metrics: unknown) => void>();
+  private totalTimer: NodeJS.Timeout | undefined;
+
+  constructor(private readonly options: SupervisorOptions) {}
+
+  /** Forks every worker; resolves with the WebSocket port once all of them listen. */
+  start(): Promise<number> {
+    // Advanced serialization (the V8 serializer): the IPC backplane's Buffers travel as bytes, not JSON.
+    if (this.options.fork === undefined) cluster.setupPrimary({ serialization: 'advanced' });
+    return new Promise((resolve, reject) => {
+      this.started = { resolve, reject };
+      for (let index = 1; index <= this.options.count; index++) this.fork(index);
+      this.totalTimer = setInterval(() => this.sendTotal(), STATUS_INTERVAL_MS);
+      this.totalTimer.unref();
+    });
+  }
+
+  stateCounts(): Record<WorkerState, number> {
+    const counts: Record<WorkerState, number> = { starting: 0, listening: 0, stopping: 0 };
+    for (const slot of this.slots.values()) counts[slot.state]++;
+    return counts;
+  }
+
+  /** Open WebSocket connections of all workers, as last reported (at most STATUS_INTERVAL_MS old). */
+  totalConnections(): number {
+    let total = 0;
+    for (const slot of this.slots.values()) total += slot.status?.connections ?? 0;
+    return total;
+  }
+
+  /** Ready: every worker listens and reports itself ready. */
+  allReady(): boolean {
+    let ready = 0;
+    for (const slot of this.slots.values()) {
+      if (slot.state === 'listening' && slot.status?.ready === true) ready++;
+    }
+    return ready === this.options.count;
+  }
+
+  /** One line for /readyz: "2 of 2 listening" and what any worker reports failing. */
+  describe(): string {
+    const { listening } = this.stateCounts();
+    const problems: string[] = [];
+    for (const slot of [...this.slots.values()].sort((a, b) => a.index - b.index)) {
+      const failing = slot.status?.failing ?? [];
+      if (slot.state === 'listening' && failing.length > 0) {
+        problems.push(`worker ${slot.index}: ${failing.join(', ')}`);
+      }
+    }
+    return `${listening} of ${this.options.count} listening${problems.length ? ` (${problems.join('; ')})` : ''}`;
+  }
+
+  /** Every listening worker's metrics (registry.getMetricsAsJSON()); a worker that does not answer in time is left out. */
+  async collectMetrics(): Promise<unknown[]> {
+    const asked = [...this.slots.values()].filter(
+      (slot) => slot.state !== 'starting' && slot.worker.isConnected(),
+    );
+    const replies = await Promise.all(
+      asked.map(
+        (slot) =>
+          new Promise<unknown>((resolve) => {
+            const id = this.nextMetricsRequest++;
+            const timer = setTimeout(() => {
+              this.metricsRequests.delete(id);
+              this.options.logger.warn(
+                `Worker ${slot.index} did not answer a metrics request within ${METRICS_TIMEOUT_MS}ms; its metrics are missing from this scrape`,
+              );
+              resolve(undefined);
+            }, METRICS_TIMEOUT_MS);
+            this.metricsRequests.set(id, (metrics) => {
+              clearTimeout(timer);
+              this.metricsRequests.delete(id);
+              resolve(metrics);
+            });
+            slot.worker.send({ wshub: METRICS_REQUEST, id }, undefined, (error) => {
+              if (error) this.metricsRequests.get(id)?.(undefined);
+            });
+          }),
+      ),
+    );
+    return replies.filter((reply) => Array.isArray(reply));
+  }
+
+  reload(): void {
+    for (const slot of this.slots.values()) this.sendTo(slot, { wshub: RELOAD });
+  }
+
+  /**
+   * Asks every worker to drain as a single process does (clients get 1001) and
+   * resolves when all have exited; workers still running after their deadline
+   * plus a grace period are killed.
+   */
+  async stop(): Promise<void> {
+    this.phase = 'stopping';
+    clearInterval(this.totalTimer);
+    for (const timer of this.restartTimers) clearTimeout(timer);
+    this.restartTimers.clear();
+    if (this.slots.size === 0) return;
+    const exited = new Promise<void>((resolve) => {
+      this.allExited = resolve;
+    });
+    for (const slot of this.slots.values()) {
+      slot.state = 'stopping';
+      this.sendTo(slot, { wshub: STOP });
+    }
+    const graceMs = this.options.shutdownTimeoutMs + STOP_GRACE_MS;
+    let timer: NodeJS.Timeout | undefined;
+    const deadline = new Promise<'late'>((resolve) => {
+      timer = setTimeout(() => resolve('late'), graceMs);
+    });
+    if ((await Promise.race([exited, deadline])) === 'late') {
+      const left = [...this.slots.values()];
+      this.options.logger.warn(
+        `${left.length} worker${left.length === 1 ? '' : 's'} still running ${graceMs}ms after the stop request: killing ${left.map((slot) => `worker ${slot.index} (pid ${slot.worker.process.pid})`).join(', ')}`,
+      );
+      for (const slot of left) slot.worker.process.kill('SIGKILL');
+      await exited;
+    }
+    clearTimeout(timer);
+  }
+
+  private fork(index: number): void {
+    const worker = (this.options.fork ?? (() => cluster.fork()))();
+    const slot: Slot = {
+      index,
+      worker,
+      state: 'starting',
+      status: undefined,
+      startupError: undefined,
+    };
+    this.slots.set(worker, slot);
+    this.options.onWorker?.(workerLink(worker), `worker ${index}`);
+    worker.on('message', (message: unknown) => this.onMessage(slot, message));
+    worker.on('exit', (code: number | null, signal: string | null) => this.onExit(slot, code, signal));
+    // An IPC error (e.g. the worker died mid-send) is followed by 'exit', which is what we act on.
+    worker.on('error', () => {});
+  }
+
+  private onMessage(slot: Slot, message: unknown): void {
+    if (!isClusterMessage(message)) return;
+    switch (message.wshub) {
+      case LISTENING:
+        this.onListening(slot, message.port);
+        break;
+      case STARTUP_FAILED:
+        slot.startupError = { code: message.code, message: message.message };
+        break;
+      case STATUS:
+        slot.status = message.status;
+        break;
+      case METRICS_REPLY:
+        this.metricsRequests.get(message.id)?.(message.error === undefined ? message.metrics : undefined);
+        break;
+    }
+  }
+
+  private onListening(slot: Slot, port: number): void {
+    if (this.phase === 'stopping') {
+      this.sendTo(slot, { wshub: STOP });
+      return;
+    }
+    slot.state = 'listening';
+    this.sendTo(slot, { wshub: TOTAL, connections: this.totalConnections() });
+    if (this.phase === 'starting') {
+      if (this.stateCounts().listening === this.options.count) {
+        this.phase = 'running';
+        this.started?.resolve(port);
+      }
+    } else {
+      this.options.logger.info(
+        `Worker ${slot.index} (pid ${slot.worker.process.pid}) listening again; ${this.stateCounts().listening} of ${this.options.count} listening`,
+      );
+    }
+  }
+
+  private onExit(slot: Slot, code: number | null, signal: string | null): void {
+    this.slots.delete(slot.worker);
+    const how = signal !== null ? `signal ${signal}` : `code ${code}`;
+    const who = `Worker ${slot.index} (pid ${slot.worker.process.pid})`;
+    if (this.phase === 'stopping') {
+      if (code !== 0) this.options.logger.warn(`${who} exited with ${how} while stopping`);
+      if (this.slots.size === 0) this.allExited?.();
+      return;
+    }
+    if (this.phase === 'starting') {
+      const error = slot.startupError;
+      this.phase = 'stopping';
+      for (const other of this.slots.values()) other.worker.process.kill('SIGKILL');
+      this.started?.reject(
+        error?.code !== undefined
+          ? new UsageError(error.code as ErrorCode, error.message)
+          : new Error(
+              `${who} exited with ${how} before it was listening${error ? `: ${error.message}` : ''}`,
+            ),
+      );
+      return;
+    }
+    this.restart(slot, who, how);
+  }
+
+  private restart(slot: Slot, who: string, how: string): void {
+    const now = Date.now();
+    while (this.recentRestarts.length > 0 && (this.recentRestarts[0] as number) < now - RESTART_WINDOW_MS) {
+      this.recentRestarts.shift();
+    }
+    if (this.recentRestarts.length >= MAX_RESTARTS_PER_WINDOW) {
+      this.options.logger.error(
+        `${who} exited with ${how}; ${MAX_RESTARTS_PER_WINDOW} workers were restarted within ${RESTART_WINDOW_MS / 1000}s, giving up`,
+      );
+      this.options.onGiveUp();
+      return;
+    }
+    const delayMs = Math.min(RESTART_DELAY_MAX_MS, RESTART_DELAY_MIN_MS * 2 ** this.recentRestarts.length);
+    this.recentRestarts.push(now);
+    this.restarts++;
+    this.options.logger.warn(
+      `${who} exited unexpectedly (${how}); restarting it in ${delayMs}ms (${this.stateCounts().listening} of ${this.options.count} listening)`,
+      { worker: slot.index, pid: slot.worker.process.pid, restart_delay_ms: delayMs },
+    );
+    const timer = setTimeout(() => {
+      this.restartTimers.delete(timer);
+      if (this.phase === 'running') this.fork(slot.index);
+    }, delayMs);
+    this.restartTimers.add(timer);
+  }
+
+  private sendTotal(): void {
+    const connections = this.totalConnections();
+    for (const slot of this.slots.values()) {
+      if (slot.state === 'listening') this.sendTo(slot, { wshub: TOTAL, connections });
+    }
+  }
+
+  private sendTo(slot: Slot, message: ClusterMessage): void {
+    if (slot.worker.isConnected()) slot.worker.send(message, undefined, ignoreSendResult);
+  }
+}
