@@ -6,7 +6,7 @@ import type { Config } from './config/settings.js';
 import { isUsageError } from './errors.js';
 import { isClusterWorker, PrimaryConnection, processLink, resolveWorkerCount } from './lifecycle/cluster.js';
 import { handleReloadSignal, handleSignals } from './lifecycle/signals.js';
-import { createLogger, type Logger } from './log.js';
+import { createLogger, type Logger, shareStdoutWithOtherProcesses } from './log.js';
 import { VERSION } from './version.js';
 
 /**
@@ -56,11 +56,14 @@ export async function main(
     }
     const logger = createLogger({ format: loaded.config.logFormat, level: loaded.config.logLevel });
     // --workers (issue 5): this process is a worker of a primary, or becomes one.
+    const primary = !isClusterWorker() && resolveWorkerCount(loaded.config.workers) > 1;
+    // Several processes write to one stdout: each write must stay whole (PIPE_BUF).
+    if (primary || isClusterWorker()) shareStdoutWithOtherProcesses();
     if (isClusterWorker()) {
       await runWorker(loaded.config, logger);
       return;
     }
-    if (resolveWorkerCount(loaded.config.workers) > 1) {
+    if (primary) {
       await runPrimary(loaded.config, logger);
       return;
     }

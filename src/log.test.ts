@@ -8,6 +8,7 @@ import {
   MAX_BATCH_CHARS,
   MIN_BATCH_INTERVAL_MS,
   RateLimitedLog,
+  SHARED_PIPE_WRITE_CHARS,
 } from './log.js';
 import { formatPeer } from './transport/address.js';
 
@@ -182,6 +183,20 @@ describe('BatchedLogWriter', () => {
     now += MIN_BATCH_INTERVAL_MS;
     await new Promise((resolve) => setTimeout(resolve, MIN_BATCH_INTERVAL_MS + 20));
     assert.deepEqual(writes, ['first\n', 'second\nthird\n']);
+  });
+
+  it('with a shared pipe (--workers), cuts each write at a line end to stay within PIPE_BUF', () => {
+    const { writes, writer } = sinkAndWriter();
+    writer.maxWriteChars = SHARED_PIPE_WRITE_CHARS;
+    const lines = Array.from({ length: 200 }, (_, i) => `${'é'.repeat(40 + (i % 17))} ${i}\n`);
+    for (const line of lines) writer.write(line);
+    writer.flush();
+    assert.ok(writes.length > 1);
+    for (const text of writes) {
+      assert.ok(Buffer.byteLength(text) <= 4096, `${Buffer.byteLength(text)} bytes`);
+      assert.ok(text.endsWith('\n'));
+    }
+    assert.equal(writes.join(''), lines.join(''));
   });
 
   it('flushAndWriteDirectly (process exit) writes what is pending, then every later line at once', () => {

@@ -62,6 +62,12 @@ export const MIN_BATCH_INTERVAL_MS = 5;
  * (shutdown, a second signal, a usage error) and an uncaught exception lose nothing.
  */
 export class BatchedLogWriter {
+  /**
+   * Largest write in characters, cut at line ends, when other processes write to the same pipe
+   * (--workers): POSIX keeps a pipe write of at most PIPE_BUF (4096) bytes in one piece, and
+   * 1365 UTF-16 code units are at most 4095 bytes of UTF-8. Unbounded otherwise.
+   */
+  maxWriteChars = Number.POSITIVE_INFINITY;
   private pending = '';
   private scheduled = false;
   private lastFlushAt = Number.NEGATIVE_INFINITY;
@@ -92,9 +98,16 @@ export class BatchedLogWriter {
   /** Writes the pending lines now. */
   readonly flush = (): void => {
     if (this.pending === '') return;
-    const text = this.pending;
+    let text = this.pending;
     this.pending = '';
     this.lastFlushAt = this.now();
+    while (text.length > this.maxWriteChars) {
+      const cut = text.lastIndexOf('\n', this.maxWriteChars - 1);
+      const end = cut === -1 ? text.indexOf('\n') : cut;
+      if (end === -1 || end === text.length - 1) break;
+      this.sink.write(text.slice(0, end + 1));
+      text = text.slice(end + 1);
+    }
     this.sink.write(text);
   };
 
@@ -134,6 +147,14 @@ function batchedStdout(): BatchedLogWriter {
   }
   return stdoutWriter;
 }
+
+/** Called when other processes (the workers of --workers) share this stdout: every write stays whole. */
+export function shareStdoutWithOtherProcesses(): void {
+  batchedStdout().maxWriteChars = SHARED_PIPE_WRITE_CHARS;
+}
+
+/** PIPE_BUF (4096 bytes) / 3 bytes per UTF-16 code unit at most. */
+export const SHARED_PIPE_WRITE_CHARS = 1365;
 
 const writeStdout = (line: string): void => {
   if (!stdoutBroken) batchedStdout().write(line);
