@@ -5,6 +5,7 @@ import { printConfig } from './config/print.js';
 import type { Config } from './config/settings.js';
 import { isUsageError } from './errors.js';
 import { isClusterWorker, PrimaryConnection, processLink, resolveWorkerCount } from './lifecycle/cluster.js';
+import { keepFreedMemoryForReuse } from './lifecycle/heap-reuse.js';
 import { handleReloadSignal, handleSignals } from './lifecycle/signals.js';
 import { createLogger, type Logger, shareStdoutWithOtherProcesses } from './log.js';
 import { VERSION } from './version.js';
@@ -54,6 +55,7 @@ export async function main(
       process.stdout.write(`wshub: configuration OK (${file})\n`);
       return;
     }
+    keepFreedMemoryForReuse();
     const logger = createLogger({ format: loaded.config.logFormat, level: loaded.config.logLevel });
     // --workers (issue 5): this process is a worker of a primary, or becomes one.
     const primary = !isClusterWorker() && resolveWorkerCount(loaded.config.workers) > 1;
