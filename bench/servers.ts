@@ -2,6 +2,8 @@ import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
 import { once } from 'node:events';
 import { closeSync, openSync, readFileSync } from 'node:fs';
 import { setTimeout as sleep } from 'node:timers/promises';
+// The same /proc walk the --workers tests use to find the workers.
+import { childPids } from '../test/helpers/processes.js';
 import { pinned, RESULTS_DIR, ROOT } from './loadgen.js';
 
 /**
@@ -39,6 +41,8 @@ export interface StartOptions {
   readonly ceilingBinary?: string;
   /** Load bench/memory-probe.ts into the server (node --expose-gc --import), for probeMemory(). */
   readonly memoryProbe?: boolean;
+  /** cpuSeconds() includes the server's child processes (the workers of wshub --workers). */
+  readonly childrenCpu?: boolean;
 }
 
 /** What bench/memory-probe.ts prints after its garbage collections, in bytes. */
@@ -83,7 +87,7 @@ export async function startBenchServer(
     pid,
     logFile,
     rssKiB: () => readRssKiB(pid),
-    cpuSeconds: () => readCpuSeconds(pid),
+    cpuSeconds: () => (options.childrenCpu ? readTreeCpuSeconds(pid) : readCpuSeconds(pid)),
     async probeMemory() {
       const seen = probeLines(logFile).length;
       process.kill(pid, 'SIGUSR2');
@@ -154,6 +158,19 @@ export function readCpuSeconds(pid: number): number {
   // Fields after the command name (which may contain spaces) start at state, field 3.
   const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
   return (Number(fields[11]) + Number(fields[12])) / 100;
+}
+
+/** CPU time of a process and its living children (the workers of wshub --workers live throughout a run). */
+export function readTreeCpuSeconds(pid: number): number {
+  let total = readCpuSeconds(pid);
+  for (const child of childPids(pid)) {
+    try {
+      total += readCpuSeconds(child);
+    } catch {
+      // It exited while we looked.
+    }
+  }
+  return total;
 }
 
 export function readRssKiB(pid: number): number {

@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -7,26 +7,11 @@ import { after, describe, it } from 'node:test';
 import { assertUsageError, runToExit } from './helpers/cli.js';
 import { TestClient } from './helpers/clients.js';
 import { metricValue, waitForMetric } from './helpers/metrics.js';
+import { childPids } from './helpers/processes.js';
 import { type SpawnedServer, spawnServer } from './helpers/server.js';
 import { waitUntil } from './helpers/wait.js';
 
 const STAMP = String.raw`^\d{4}/\d{2}/\d{2} \d{2}:\d{2}:\d{2} `;
-
-/** The worker processes of a primary: its children, from /proc. */
-function childPids(parent: number): number[] {
-  const pids: number[] = [];
-  for (const entry of readdirSync('/proc')) {
-    if (!/^\d+$/.test(entry)) continue;
-    try {
-      const stat = readFileSync(`/proc/${entry}/stat`, 'utf8');
-      const ppid = Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]);
-      if (ppid === parent) pids.push(Number(entry));
-    } catch {
-      // The process ended while we looked.
-    }
-  }
-  return pids;
-}
 
 /** Opens a client with ?hello and returns it with the instance id of the worker that took it. */
 async function helloClient(server: SpawnedServer): Promise<{ client: TestClient; instance: string }> {
