@@ -193,7 +193,9 @@ export async function start(config: Config, dependencies: AppDependencies): Prom
     maxBufferedBytes: config.maxBufferedBytes,
     maxFragments: limits.maxFragments,
     maxBufferedChunks: limits.maxBufferedChunks,
-    perMessageDeflate: config.compression ? perMessageDeflateOptions(config.compressionThreshold) : false,
+    perMessageDeflate: config.compression
+      ? perMessageDeflateOptions(config.compressionThreshold, config.compressionLevel)
+      : false,
     keepalive: {
       pingIntervalMs: config.pingInterval,
       pingTimeoutMs: config.pingTimeout,

@@ -219,6 +219,46 @@ describe('compression settings', () => {
     }
   });
 
+  it("--compression-level picks zlib's level (default 1): the reply is that level's raw DEFLATE", async () => {
+    const lines: string[] = [];
+    for (let i = 0; i < 40; i++) {
+      lines.push(
+        JSON.stringify({
+          type: 'message',
+          user: `user${(i * 7919) % 1000}`,
+          text: `hello ${(i * 31337).toString(36)}`,
+        }),
+      );
+    }
+    const message = Buffer.from(lines.join('\n'));
+    // What each level produces for the 4 KiB window and memLevel 6 wshub uses.
+    const expected = (level: number) =>
+      deflateRawSync(message, {
+        level,
+        windowBits: 12,
+        memLevel: 6,
+        finishFlush: 2 /* Z_SYNC_FLUSH */,
+      }).subarray(0, -4);
+    assert.ok(!expected(1).equals(expected(9)), 'the message compresses differently at levels 1 and 9');
+    for (const [flags, level] of [
+      [[], 1],
+      [['--compression-level=9'], 9],
+    ] as const) {
+      const server = await startServer(['--stats-interval=0', '--compression', ...flags]);
+      try {
+        const client = await openRaw(server.app.port, '/ws', [OFFER]);
+        client.send(clientFrame(TEXT, message));
+        const reply = await client.reader.next();
+        assert.equal(reply.rsv, RSV1);
+        assert.ok(reply.payload.equals(expected(level)), `level ${level}`);
+        client.send(clientClose(1000));
+        await client.reader.waitForEnd();
+      } finally {
+        await server.app.stop();
+      }
+    }
+  });
+
   it('a client asking for a smaller server window than ours gets it, and echoes work', async () => {
     const server = await startServer(['--stats-interval=0', '--compression']);
     try {

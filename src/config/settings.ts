@@ -207,6 +207,13 @@ export const SETTINGS = {
     default: false,
     doc: 'Offer permessage-deflate (RFC 7692) to clients that ask for it; costs ~100 KiB per compressing connection',
   }),
+  compressionLevel: setting({
+    key: 'compression.level',
+    flag: 'compression-level',
+    kind: integer(1, 9, 'an integer from 1 (fastest) to 9 (smallest)'),
+    default: 1,
+    doc: 'zlib level for compressed messages: 1 is fastest (as gorilla/websocket), 9 smallest',
+  }),
   compressionThreshold: setting({
     key: 'compression.threshold',
     flag: 'compression-threshold',
