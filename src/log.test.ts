@@ -170,7 +170,7 @@ describe('BatchedLogWriter', () => {
     assert.equal(writes[0]?.length, MAX_BATCH_CHARS);
   });
 
-  it(`waits until ${MIN_BATCH_INTERVAL_MS} ms after the previous batch, then writes everything since`, async () => {
+  it(`waits ${MIN_BATCH_INTERVAL_MS} ms when the previous batch has just been written, then writes everything since`, async () => {
     let now = 1000;
     const { writes, writer } = sinkAndWriter(() => now);
     writer.write('first\n');

@@ -56,8 +56,8 @@ export const MIN_BATCH_INTERVAL_MS = 5;
  * connection rate: two lines per connection). A line is written at the end of the event-loop
  * turn that logged it (setImmediate runs after the turn's I/O callbacks), together with every
  * other line of that turn; when the previous batch went out less than MIN_BATCH_INTERVAL_MS
- * ago, the batch waits until that interval has passed, so under a flood of connections there
- * are at most 200 writes a second however small the turns are. Order is kept. `flush()`
+ * ago, the batch waits that long, so under a flood of connections there are at most 200
+ * writes a second however small the turns are, and no line waits longer. Order is kept. `flush()`
  * writes what is pending at once: the process's 'exit' handler calls it, so process.exit()
  * (shutdown, a second signal, a usage error) and an uncaught exception lose nothing.
  */
@@ -71,6 +71,8 @@ export class BatchedLogWriter {
   private pending = '';
   private scheduled = false;
   private lastFlushAt = Number.NEGATIVE_INFINITY;
+  /** One timer, re-armed with refresh(): no timer object per batch. */
+  private timer: NodeJS.Timeout | undefined;
   /** After the final flush on exit no later turn comes: lines are written at once. */
   private direct = false;
 
@@ -89,9 +91,10 @@ export class BatchedLogWriter {
       this.flush();
     } else if (!this.scheduled) {
       this.scheduled = true;
-      const wait = this.lastFlushAt + MIN_BATCH_INTERVAL_MS - this.now();
-      if (wait <= 0) setImmediate(this.flushScheduled);
-      else setTimeout(this.flushScheduled, Math.ceil(wait)).unref();
+      if (this.now() - this.lastFlushAt >= MIN_BATCH_INTERVAL_MS) setImmediate(this.flushScheduled);
+      else if (this.timer === undefined) {
+        this.timer = setTimeout(this.flushScheduled, MIN_BATCH_INTERVAL_MS).unref();
+      } else this.timer.refresh();
     }
   };
 
