@@ -3,11 +3,12 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { after, describe, it } from 'node:test';
+import { after, before, describe, it } from 'node:test';
 import { assertUsageError, runToExit } from './helpers/cli.js';
 import { TestClient } from './helpers/clients.js';
 import { metricValue, waitForMetric } from './helpers/metrics.js';
 import { childPids } from './helpers/processes.js';
+import { RedisServer, spawnNode } from './helpers/redis.js';
 import { type SpawnedServer, spawnServer } from './helpers/server.js';
 import { waitUntil } from './helpers/wait.js';
 
@@ -146,7 +147,7 @@ describe('--workers=2 (spawned process)', () => {
     }
   });
 
-  it('sums echo-mode metrics and answers /readyz and /livez on the primary', async () => {
+  it('sums echo-mode metrics, serves /livez and the total on GET /stats, and drains on SIGINT', async () => {
     const server = await spawnServer(['--workers=2', '--stats-interval=0']);
     try {
       const clients = await Promise.all([1, 2, 3].map(() => TestClient.open(server.url)));
@@ -166,10 +167,60 @@ describe('--workers=2 (spawned process)', () => {
         };
         return stats.connections === 3;
       }, 'GET /stats reports all 3 connections');
-      await Promise.all(clients.map((client) => client.close()));
+      // SIGINT drains the same way as SIGTERM.
+      server.kill('SIGINT');
+      for (const close of await Promise.all(clients.map((client) => client.closed)))
+        assert.equal(close.code, 1001);
+      assert.deepEqual(await server.exited, { code: 0, signal: null });
+      await server.stdout.waitFor(/Received SIGINT, shutting down/);
     } finally {
-      server.kill('SIGTERM');
-      await server.exited;
+      server.kill('SIGKILL');
+    }
+  });
+});
+
+describe('--workers=2 with --backplane=redis://… (spawned processes)', () => {
+  let redis: RedisServer;
+  before(async () => {
+    redis = await RedisServer.start();
+  });
+  after(async () => {
+    await redis.stop();
+  });
+
+  it('every worker is a Redis node of its own: broadcasts reach both workers and another replica, no IPC relay', async () => {
+    const [clustered, single] = await Promise.all([
+      spawnNode(redis, ['--workers=2', '--allow-fault-injection']),
+      spawnNode(redis),
+    ]);
+    try {
+      // spawnNode saw one worker connect; the other says so too.
+      await waitUntil(
+        () => clustered.stdout.count(/Backplane connected to redis:\/\//) === 2,
+        'both workers connected to Redis',
+      );
+      assert.equal(clustered.stdout.count(/Backplane: node [0-9a-f]+ relays broadcasts over redis:/), 2);
+      await clustered.stdout.waitFor(/Broadcast between workers: each worker is a backplane node of its own/);
+      const opened = [await helloClient(clustered), await helloClient(clustered)];
+      assert.notEqual(opened[0]?.instance, opened[1]?.instance, 'one client on each worker');
+      const remote = await TestClient.open(single.url);
+      await opened[0]?.client.send('from worker A');
+      for (const client of [opened[0]?.client, opened[1]?.client, remote]) {
+        assert.equal((await client?.next())?.data.toString(), 'from worker A');
+      }
+      await remote.send('from the other replica');
+      for (const client of [opened[0]?.client, opened[1]?.client, remote]) {
+        assert.equal((await client?.next())?.data.toString(), 'from the other replica');
+      }
+      assert.equal(await waitForMetric(clustered.metricsUrl, 'wshub_backplane_connected', 1), 1);
+      assert.equal(
+        await waitForMetric(clustered.metricsUrl, 'wshub_backplane_messages_received_total', 3),
+        3,
+        "worker B got A's message through Redis, both workers got the other replica's",
+      );
+    } finally {
+      clustered.kill('SIGKILL');
+      single.kill('SIGKILL');
     }
   });
 });
