@@ -540,7 +540,15 @@ async function memorySection(): Promise<void> {
       for (const name of run % 2 === 0 ? (['wshub', 'ws'] as const) : (['ws', 'wshub'] as const)) {
         try {
           await withServers(
-            [startBenchServer(name, 'echo', { core: SERVER_CORE, nofile: conns + 1024, memoryProbe: true })],
+            [
+              startBenchServer(name, 'echo', {
+                core: SERVER_CORE,
+                nofile: conns + 1024,
+                memoryProbe: true,
+                // Idle means no traffic: no ping falls due while the section measures (see bench/README.md).
+                wshubFlags: ['--ping-interval=60s'],
+              }),
+            ],
             async (servers) => {
               figures[name].push(await idleMemory(servers[name] as BenchServer, conns));
             },

@@ -49,6 +49,8 @@ export interface StartOptions {
 export interface MemoryProbe {
   /** False when the server could not collect garbage (no --expose-gc): figures without a GC. */
   readonly collected: boolean;
+  /** Full collections it ran (until the young generation had shrunk, at most 4). */
+  readonly rounds: number;
   readonly rss: number;
   readonly heapTotal: number;
   readonly heapUsed: number;
@@ -91,14 +93,14 @@ export async function startBenchServer(
     async probeMemory() {
       const seen = probeLines(logFile).length;
       process.kill(pid, 'SIGUSR2');
-      const deadline = Date.now() + 30_000;
+      const deadline = Date.now() + 40_000;
       while (Date.now() < deadline) {
         const line = probeLines(logFile)[seen];
         if (line !== undefined) return JSON.parse(line) as MemoryProbe;
         if (child.exitCode !== null) break;
         await sleep(100);
       }
-      throw new Error(`${name}: no memory-probe line in ${logFile} within 30 s`);
+      throw new Error(`${name}: no memory-probe line in ${logFile} within 40 s`);
     },
     async stop() {
       if (child.exitCode !== null || child.signalCode !== null) return;
