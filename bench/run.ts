@@ -225,6 +225,30 @@ const latencyOf = (results: LoadgenResult[]): string =>
     ? `${fmt(medianOf(results, 'p50_us') ?? 0)} / ${fmt(medianOf(results, 'p99_us') ?? 0)}`
     : 'n/a';
 
+/**
+ * Runs the load generator once against `server`; `cpuUsPerOp` is the server's CPU time (user +
+ * system, /proc) over the client's measured window, per operation (undefined when none completed).
+ */
+async function runMeasuringServerCpu(
+  server: BenchServer,
+  args: string[],
+  core: number | undefined,
+): Promise<{ result: LoadgenResult; cpuUsPerOp: number | undefined }> {
+  let cpuAtStart = 0;
+  let cpuUsed = 0;
+  const result = await runLoadgen({
+    binary: loadgen,
+    core,
+    timeoutMs: 120_000,
+    args,
+    onMarker(marker) {
+      if (marker === 'measure-start') cpuAtStart = server.cpuSeconds();
+      else cpuUsed = server.cpuSeconds() - cpuAtStart;
+    },
+  });
+  return { result, cpuUsPerOp: result.count > 0 ? (cpuUsed * 1e6) / result.count : undefined };
+}
+
 /** One table row: runs the load generator against both servers alternately and records the figures. */
 async function measureCase(
   section: string,
@@ -235,19 +259,8 @@ async function measureCase(
 ): Promise<{ row: Row; results: PerServer<LoadgenResult[]>; serverCpuUs: PerServer<number[]> }> {
   const serverCpuUs = noValues<number>();
   const results = await alternate(options.runs, servers, async (server) => {
-    let cpuAtStart = 0;
-    let cpuUsed = 0;
-    const result = await runLoadgen({
-      binary: loadgen,
-      core: CLIENT_CORE,
-      timeoutMs: 120_000,
-      args: args(server),
-      onMarker(marker) {
-        if (marker === 'measure-start') cpuAtStart = server.cpuSeconds();
-        else cpuUsed = server.cpuSeconds() - cpuAtStart;
-      },
-    });
-    if (result.count > 0) serverCpuUs[server.name].push((cpuUsed * 1e6) / result.count);
+    const { result, cpuUsPerOp } = await runMeasuringServerCpu(server, args(server), CLIENT_CORE);
+    if (cpuUsPerOp !== undefined) serverCpuUs[server.name].push(cpuUsPerOp);
     if (result.client_cpu_pct > LOADGEN_SATURATED_PCT) {
       warnings.push(
         server.name === 'ceiling'
@@ -832,24 +845,17 @@ async function workersSection(): Promise<void> {
           const order = run % 2 === 0 ? (['two', 'one'] as const) : (['one', 'two'] as const);
           for (const variant of order) {
             const server = variant === 'one' ? one : two;
-            let cpuAtStart = 0;
-            let cpuUsed = 0;
-            const result = await runLoadgen({
-              binary: loadgen,
-              core: undefined,
-              timeoutMs: 120_000,
-              args: [args[0] as string, ...commonArgs(server), ...args.slice(1)],
-              onMarker(marker) {
-                if (marker === 'measure-start') cpuAtStart = server.cpuSeconds();
-                else cpuUsed = server.cpuSeconds() - cpuAtStart;
-              },
-            });
+            const { result, cpuUsPerOp } = await runMeasuringServerCpu(
+              server,
+              [args[0] as string, ...commonArgs(server), ...args.slice(1)],
+              undefined,
+            );
             if (result.lost > 0 || result.dups > 0) {
               warnings.push(
                 `workers ${label} (${variant === 'one' ? 1 : 2} workers): ${result.lost} lost, ${result.dups} duplicated`,
               );
             }
-            if (result.count > 0) cpuUs[variant].push((cpuUsed * 1e6) / result.count);
+            if (cpuUsPerOp !== undefined) cpuUs[variant].push(cpuUsPerOp);
             results[variant].push(result);
           }
         }
