@@ -18,6 +18,7 @@ import { describeFaults, type FaultPlan, MAX_DELAYED_MESSAGES } from './fault-in
 import { Keepalive, type KeepaliveOptions } from './keepalive.js';
 import { directWriteFd, Outbound } from './outbound.js';
 import type { Admission, UpgradeGate } from './upgrade-gate.js';
+import { installReceiverGuard } from './ws-adapter.js';
 
 type AdmittedUpgrade = Extract<Admission, { ok: true }>;
 
@@ -90,6 +91,8 @@ export class WebSocketTransport implements ConnectionOwner {
   readonly keepalive: Keepalive;
 
   constructor(readonly options: TransportOptions) {
+    // Before any connection exists: ws's receiver must drop data once it has failed (issue 14).
+    installReceiverGuard(options.logger);
     this.keepalive = new Keepalive(options.keepalive, this.connections, options.stats, options.limitedLog);
     const serverOptions = (perMessageDeflate: PerMessageDeflateOptions | false): ServerOptions => ({
       noServer: true,
