@@ -8,6 +8,8 @@ import { BackplaneRelay } from './backplane/relay.js';
 import { formatRedisTarget } from './config/redis-url.js';
 import type { Config } from './config/settings.js';
 import { consoleRoutes } from './console/routes.js';
+import { SUBPROTOCOL_V1 } from './history/history.js';
+import { MemoryHistory } from './history/memory.js';
 import { BroadcastHub } from './hub/broadcast.js';
 import { EchoHub } from './hub/echo.js';
 import type { Hub } from './hub/hub.js';
@@ -178,9 +180,26 @@ export async function start(config: Config, dependencies: AppDependencies): Prom
     allowFaultInjection: config.allowFaultInjection,
   });
   const limitedLog = new RateLimitedLog(logger);
+  const memoryHistory =
+    config.mode === 'broadcast' && config.historySize > 0 && config.backplane === undefined
+      ? new MemoryHistory({ maxLength: config.historySize, ttlMs: config.historyTtl })
+      : undefined;
+  if (memoryHistory) {
+    stats.history.entries = () => memoryHistory.entryCount;
+    stats.history.bytes = () => memoryHistory.byteCount;
+  }
   const broadcastHub =
     config.mode === 'broadcast'
-      ? new BroadcastHub({ excludeSender: config.broadcastExcludeSender })
+      ? new BroadcastHub({
+          excludeSender: config.broadcastExcludeSender,
+          history: memoryHistory && {
+            reader: memoryHistory,
+            append: (room, data, isBinary) => memoryHistory.append(room, data, isBinary),
+            stats: stats.history,
+            limitedLog,
+            maxBufferedBytes: config.maxBufferedBytes,
+          },
+        })
       : undefined;
   const hub: Hub = broadcastHub ?? new EchoHub();
   // Issue 6: only broadcast mode relays between nodes; echo mode never creates a backplane.
@@ -208,6 +227,7 @@ export async function start(config: Config, dependencies: AppDependencies): Prom
     logger,
     limitedLog,
     instance: { hostname: hostname(), id: randomBytes(4).toString('hex'), version: VERSION },
+    subprotocols: config.historySize > 0 && broadcastHub ? [SUBPROTOCOL_V1] : [],
   });
   const tls = config.tlsEnabled
     ? new TlsReloader({
@@ -271,6 +291,7 @@ export async function start(config: Config, dependencies: AppDependencies): Prom
       stats,
       tls,
       backplaneConnected: cluster && (() => cluster.backplane.health().state === 'connected'),
+      history: memoryHistory ? 'memory' : undefined,
     });
     if (worker) {
       // The primary serves one metrics port for the whole cluster and asks each worker for its registry.
@@ -330,6 +351,7 @@ export async function start(config: Config, dependencies: AppDependencies): Prom
         timeoutMs: config.shutdownTimeout,
         stopBackground() {
           stopReport();
+          memoryHistory?.close();
           transport.keepalive.stop();
           tls?.stop();
         },

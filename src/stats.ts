@@ -38,6 +38,7 @@ export const REJECT_REASONS = [
   'handshake_timeout',
   'bad_request',
   'invalid_fault_injection',
+  'invalid_position',
 ] as const;
 export type RejectReason = (typeof REJECT_REASONS)[number];
 
@@ -97,6 +98,39 @@ export class BackplaneStats {
   readonly deliveryLatency = new PlainHistogram(BACKPLANE_LATENCY_BUCKETS);
 }
 
+/**
+ * Why a wshub.v1 client got a `reset` frame (issue 16): its ?since= names another epoch
+ * (or a position this epoch never reached), its position is older than the history
+ * kept, or the room's history was lost under it (Redis restarted empty, the TTL passed,
+ * messages a publishing node had to drop). A bounded set: these become metric labels.
+ */
+export const RESET_REASONS = ['other_epoch', 'too_old', 'history_lost'] as const;
+export type ResetReason = (typeof RESET_REASONS)[number];
+
+/** Room history, resume and the publishing outbox (issue 16); all zero without --history-size. */
+export class HistoryStats {
+  /** Resumes (?since=) answered with a replay. */
+  replays = 0;
+  /** Messages sent to clients by replays. */
+  replayedMessages = 0;
+  readonly resets: Record<ResetReason, number> = zeroes(RESET_REASONS);
+  /** Messages a node received twice (same room position) and delivered once. */
+  duplicatesDropped = 0;
+  /** Outbox messages sent to Redis again after a failure (connection lost before Redis answered). */
+  redeliveries = 0;
+  /** Messages the outbox could not keep (past --backplane-max-pending while Redis was unreachable). */
+  outboxDropped = 0;
+  /** Gauges, read at scrape time from the store and the outbox (set by app.ts). */
+  entries: () => number = zero;
+  bytes: () => number = zero;
+  outboxMessages: () => number = zero;
+  outboxBytes: () => number = zero;
+}
+
+function zero(): number {
+  return 0;
+}
+
 const zeroes = <K extends string>(keys: readonly K[]): Record<K, number> =>
   Object.fromEntries(keys.map((key) => [key, 0])) as Record<K, number>;
 
@@ -144,6 +178,7 @@ export class Stats {
   );
   readonly tlsReloads: Record<TlsReloadResult, number> = zeroes(TLS_RELOAD_RESULTS);
   readonly backplane = new BackplaneStats();
+  readonly history = new HistoryStats();
 }
 
 function ignoreSample(_seconds: number): void {}

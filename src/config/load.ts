@@ -150,6 +150,18 @@ function checkConsistency(config: Config, sourceOf: (name: SettingName) => Sourc
       );
     }
   }
+  if (config.historySize > 0 && config.mode !== 'broadcast') {
+    throw new UsageError(
+      ErrorCode.CONFLICTING_SETTINGS,
+      `${nameFor('historySize')} keeps the messages of rooms, which exist in broadcast mode, but ${nameFor('mode')} is ${config.mode}; set it to broadcast or remove the other setting`,
+    );
+  }
+  if (config.historySize > 0 && config.workers !== 1 && config.backplane === undefined) {
+    throw new UsageError(
+      ErrorCode.CONFLICTING_SETTINGS,
+      `${nameFor('historySize')} with ${nameFor('workers')} needs --backplane=redis://…: positions must be the same in every worker, so the history lives in Redis`,
+    );
+  }
   if (config.backplane !== undefined && config.mode !== 'broadcast') {
     throw new UsageError(
       ErrorCode.CONFLICTING_SETTINGS,

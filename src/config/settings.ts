@@ -161,6 +161,20 @@ export const SETTINGS = {
     default: 5 * SECOND,
     doc: 'Longest wait between attempts to reconnect to Redis (exponential backoff from 50ms, with jitter)',
   }),
+  historySize: setting({
+    key: 'history.size',
+    flag: 'history-size',
+    kind: integer(0, 100_000),
+    default: 0,
+    doc: 'Messages kept per room for resume (?since=) and the wshub.v1 subprotocol; in Redis Streams with --backplane, else in memory; 0: no history',
+  }),
+  historyTtl: setting({
+    key: 'history.ttl',
+    flag: 'history-ttl',
+    kind: duration(SECOND, 30 * DAY),
+    default: HOUR,
+    doc: "A room's history is forgotten this long after its last message (its epoch then changes)",
+  }),
   shutdownTimeout: setting({
     key: 'server.shutdownTimeout',
     flag: 'shutdown-timeout',

@@ -1,3 +1,4 @@
+import type { Position } from '../history/history.js';
 import type { OutboundMessage } from './message.js';
 
 /**
@@ -15,10 +16,15 @@ export interface Peer {
    * delay the others.
    */
   deliver(message: OutboundMessage): void;
+  /** The negotiated subprotocol ('' for none); 'wshub.v1' receives positioned frames (issue 16). */
+  readonly protocol?: string;
+  /** Bytes waiting to be written to this peer; a replay pauses while it is large. */
+  readonly queuedBytes?: number;
 }
 
 export interface Hub {
-  join(peer: Peer): void;
+  /** `since`: the position a wshub.v1 peer resumes from (?since=EPOCH:OFFSET). */
+  join(peer: Peer, since?: Position): void;
   receive(peer: Peer, data: Buffer, isBinary: boolean): void;
   leave(peer: Peer): void;
 }

@@ -6,6 +6,7 @@ import {
   PUBLISH_STATUSES,
   REJECT_REASONS,
   RELAY_DROP_REASON,
+  RESET_REASONS,
   type Stats,
   TLS_HANDSHAKE_FAILURE_REASONS,
   TLS_RELOAD_RESULTS,
@@ -23,6 +24,8 @@ export interface MetricSources {
   readonly tls?: { readonly current: { readonly validTo: number } } | undefined;
   /** Present when a backplane is configured (issue 6): the wshub_backplane_* metrics exist only then. */
   readonly backplaneConnected?: () => boolean;
+  /** Room history (issue 16): 'memory' on a single node, 'redis' with the backplane; absent without --history-size. */
+  readonly history?: 'memory' | 'redis';
 }
 
 /**
@@ -183,7 +186,92 @@ export function createMetricsRegistry(sources: MetricSources): Registry {
     });
   }
   if (sources.backplaneConnected) registerBackplaneMetrics(registry, stats, sources.backplaneConnected);
+  if (sources.history) registerHistoryMetrics(registry, stats, sources.history);
   return registry;
+}
+
+function registerHistoryMetrics(registry: Registry, stats: Stats, store: 'memory' | 'redis'): void {
+  const history = stats.history;
+  const gauges: Array<[name: string, help: string, read: () => number]> = [];
+  if (store === 'memory') {
+    gauges.push(
+      ['wshub_history_entries', 'Messages held in room histories (in memory)', history.entries],
+      [
+        'wshub_history_bytes',
+        'Payload bytes of the messages held in room histories (in memory)',
+        history.bytes,
+      ],
+    );
+  } else {
+    gauges.push(
+      [
+        'wshub_history_entries',
+        'Messages in the Redis histories of the rooms this node has clients in',
+        history.entries,
+      ],
+      [
+        'wshub_history_bytes',
+        'Bytes Redis uses for the histories of the rooms this node has clients in (MEMORY USAGE)',
+        history.bytes,
+      ],
+      [
+        'wshub_outbox_messages',
+        'Messages this node published that Redis has not accepted yet (kept and retried)',
+        history.outboxMessages,
+      ],
+      ['wshub_outbox_bytes', 'Bytes of the messages in the outbox', history.outboxBytes],
+    );
+  }
+  for (const [name, help, read] of gauges) {
+    new Gauge({
+      name,
+      help,
+      registers: [registry],
+      collect() {
+        this.set(read());
+      },
+    });
+  }
+  const counters: Array<[name: string, help: string, read: () => number]> = [
+    ['wshub_history_replays_total', 'Resumes (?since=) answered with a replay', () => history.replays],
+    [
+      'wshub_history_replayed_messages_total',
+      'Messages sent to clients by replays',
+      () => history.replayedMessages,
+    ],
+    [
+      'wshub_history_duplicates_dropped_total',
+      'Messages that reached this node twice (same room position) and were delivered once',
+      () => history.duplicatesDropped,
+    ],
+  ];
+  if (store === 'redis') {
+    counters.push(
+      [
+        'wshub_outbox_redeliveries_total',
+        'Messages sent to Redis again because the connection was lost before Redis answered',
+        () => history.redeliveries,
+      ],
+      [
+        'wshub_outbox_dropped_total',
+        'Messages the outbox could not keep (over --backplane-max-pending while Redis was unreachable); their rooms get a hole and a reset',
+        () => history.outboxDropped,
+      ],
+    );
+  }
+  for (const [name, help, read] of counters)
+    mirrorCounter(registry, name, help, { read: (set) => set(read()) });
+  mirrorCounter(
+    registry,
+    'wshub_history_resets_total',
+    'reset frames sent to wshub.v1 clients, by reason: other_epoch (resume from another epoch), too_old (older than the history kept), history_lost',
+    {
+      labelNames: ['reason'],
+      read: (set) => {
+        for (const reason of RESET_REASONS) set(history.resets[reason], { reason });
+      },
+    },
+  );
 }
 
 function registerBackplaneMetrics(registry: Registry, stats: Stats, isConnected: () => boolean): void {

@@ -118,6 +118,11 @@ export class Connection extends WebSocket implements Peer, OutboundTarget {
     return sender?._state === 0 && sender._queue?.length === 0;
   }
 
+  /** Bytes waiting for this client: in ws and the socket, and corked for this turn. */
+  get queuedBytes(): number {
+    return this.bufferedAmount + this.pendingBytes;
+  }
+
   deliver(message: OutboundMessage): void {
     this.outbound?.deliver(this, message);
   }

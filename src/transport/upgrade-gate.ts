@@ -1,4 +1,5 @@
 import type { IncomingMessage } from 'node:http';
+import { type Position, parsePosition } from '../history/history.js';
 import { REJECT_REASONS, type RejectReason } from '../stats.js';
 import { clientAddressOf, limitKey } from './address.js';
 import { type FaultPlan, parseFaultQuery } from './fault-injection.js';
@@ -34,6 +35,8 @@ export type Admission =
       readonly clientAddress: string;
       /** What the client asked to be done to its connection (only with --allow-fault-injection). */
       readonly faults?: FaultPlan | undefined;
+      /** ?since=EPOCH:OFFSET: the position a wshub.v1 client resumes from (issue 16). */
+      readonly since?: Position | undefined;
     }
   | {
       readonly ok: false;
@@ -137,12 +140,21 @@ export class UpgradeGate {
         retryAfter(),
       );
     }
+    const since = sinceOf(request.url);
+    if (since === null) {
+      return refusal(
+        clientAddress,
+        'invalid_position',
+        400,
+        'since must be EPOCH:OFFSET, as in a welcome frame',
+      );
+    }
     if (this.options.allowFaultInjection) {
       const faults = parseFaultQuery(request.url);
       if (!faults.ok) return refusal(clientAddress, 'invalid_fault_injection', 400, faults.detail);
-      return { ok: true, route: match.route, clientAddress, faults: faults.plan };
+      return { ok: true, route: match.route, clientAddress, faults: faults.plan, since };
     }
-    return { ok: true, route: match.route, clientAddress };
+    return { ok: true, route: match.route, clientAddress, since };
   }
 
   /**
@@ -163,6 +175,15 @@ export class UpgradeGate {
     if (count <= 1) this.openByAddress.delete(clientAddress);
     else this.openByAddress.set(clientAddress, count - 1);
   }
+}
+
+/** The ?since= of the request: undefined when absent, null when malformed. */
+function sinceOf(url: string | undefined): Position | undefined | null {
+  const query = url?.indexOf('?') ?? -1;
+  if (url === undefined || query === -1 || !url.includes('since=', query)) return undefined;
+  const value = new URLSearchParams(url.slice(query + 1)).get('since');
+  if (value === null) return undefined;
+  return parsePosition(value) ?? null;
 }
 
 function refusal(

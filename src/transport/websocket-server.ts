@@ -3,6 +3,7 @@ import { STATUS_CODES } from 'node:http';
 import type { Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 import { type PerMessageDeflateOptions, type ServerOptions, WebSocket, WebSocketServer } from 'ws';
+import type { Position } from '../history/history.js';
 import type { Hub } from '../hub/hub.js';
 import type { Logger, RateLimitedLog } from '../log.js';
 import type { DisconnectReason, RejectReason, Stats } from '../stats.js';
@@ -39,6 +40,8 @@ export interface TransportOptions {
   readonly limitedLog: RateLimitedLog;
   /** Who this process is, for the ?hello fault-injection message. */
   readonly instance?: InstanceInfo;
+  /** Subprotocols the server speaks (Sec-WebSocket-Protocol): 'wshub.v1' with room history (issue 16). */
+  readonly subprotocols?: readonly string[];
 }
 
 export interface InstanceInfo {
@@ -102,6 +105,7 @@ export class WebSocketTransport implements ConnectionOwner {
       maxBufferedChunks: options.maxBufferedChunks,
       perMessageDeflate,
       WebSocket: Connection,
+      handleProtocols: this.selectProtocol,
     });
     this.outbound = new Outbound({
       stats: options.stats,
@@ -117,6 +121,12 @@ export class WebSocketTransport implements ConnectionOwner {
       ? new WebSocketServer(serverOptions({ ...options.perMessageDeflate, serverMaxWindowBits: undefined }))
       : undefined;
   }
+
+  /** RFC 6455 §4.2.2: the first protocol the client offers that the server speaks; none otherwise (raw frames). */
+  private readonly selectProtocol = (offered: Set<string>): string | false => {
+    for (const protocol of offered) if (this.options.subprotocols?.includes(protocol)) return protocol;
+    return false;
+  };
 
   private serverFor(request: IncomingMessage): WebSocketServer {
     const maxWindowBits = this.options.perMessageDeflate
@@ -154,7 +164,7 @@ export class WebSocketTransport implements ConnectionOwner {
     if (admission === undefined) return;
     this.upgrading = undefined;
     const connection = ws as Connection;
-    this.accept(connection, request.socket, admission.route.room, admission.clientAddress);
+    this.accept(connection, request.socket, admission.route.room, admission.clientAddress, admission.since);
     if (admission.faults !== undefined) this.startFaults(connection, admission.faults);
   };
 
@@ -208,7 +218,13 @@ export class WebSocketTransport implements ConnectionOwner {
   }
 
   // Nothing of the upgrade request is kept: the connection holds only what it needs later.
-  private accept(connection: Connection, socket: Duplex, room: string, clientAddress: string): void {
+  private accept(
+    connection: Connection,
+    socket: Duplex,
+    room: string,
+    clientAddress: string,
+    since: Position | undefined,
+  ): void {
     connection.id = this.nextId++;
     connection.room = room;
     connection.clientAddress = clientAddress;
@@ -226,7 +242,7 @@ export class WebSocketTransport implements ConnectionOwner {
     this.options.stats.connectionsTotal++;
     const fields = connectionFields(connection);
     this.options.logger.info(`WebSocket connected: ${fields.remote_addr}`, fields);
-    this.options.hub.join(connection);
+    this.options.hub.join(connection, since);
   }
 
   receive(connection: Connection, data: Buffer, isBinary: boolean): void {

@@ -1,0 +1,92 @@
+import { randomBytes } from 'node:crypto';
+
+/**
+ * Room history and positions (issue 16). Every message of a room with history
+ * has a position EPOCH:OFFSET, the same on every node: offsets increase by one
+ * per message of the room, and the epoch names one unbroken history (it
+ * changes when the history is lost: Redis restarted empty, the TTL passed, a
+ * single node restarted). Nothing here imports the hub or the backplane.
+ */
+
+/** The subprotocol that carries positions (Sec-WebSocket-Protocol, RFC 6455 §1.9). */
+export const SUBPROTOCOL_V1 = 'wshub.v1';
+
+export interface Position {
+  readonly epoch: string;
+  readonly offset: number;
+}
+
+/** One stored message. `v1` caches its wshub.v1 frame (hub-owned; built once, shared by every receiver). */
+export interface HistoryEntry {
+  readonly offset: number;
+  readonly data: Buffer;
+  readonly isBinary: boolean;
+  v1?: unknown;
+}
+
+/**
+ * What a read found: the room's current position and, when the reader asked
+ * about its own epoch, the stored messages after the asked offset, oldest
+ * first (possibly starting later than asked: trimmed by size or TTL, or a hole
+ * left by a message the publishing node had to drop). `messages` is undefined
+ * when the asked epoch is not the current one.
+ */
+export interface HistoryRead {
+  readonly epoch: string;
+  readonly offset: number;
+  readonly messages: readonly HistoryEntry[] | undefined;
+}
+
+export interface HistoryReader {
+  /**
+   * The current position of `room` (creating its epoch when it has none yet)
+   * and, when `epoch` is the current one, the messages after `after`.
+   * Rejects when the store is unreachable; the caller retries.
+   */
+  read(room: string, epoch: string | undefined, after: number): Promise<HistoryRead>;
+}
+
+/** A new epoch: 12 random hex digits, unique for practical purposes across restarts and nodes. */
+export function newEpoch(): string {
+  return randomBytes(6).toString('hex');
+}
+
+const SINCE = /^([A-Za-z0-9_-]{1,64}):(\d{1,15})$/;
+
+/** Parses `EPOCH:OFFSET` (the `?since=` of a resume); undefined when malformed. */
+export function parsePosition(text: string): Position | undefined {
+  const match = SINCE.exec(text);
+  if (match === null) return undefined;
+  return { epoch: match[1] as string, offset: Number(match[2]) };
+}
+
+export function formatPosition(position: Position): string {
+  return `${position.epoch}:${position.offset}`;
+}
+
+/**
+ * The wshub.v1 frame of one message (JSON text): the payload as a JSON string
+ * when the message is text, base64 in `data_b64` when it is binary.
+ */
+export function messageFrame(room: string, epoch: string, entry: HistoryEntry): Buffer {
+  const body = entry.isBinary
+    ? `"data_b64":"${entry.data.toString('base64')}"`
+    : `"data":${JSON.stringify(entry.data.toString('utf8'))}`;
+  return Buffer.from(
+    `{"type":"message","room":${JSON.stringify(room)},"epoch":"${epoch}","offset":${entry.offset},${body}}`,
+  );
+}
+
+/** The first frame of every wshub.v1 connection: the position the frames that follow continue from. */
+export function welcomeFrame(room: string, position: Position): Buffer {
+  return Buffer.from(
+    `{"type":"welcome","room":${JSON.stringify(room)},"epoch":"${position.epoch}","offset":${position.offset}}`,
+  );
+}
+
+/** The asked position cannot be served (or history was lost): what follows continues from `position`. */
+export function resetFrame(room: string, position: Position): Buffer {
+  return Buffer.from(
+    `{"type":"reset","room":${JSON.stringify(room)},"epoch":"${position.epoch}","offset":${position.offset}}`,
+  );
+}

@@ -1,0 +1,382 @@
+import {
+  type HistoryEntry,
+  type HistoryRead,
+  type HistoryReader,
+  messageFrame,
+  type Position,
+  resetFrame,
+  SUBPROTOCOL_V1,
+  welcomeFrame,
+} from '../history/history.js';
+import type { RateLimitedLog } from '../log.js';
+import type { HistoryStats, ResetReason } from '../stats.js';
+import type { Peer } from './hub.js';
+import { OutboundMessage } from './message.js';
+
+export interface SequencedRoomsOptions {
+  readonly reader: HistoryReader;
+  /**
+   * Whether this node already delivered `entry` to its raw (non-v1) peers: it
+   * published it itself (client broadcast or publish API), delivering it locally
+   * first. Such entries go only to v1 peers when their position becomes known.
+   */
+  readonly isLocal: (entry: HistoryEntry) => boolean;
+  readonly stats: HistoryStats;
+  readonly limitedLog: RateLimitedLog;
+  /** --max-buffered-bytes: a replay pauses while its receiver has more than half of this waiting. */
+  readonly maxBufferedBytes: number;
+}
+
+/** Live messages held while a room catches up (or a replay is paced) before giving up on holding them. */
+const MAX_HELD = 10_000;
+/** A failed history read is retried after this long (also on every backplane reconnect). */
+const RETRY_MS = 500;
+const REPLAY_PAUSE_MS = 5;
+
+interface Held {
+  readonly epoch: string;
+  readonly entry: HistoryEntry;
+}
+
+/** A wshub.v1 peer between join and live delivery: waiting for the room's position, or being replayed to. */
+class Joiner {
+  state: 'waiting' | 'replaying' = 'waiting';
+  /** The live history changed under a replay (epoch, hole): it ends with a reset instead. */
+  stale = false;
+  closed = false;
+  /** Replayed then live entries to send, in offset order; `index` is the next. */
+  queue: readonly HistoryEntry[] = [];
+  index = 0;
+  /** Live entries that arrived during the replay. */
+  buffer: HistoryEntry[] = [];
+  /** Offset of the last message sent to the peer. */
+  sent = 0;
+  timer: NodeJS.Timeout | undefined = undefined;
+  constructor(
+    readonly peer: Peer,
+    readonly since: Position | undefined,
+  ) {}
+}
+
+/** One room with at least one local peer: who is in it and where this node's delivery stands. */
+class RoomLog {
+  readonly raw = new Set<Peer>();
+  readonly v1 = new Set<Peer>();
+  readonly joiners = new Map<Peer, Joiner>();
+  /** The position delivered to this node's peers; epoch undefined until the first read. */
+  epoch: string | undefined = undefined;
+  last = 0;
+  syncing = false;
+  /** Another sync is wanted after the running one (a reconnect, an overflow). */
+  again = false;
+  held: Held[] = [];
+  constructor(readonly room: string) {}
+
+  get empty(): boolean {
+    return this.raw.size === 0 && this.v1.size === 0 && this.joiners.size === 0;
+  }
+}
+
+/**
+ * The rooms of a hub with history (issue 16). Messages reach it with their
+ * position; each room delivers them to its local peers strictly in offset
+ * order, exactly once: a duplicate (offset already delivered) is dropped, a
+ * gap (a message that did not arrive, e.g. while the backplane reconnected) is
+ * filled from the history store before anything later is delivered, and a
+ * lost history (new epoch, hole) is announced to wshub.v1 peers with a
+ * `reset` frame. A wshub.v1 peer is welcomed at the room's position, or
+ * resumed: the messages after its `since` are replayed (paced by its outbound
+ * buffer) while live ones are buffered, then spliced by offset — no gap, no
+ * duplicate at the seam. Each message's v1 frame is built once per node and
+ * shared by every v1 receiver (and kept with a memory-stored entry for replays).
+ */
+export class SequencedRooms {
+  private readonly logs = new Map<string, RoomLog>();
+  private readonly retry = new Set<RoomLog>();
+  private retryTimer: NodeJS.Timeout | undefined = undefined;
+
+  constructor(private readonly options: SequencedRoomsOptions) {}
+
+  get roomCount(): number {
+    return this.logs.size;
+  }
+
+  join(peer: Peer, since: Position | undefined): void {
+    let log = this.logs.get(peer.room);
+    const created = log === undefined;
+    if (log === undefined) {
+      log = new RoomLog(peer.room);
+      this.logs.set(peer.room, log);
+    }
+    if (peer.protocol !== SUBPROTOCOL_V1) {
+      log.raw.add(peer);
+    } else {
+      const joiner = new Joiner(peer, since);
+      log.joiners.set(peer, joiner);
+      if (!created && !log.syncing && log.epoch !== undefined) this.startJoiner(log, joiner);
+    }
+    if (created) this.sync(log);
+  }
+
+  leave(peer: Peer): void {
+    const log = this.logs.get(peer.room);
+    if (log === undefined) return;
+    log.raw.delete(peer);
+    log.v1.delete(peer);
+    const joiner = log.joiners.get(peer);
+    if (joiner !== undefined) {
+      joiner.closed = true;
+      clearTimeout(joiner.timer);
+      log.joiners.delete(peer);
+    }
+    if (log.empty) {
+      this.logs.delete(peer.room);
+      this.retry.delete(log);
+    }
+  }
+
+  /** Local raw peers of `room` (a local message is delivered to them at once, before its position is known). */
+  rawPeers(room: string): ReadonlySet<Peer> | undefined {
+    return this.logs.get(room)?.raw;
+  }
+
+  /** A message with its position (from the local store, or from the backplane for every node's messages). */
+  accept(room: string, epoch: string, entry: HistoryEntry): void {
+    const log = this.logs.get(room);
+    if (log === undefined) return;
+    if (log.syncing || log.epoch === undefined) {
+      this.hold(log, epoch, entry);
+      return;
+    }
+    if (epoch === log.epoch && entry.offset <= log.last) {
+      this.options.stats.duplicatesDropped++;
+      return;
+    }
+    if (epoch !== log.epoch || entry.offset > log.last + 1) {
+      // A new epoch or a gap: catch up from the store first, then this one.
+      this.hold(log, epoch, entry);
+      this.sync(log);
+      return;
+    }
+    this.deliver(log, entry);
+  }
+
+  /** Catch every room up with the store (after the backplane reconnected: messages may have passed meanwhile). */
+  resync(): void {
+    for (const log of this.logs.values()) this.sync(log);
+  }
+
+  private hold(log: RoomLog, epoch: string, entry: HistoryEntry): void {
+    // The store has every message: beyond the bound the next sync fetches them instead.
+    if (log.held.length < MAX_HELD) log.held.push({ epoch, entry });
+    else log.again = true;
+  }
+
+  private deliver(log: RoomLog, entry: HistoryEntry): void {
+    log.last = entry.offset;
+    if (log.raw.size > 0 && !this.options.isLocal(entry)) {
+      const message = new OutboundMessage(entry.data, entry.isBinary, true);
+      for (const peer of log.raw) peer.deliver(message);
+    }
+    if (log.v1.size > 0) {
+      const frame = this.frameOf(log, entry);
+      for (const peer of log.v1) peer.deliver(frame);
+    }
+    for (const joiner of log.joiners.values()) {
+      if (joiner.state !== 'replaying') continue;
+      if (joiner.buffer.length < MAX_HELD) joiner.buffer.push(entry);
+      else joiner.stale = true;
+    }
+  }
+
+  private frameOf(log: RoomLog, entry: HistoryEntry): OutboundMessage {
+    let frame = entry.v1 as OutboundMessage | undefined;
+    if (frame === undefined) {
+      frame = new OutboundMessage(messageFrame(log.room, log.epoch as string, entry), false, true);
+      entry.v1 = frame;
+    }
+    return frame;
+  }
+
+  private sync(log: RoomLog): void {
+    if (log.syncing) {
+      log.again = true;
+      return;
+    }
+    log.syncing = true;
+    log.again = false;
+    this.options.reader.read(log.room, log.epoch, log.last).then(
+      (read) => this.synced(log, read),
+      (error: Error) => {
+        log.syncing = false;
+        this.options.limitedLog.log(
+          'history_unavailable',
+          'warn',
+          `Room history unavailable (${error.message}); delivery to wshub.v1 clients of the room waits until it is back`,
+        );
+        this.scheduleRetry(log);
+      },
+    );
+  }
+
+  private synced(log: RoomLog, read: HistoryRead): void {
+    log.syncing = false;
+    if (this.logs.get(log.room) !== log) return;
+    if (log.epoch === undefined) {
+      log.epoch = read.epoch;
+      log.last = read.offset;
+    } else if (read.epoch !== log.epoch) {
+      // The history was lost (Redis restarted empty, the TTL passed): everyone continues from the new epoch's start.
+      const previous = log.epoch;
+      log.epoch = read.epoch;
+      log.last = 0;
+      this.resetAll(log, 'history_lost', `its epoch changed from ${previous} to ${read.epoch}`);
+      log.again = true;
+    } else {
+      for (const entry of read.messages ?? []) {
+        if (entry.offset <= log.last) continue;
+        if (entry.offset > log.last + 1) {
+          log.last = entry.offset - 1;
+          this.resetAll(log, 'history_lost', `messages up to offset ${log.last} are not in its history`);
+        }
+        this.deliver(log, entry);
+      }
+      if (read.offset > log.last) {
+        log.last = read.offset;
+        this.resetAll(log, 'history_lost', `messages up to offset ${log.last} are not in its history`);
+      }
+    }
+    for (const joiner of log.joiners.values()) if (joiner.state === 'waiting') this.startJoiner(log, joiner);
+    const held = log.held;
+    log.held = [];
+    for (const { epoch, entry } of held) this.accept(log.room, epoch, entry);
+    if (log.again) this.sync(log);
+  }
+
+  private scheduleRetry(log: RoomLog): void {
+    this.retry.add(log);
+    if (this.retryTimer !== undefined) return;
+    this.retryTimer = setTimeout(() => {
+      this.retryTimer = undefined;
+      const logs = [...this.retry];
+      this.retry.clear();
+      for (const pending of logs) if (this.logs.get(pending.room) === pending) this.sync(pending);
+    }, RETRY_MS);
+    this.retryTimer.unref();
+  }
+
+  /** Tells every v1 peer of the room that the history broke: what follows continues from the room's position. */
+  private resetAll(log: RoomLog, reason: ResetReason, why: string): void {
+    const position = { epoch: log.epoch as string, offset: log.last };
+    if (log.v1.size > 0) {
+      const frame = new OutboundMessage(resetFrame(log.room, position), false, true);
+      for (const peer of log.v1) {
+        peer.deliver(frame);
+        this.options.stats.resets[reason]++;
+      }
+    }
+    for (const joiner of log.joiners.values()) if (joiner.state === 'replaying') joiner.stale = true;
+    this.options.limitedLog.log(
+      'history_lost',
+      'warn',
+      `Room ${log.room === '' ? '(default)' : log.room}: ${why}; wshub.v1 clients get a reset to ${position.epoch}:${position.offset}`,
+    );
+  }
+
+  private startJoiner(log: RoomLog, joiner: Joiner): void {
+    const here: Position = { epoch: log.epoch as string, offset: log.last };
+    const since = joiner.since;
+    if (since === undefined || (since.epoch === here.epoch && since.offset === here.offset)) {
+      this.welcome(log, joiner, here);
+      return;
+    }
+    if (since.epoch !== here.epoch || since.offset > here.offset) {
+      this.welcomeReset(log, joiner, 'other_epoch');
+      return;
+    }
+    joiner.state = 'replaying';
+    joiner.buffer = [];
+    this.options.reader.read(log.room, here.epoch, since.offset).then(
+      (read) => this.replay(log, joiner, since, read),
+      () => {
+        // The store went away between the two reads: start over once it is back.
+        joiner.state = 'waiting';
+        joiner.buffer = [];
+        this.scheduleRetry(log);
+      },
+    );
+  }
+
+  private welcome(log: RoomLog, joiner: Joiner, here: Position): void {
+    joiner.peer.deliver(new OutboundMessage(welcomeFrame(log.room, here), false));
+    this.promote(log, joiner);
+  }
+
+  private welcomeReset(log: RoomLog, joiner: Joiner, reason: ResetReason): void {
+    const here: Position = { epoch: log.epoch as string, offset: log.last };
+    joiner.peer.deliver(new OutboundMessage(welcomeFrame(log.room, here), false));
+    joiner.peer.deliver(new OutboundMessage(resetFrame(log.room, here), false));
+    this.options.stats.resets[reason]++;
+    this.promote(log, joiner);
+  }
+
+  private promote(log: RoomLog, joiner: Joiner): void {
+    log.joiners.delete(joiner.peer);
+    log.v1.add(joiner.peer);
+  }
+
+  private replay(log: RoomLog, joiner: Joiner, since: Position, read: HistoryRead): void {
+    if (joiner.closed || this.logs.get(log.room) !== log) return;
+    const messages = read.messages;
+    if (joiner.stale || read.epoch !== log.epoch || messages === undefined) {
+      this.welcomeReset(log, joiner, 'other_epoch');
+      return;
+    }
+    const first = messages[0];
+    if (first === undefined ? read.offset > since.offset : first.offset !== since.offset + 1) {
+      this.welcomeReset(log, joiner, 'too_old');
+      return;
+    }
+    this.options.stats.replays++;
+    joiner.peer.deliver(new OutboundMessage(welcomeFrame(log.room, since), false));
+    joiner.sent = since.offset;
+    joiner.queue = messages;
+    joiner.index = 0;
+    this.pump(log, joiner);
+  }
+
+  /** Sends the replay, then what arrived live meanwhile, pausing while the peer's buffer is half full. */
+  private pump(log: RoomLog, joiner: Joiner): void {
+    joiner.timer = undefined;
+    if (joiner.closed) return;
+    const { peer } = joiner;
+    const pauseAbove = this.options.maxBufferedBytes / 2;
+    const stats = this.options.stats;
+    for (;;) {
+      if (joiner.stale) {
+        // The replay can no longer be continued without a gap: say so, and go on live from here.
+        const here: Position = { epoch: log.epoch as string, offset: log.last };
+        peer.deliver(new OutboundMessage(resetFrame(log.room, here), false));
+        stats.resets.history_lost++;
+        this.promote(log, joiner);
+        return;
+      }
+      while (joiner.index < joiner.queue.length) {
+        if ((peer.queuedBytes ?? 0) > pauseAbove) {
+          joiner.timer = setTimeout(() => this.pump(log, joiner), REPLAY_PAUSE_MS);
+          return;
+        }
+        const entry = joiner.queue[joiner.index++] as HistoryEntry;
+        if (entry.offset <= joiner.sent) continue;
+        joiner.sent = entry.offset;
+        peer.deliver(this.frameOf(log, entry));
+        stats.replayedMessages++;
+      }
+      if (joiner.buffer.length === 0) break;
+      joiner.queue = joiner.buffer;
+      joiner.buffer = [];
+      joiner.index = 0;
+    }
+    this.promote(log, joiner);
+  }
+}
