@@ -1,16 +1,21 @@
 import { randomBytes } from 'node:crypto';
 import type { Server } from 'node:http';
 import { hostname } from 'node:os';
+import { Redis } from 'ioredis';
 import type { Backplane } from './backplane/backplane.js';
+import { decodeEnvelope, NODE_ID_BYTES } from './backplane/envelope.js';
 import { IpcBackplane, IpcBroker } from './backplane/ipc.js';
-import { RedisBackplane } from './backplane/redis.js';
+import { Outbox } from './backplane/outbox.js';
+import { quit, RedisBackplane, reconnectDelay, redisConnectionOptions } from './backplane/redis.js';
 import { BackplaneRelay } from './backplane/relay.js';
-import { formatRedisTarget } from './config/redis-url.js';
+import { roomHistoryKey, roomMetaKey } from './backplane/room-keys.js';
+import { formatRedisTarget, type RedisTarget } from './config/redis-url.js';
 import type { Config } from './config/settings.js';
 import { consoleRoutes } from './console/routes.js';
 import { SUBPROTOCOL_V1 } from './history/history.js';
 import { MemoryHistory } from './history/memory.js';
-import { BroadcastHub } from './hub/broadcast.js';
+import { RedisHistory } from './history/redis.js';
+import { BroadcastHub, type HubHistory } from './hub/broadcast.js';
 import { EchoHub } from './hub/echo.js';
 import type { Hub } from './hub/hub.js';
 import { resolveWorkerCount, type WorkerContext, WorkerSupervisor } from './lifecycle/cluster.js';
@@ -45,6 +50,80 @@ interface ClusterParts {
   readonly stats: Stats;
   readonly health: Health;
   readonly limitedLog: RateLimitedLog;
+  readonly history: RedisHistoryParts | undefined;
+}
+
+/** Room history in Redis (issue 16): the store, the outbox that publishes through it, and its connection. */
+interface RedisHistoryParts {
+  readonly nodeId: Buffer;
+  readonly store: RedisHistory;
+  readonly outbox: Outbox;
+  readonly client: Redis;
+  /** Hub callbacks, set once the hub exists. */
+  onReady: () => void;
+}
+
+/**
+ * With --history-size and --backplane: a third Redis connection (besides the
+ * backplane's publisher and subscriber) runs the history scripts; the outbox
+ * publishes through it, and hub reads replay from it.
+ */
+function redisHistory(
+  config: Config,
+  target: RedisTarget,
+  stats: Stats,
+  limitedLog: RateLimitedLog,
+): RedisHistoryParts {
+  const nodeId = randomBytes(NODE_ID_BYTES);
+  const node = nodeId.toString('hex');
+  const base = config.backplaneChannel;
+  const where = formatRedisTarget(target);
+  const client = new Redis({
+    ...redisConnectionOptions(target, (attempt) => reconnectDelay(attempt, config.backplaneReconnectMax)),
+    connectionName: 'wshub-history',
+  });
+  client.on('error', (error: Error) =>
+    limitedLog.log('backplane_error', 'warn', `Backplane error (${where}, history): ${error.message}`),
+  );
+  client.connect().catch(() => {});
+  const store = new RedisHistory({
+    client,
+    metaKey: (room) => roomMetaKey(base, room),
+    historyKey: (room) => roomHistoryKey(base, room),
+    maxLength: config.historySize,
+    ttlMs: config.historyTtl,
+    decode: (envelope) => {
+      const decoded = decodeEnvelope(envelope);
+      if (!decoded.ok) return undefined;
+      const { payload, isBinary, nodeId: from } = decoded.envelope;
+      return { data: payload, isBinary, node: from };
+    },
+  });
+  const outbox = new Outbox({
+    send: (message) =>
+      store.publish({
+        room: message.room,
+        channel: message.channel,
+        command: 'PUBLISH',
+        node,
+        sequence: message.sequence,
+        lost: message.lost,
+        envelope: message.envelope,
+      }),
+    isConnected: () => client.status === 'ready',
+    maxBytes: config.backplaneMaxPending,
+    history: stats.history,
+    counters: stats.backplane,
+    limitedLog,
+  });
+  stats.history.outboxMessages = () => outbox.depth;
+  stats.history.outboxBytes = () => outbox.byteCount;
+  const parts: RedisHistoryParts = { nodeId, store, outbox, client, onReady: () => {} };
+  client.on('ready', () => {
+    outbox.resume();
+    parts.onReady();
+  });
+  return parts;
 }
 
 interface Cluster {
@@ -65,7 +144,7 @@ function joinCluster(
   dependencies: AppDependencies,
   parts: ClusterParts,
 ): Cluster | undefined {
-  const { hub, stats, health, limitedLog } = parts;
+  const { hub, stats, health, limitedLog, history } = parts;
   let backplane: Backplane;
   let where: string;
   if (dependencies.backplane) {
@@ -89,6 +168,8 @@ function joinCluster(
       limitedLog,
       maxPendingBytes: config.backplaneMaxPending,
       reconnectDelayMaxMs: config.backplaneReconnectMax,
+      // Messages may have passed while the subscription was down: the rooms catch up from the history.
+      onConnected: history && (() => hub.resync()),
     });
   } else {
     return undefined;
@@ -99,6 +180,9 @@ function joinCluster(
     stats: stats.backplane,
     limitedLog,
     deliverLocally: (room, data, isBinary) => hub.broadcast(room, data, isBinary),
+    nodeId: history?.nodeId,
+    outbox: history?.outbox,
+    deliverPositioned: history && ((room, epoch, entry) => hub.positioned(room, epoch, entry)),
   });
   hub.attachRelay(relay);
   void relay.start();
@@ -188,23 +272,44 @@ export async function start(config: Config, dependencies: AppDependencies): Prom
     stats.history.entries = () => memoryHistory.entryCount;
     stats.history.bytes = () => memoryHistory.byteCount;
   }
+  const historyInRedis =
+    config.mode === 'broadcast' && config.historySize > 0 && config.backplane !== undefined
+      ? redisHistory(config, config.backplane, stats, limitedLog)
+      : undefined;
+  const hubHistory = (): HubHistory | undefined => {
+    const common = { stats: stats.history, limitedLog, maxBufferedBytes: config.maxBufferedBytes };
+    if (memoryHistory) {
+      return {
+        ...common,
+        reader: memoryHistory,
+        append: (room, data, isBinary) => memoryHistory.append(room, data, isBinary),
+      };
+    }
+    if (historyInRedis) {
+      const { nodeId } = historyInRedis;
+      return {
+        ...common,
+        reader: historyInRedis.store,
+        isLocal: (entry) => entry.node?.equals(nodeId) === true,
+      };
+    }
+    return undefined;
+  };
   const broadcastHub =
     config.mode === 'broadcast'
-      ? new BroadcastHub({
-          excludeSender: config.broadcastExcludeSender,
-          history: memoryHistory && {
-            reader: memoryHistory,
-            append: (room, data, isBinary) => memoryHistory.append(room, data, isBinary),
-            stats: stats.history,
-            limitedLog,
-            maxBufferedBytes: config.maxBufferedBytes,
-          },
-        })
+      ? new BroadcastHub({ excludeSender: config.broadcastExcludeSender, history: hubHistory() })
       : undefined;
+  if (historyInRedis && broadcastHub) historyInRedis.onReady = () => broadcastHub.resync();
   const hub: Hub = broadcastHub ?? new EchoHub();
   // Issue 6: only broadcast mode relays between nodes; echo mode never creates a backplane.
   const cluster = broadcastHub
-    ? joinCluster(config, dependencies, { hub: broadcastHub, stats, health, limitedLog })
+    ? joinCluster(config, dependencies, {
+        hub: broadcastHub,
+        stats,
+        health,
+        limitedLog,
+        history: historyInRedis,
+      })
     : undefined;
   const limits = receiveLimits(config);
   const transport = new WebSocketTransport({
@@ -291,7 +396,7 @@ export async function start(config: Config, dependencies: AppDependencies): Prom
       stats,
       tls,
       backplaneConnected: cluster && (() => cluster.backplane.health().state === 'connected'),
-      history: memoryHistory ? 'memory' : undefined,
+      history: memoryHistory ? 'memory' : historyInRedis ? 'redis' : undefined,
     });
     if (worker) {
       // The primary serves one metrics port for the whole cluster and asks each worker for its registry.
@@ -355,7 +460,11 @@ export async function start(config: Config, dependencies: AppDependencies): Prom
           transport.keepalive.stop();
           tls?.stop();
         },
-      }).then(() => cluster?.backplane.close());
+      })
+        // What this node published and Redis has not stored yet gets a last chance (bounded).
+        .then(() => historyInRedis?.outbox.drain(Math.min(config.shutdownTimeout, 2000)))
+        .then(() => Promise.all([cluster?.backplane.close(), historyInRedis && quit(historyInRedis.client)]))
+        .then(() => {});
       return stopping;
     },
     reload() {

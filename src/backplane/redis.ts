@@ -12,6 +12,45 @@ export interface RedisBackplaneOptions {
   readonly maxPendingBytes: number;
   /** Longest wait between reconnection attempts; the backoff starts at RECONNECT_DELAY_MIN_MS and doubles. */
   readonly reconnectDelayMaxMs: number;
+  /** Called on every (re)connection, once publishing works and every subscription is active. */
+  readonly onConnected?: () => void;
+}
+
+/** Exponential backoff from RECONNECT_DELAY_MIN_MS, capped at `maxMs`, with jitter. */
+export function reconnectDelay(attempt: number, maxMs: number): number {
+  const exponential = RECONNECT_DELAY_MIN_MS * 2 ** Math.min(attempt - 1, 20);
+  const capped = Math.min(exponential, maxMs);
+  // Jitter, so that many nodes losing Redis at once don't reconnect in lockstep.
+  return Math.round(capped * (0.8 + Math.random() * 0.2));
+}
+
+/**
+ * Options of one wshub connection to Redis: fail fast (no offline queue, no
+ * resend: what must survive an outage is resent by its owner, e.g. the outbox),
+ * and reconnect with `retryStrategy`.
+ */
+export function redisConnectionOptions(
+  target: RedisTarget,
+  retryStrategy: (attempt: number) => number,
+): RedisOptions {
+  return {
+    host: target.host,
+    port: target.port,
+    username: target.username || undefined,
+    password: target.password || undefined,
+    db: target.db,
+    tls: target.tls ? {} : undefined,
+    // RESP2 works with every Redis (and compatible servers) still in use.
+    protocol: 2,
+    connectTimeout: CONNECT_TIMEOUT_MS,
+    enableOfflineQueue: false,
+    autoResubscribe: false,
+    autoResendUnfulfilledCommands: false,
+    // Rejects what was in flight when the connection dropped, at once, so pendingBytes is released.
+    maxRetriesPerRequest: 0,
+    retryStrategy,
+    lazyConnect: true,
+  };
 }
 
 const RECONNECT_DELAY_MIN_MS = 50;
@@ -40,24 +79,7 @@ export class RedisBackplane implements Backplane {
   constructor(private readonly options: RedisBackplaneOptions) {
     this.where = formatRedisTarget(options.target);
     const { target } = options;
-    const common: RedisOptions = {
-      host: target.host,
-      port: target.port,
-      username: target.username || undefined,
-      password: target.password || undefined,
-      db: target.db,
-      tls: target.tls ? {} : undefined,
-      // RESP2 works with every Redis (and compatible servers) still in use.
-      protocol: 2,
-      connectTimeout: CONNECT_TIMEOUT_MS,
-      enableOfflineQueue: false,
-      autoResubscribe: false,
-      autoResendUnfulfilledCommands: false,
-      // Rejects what was in flight when the connection dropped, at once, so pendingBytes is released.
-      maxRetriesPerRequest: 0,
-      retryStrategy: (attempt) => this.reconnectDelay(attempt),
-      lazyConnect: true,
-    };
+    const common = redisConnectionOptions(target, (attempt) => this.reconnectDelay(attempt));
     this.publisher = new Redis({ ...common, connectionName: 'wshub-publisher' });
     this.subscriber = new Redis({ ...common, connectionName: 'wshub-subscriber' });
     this.publisher.on('ready', this.onConnectionChange);
@@ -128,10 +150,7 @@ export class RedisBackplane implements Backplane {
   }
 
   private reconnectDelay(attempt: number): number {
-    const exponential = RECONNECT_DELAY_MIN_MS * 2 ** Math.min(attempt - 1, 20);
-    const capped = Math.min(exponential, this.options.reconnectDelayMaxMs);
-    // Jitter, so that many nodes losing Redis at once don't reconnect in lockstep.
-    return Math.round(capped * (0.8 + Math.random() * 0.2));
+    return reconnectDelay(attempt, this.options.reconnectDelayMaxMs);
   }
 
   private readonly onSubscriberReady = (): void => {
@@ -198,6 +217,7 @@ export class RedisBackplane implements Backplane {
         this.options.logger.info(`Backplane connected to ${this.where}`);
       }
       this.resolveSubscribeWaiters();
+      this.options.onConnected?.();
     } else if (previous === 'connected') {
       this.state = 'disconnected';
       this.disconnectedAt = Date.now();
@@ -227,7 +247,7 @@ export class RedisBackplane implements Backplane {
 const QUIT_TIMEOUT_MS = 1000;
 
 /** QUIT lets Redis finish the PUBLISHes already sent; an unresponsive server gets the socket closed instead. */
-async function quit(connection: Redis): Promise<void> {
+export async function quit(connection: Redis): Promise<void> {
   if (connection.status === 'ready') {
     let timer: NodeJS.Timeout | undefined;
     const timedOut = new Promise<void>((resolve) => {

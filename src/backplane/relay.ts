@@ -1,8 +1,11 @@
 import { randomBytes } from 'node:crypto';
+import type { HistoryEntry } from '../history/history.js';
+import { decodePositioned } from '../history/redis.js';
 import type { RateLimitedLog } from '../log.js';
 import type { BackplaneStats } from '../stats.js';
 import type { Backplane } from './backplane.js';
 import { decodeEnvelope, encodeEnvelope, isFromNode, NODE_ID_BYTES } from './envelope.js';
+import type { Outbox } from './outbox.js';
 
 export interface RelayOptions {
   readonly backplane: Backplane;
@@ -16,6 +19,13 @@ export interface RelayOptions {
   readonly nodeId?: Buffer;
   /** Wall clock in ms with sub-ms precision; the envelope's sent-at time and the latency use it. */
   readonly now?: () => number;
+  /**
+   * With room history in Redis (issue 16): publishes go through the outbox (kept until Redis
+   * stored them, resent after a reconnect) instead of the fail-fast driver, and every node's
+   * messages, this node's own included, come back positioned to `deliverPositioned`.
+   */
+  readonly outbox?: Outbox;
+  readonly deliverPositioned?: (room: string, epoch: string, entry: HistoryEntry) => void;
 }
 
 /** Remote nodes whose sequence is tracked for gap detection; beyond this the oldest is forgotten. */
@@ -59,22 +69,26 @@ export class BackplaneRelay {
       room,
       payload: data,
     });
+    if (this.options.outbox) {
+      this.options.outbox.push(room, this.options.channel, this.sequence, envelope);
+      return;
+    }
     // A refusal is counted and logged by the driver (publishFailures, backplane_unavailable). The
     // number is reused, so a gap seen by other nodes always means a loss this node did not see.
     if (!this.options.backplane.publish(this.options.channel, envelope)) this.sequence--;
   }
 
   private readonly onMessage = (message: Buffer): void => {
+    const positioned = this.options.deliverPositioned && decodePositioned(message);
+    if (positioned) {
+      this.onPositioned(positioned.epoch, positioned.offset, positioned.envelope);
+      return;
+    }
     if (isFromNode(message, this.nodeId)) return;
-    const { stats, limitedLog } = this.options;
+    const { stats } = this.options;
     const decoded = decodeEnvelope(message);
     if (!decoded.ok) {
-      stats.invalid++;
-      limitedLog.log(
-        'backplane_invalid',
-        'warn',
-        `Ignored an invalid message on backplane channel ${this.options.channel}: ${decoded.error}`,
-      );
+      this.invalid(decoded.error);
       return;
     }
     const envelope = decoded.envelope;
@@ -84,6 +98,37 @@ export class BackplaneRelay {
     stats.deliveryLatency.observe(Math.max(0, this.now() - envelope.sentAt) / 1000);
     this.options.deliverLocally(envelope.room, envelope.payload, envelope.isBinary);
   };
+
+  /** A message stored in the room's history: every node's, this one's included, in offset order. */
+  private onPositioned(epoch: string, offset: number, message: Buffer): void {
+    const decoded = decodeEnvelope(message);
+    const { stats } = this.options;
+    if (!decoded.ok) {
+      this.invalid(decoded.error);
+      return;
+    }
+    const envelope = decoded.envelope;
+    if (!envelope.nodeId.equals(this.nodeId)) {
+      this.checkSequence(envelope.nodeId, envelope.sequence);
+      stats.receivedFromOtherNodes++;
+      stats.deliveryLatency.observe(Math.max(0, this.now() - envelope.sentAt) / 1000);
+    }
+    this.options.deliverPositioned?.(envelope.room, epoch, {
+      offset,
+      data: envelope.payload,
+      isBinary: envelope.isBinary,
+      node: envelope.nodeId,
+    });
+  }
+
+  private invalid(error: string): void {
+    this.options.stats.invalid++;
+    this.options.limitedLog.log(
+      'backplane_invalid',
+      'warn',
+      `Ignored an invalid message on backplane channel ${this.options.channel}: ${error}`,
+    );
+  }
 
   private checkSequence(nodeId: Buffer, sequence: number): void {
     const key = nodeId.toString('latin1');

@@ -21,6 +21,8 @@ export interface HistoryEntry {
   readonly offset: number;
   readonly data: Buffer;
   readonly isBinary: boolean;
+  /** The node that published it (with the backplane), to tell this node's own messages apart. */
+  readonly node?: Buffer;
   v1?: unknown;
 }
 

@@ -205,16 +205,6 @@ function registerHistoryMetrics(registry: Registry, stats: Stats, store: 'memory
   } else {
     gauges.push(
       [
-        'wshub_history_entries',
-        'Messages in the Redis histories of the rooms this node has clients in',
-        history.entries,
-      ],
-      [
-        'wshub_history_bytes',
-        'Bytes Redis uses for the histories of the rooms this node has clients in (MEMORY USAGE)',
-        history.bytes,
-      ],
-      [
         'wshub_outbox_messages',
         'Messages this node published that Redis has not accepted yet (kept and retried)',
         history.outboxMessages,

@@ -161,6 +161,16 @@ export class RedisServer {
     await this.signal('SIGKILL');
   }
 
+  /** SIGSTOP: a frozen server (connections stay open, nothing is answered) until resume(). */
+  pause(): void {
+    this.child?.kill('SIGSTOP');
+  }
+
+  /** SIGCONT after pause(). */
+  resume(): void {
+    this.child?.kill('SIGCONT');
+  }
+
   /** SIGTERM and wait. Idempotent; for after(). */
   async stop(): Promise<void> {
     await this.signal('SIGTERM');

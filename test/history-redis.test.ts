@@ -1,0 +1,180 @@
+import assert from 'node:assert/strict';
+import { after, before, describe, it } from 'node:test';
+import { TestClient } from './helpers/clients.js';
+import { metricValue } from './helpers/metrics.js';
+import { RedisServer, spawnNode } from './helpers/redis.js';
+import type { SpawnedServer } from './helpers/server.js';
+import { payloadsFrom, V1Client, type V1Frame } from './helpers/v1.js';
+
+const HISTORY = ['--history-size=5000', '--history-ttl=10m'];
+const series = (prefix: string, from: number, to: number): string[] =>
+  Array.from({ length: to - from + 1 }, (_, i) => `${prefix}${from + i}`);
+
+const roomUrl = (node: SpawnedServer, room: string, query = ''): string =>
+  `ws://127.0.0.1:${node.port}/ws/${room}${query}`;
+
+/** The message payloads of `frames` in order, asserting each offset follows the previous one within its epoch. */
+function payloadsAcrossEpochs(frames: readonly V1Frame[]): { payloads: string[]; epochs: string[] } {
+  const payloads: string[] = [];
+  const epochs: string[] = [];
+  let epoch = '';
+  let offset = 0;
+  for (const frame of frames) {
+    if (frame.type === 'welcome' || frame.type === 'reset') {
+      epoch = frame.epoch;
+      offset = frame.offset;
+      if (!epochs.includes(epoch)) epochs.push(epoch);
+      continue;
+    }
+    assert.equal(frame.epoch, epoch, `message in epoch ${frame.epoch} after ${epoch}`);
+    assert.equal(frame.offset, offset + 1, `offset ${frame.offset} after ${offset}`);
+    offset = frame.offset;
+    payloads.push(frame.data ?? '');
+  }
+  return { payloads, epochs };
+}
+
+/** Sends `count` messages at a steady rate (one per `everyMs`), from `sender`. */
+async function sendSteadily(
+  sender: TestClient,
+  prefix: string,
+  count: number,
+  everyMs: number,
+): Promise<void> {
+  for (let i = 1; i <= count; i++) {
+    sender.ws.send(`${prefix}${i}`);
+    await new Promise((resolve) => setTimeout(resolve, everyMs));
+  }
+}
+
+describe('room history in Redis: positions on every node, resume anywhere, Redis faults', () => {
+  let redis: RedisServer;
+  const nodes: SpawnedServer[] = [];
+  const clients: Array<{ ws: { terminate(): void } }> = [];
+  before(async () => {
+    redis = await RedisServer.start();
+  });
+  after(async () => {
+    for (const client of clients) client.ws.terminate();
+    for (const node of nodes) node.kill('SIGKILL');
+    await redis.stop();
+  });
+
+  async function node(extra: string[] = []): Promise<SpawnedServer> {
+    const spawned = await spawnNode(redis, [...HISTORY, ...extra]);
+    nodes.push(spawned);
+    return spawned;
+  }
+  async function v1(url: string): Promise<V1Client> {
+    const client = await V1Client.open(url);
+    clients.push(client);
+    return client;
+  }
+  async function raw(url: string): Promise<TestClient> {
+    const client = await TestClient.open(url);
+    clients.push(client);
+    return client;
+  }
+
+  it('three nodes: the same positions everywhere; resume on another node at a random position', async () => {
+    const [a, b, c] = await Promise.all([node(), node(), node()]);
+    assert.ok(a && b && c);
+    const onA = await v1(roomUrl(a, 'three'));
+    const onB = await v1(roomUrl(b, 'three'));
+    const [welcome] = await onA.waitFor(1);
+    const epoch = welcome?.epoch ?? '';
+    assert.deepEqual((await onB.waitFor(1))[0], { type: 'welcome', room: 'three', epoch, offset: 0 });
+    const senderA = await raw(roomUrl(a, 'three'));
+    const senderC = await raw(roomUrl(c, 'three'));
+    for (let i = 1; i <= 100; i++) {
+      senderA.ws.send(`a${i}`);
+      senderC.ws.send(`c${i}`);
+    }
+    const framesA = (await onA.waitFor(201, 20_000)).slice(1);
+    const framesB = (await onB.waitFor(201, 20_000)).slice(1);
+    assert.deepEqual(framesA, framesB, 'identical frames, positions included, on both nodes');
+    const payloads = payloadsFrom(framesB, 0);
+    assert.deepEqual(
+      payloads.filter((p) => p.startsWith('a')),
+      series('a', 1, 100),
+    );
+    assert.deepEqual(
+      payloads.filter((p) => p.startsWith('c')),
+      series('c', 1, 100),
+    );
+    // A client of node A read up to a random position, went away; 50 more were sent; it resumes on node C.
+    const seen = 1 + Math.floor(Math.random() * 199);
+    onA.ws.terminate();
+    for (const text of series('late', 1, 50)) senderA.ws.send(text);
+    await onB.waitFor(251, 20_000);
+    const resumed = await v1(roomUrl(c, 'three', `?since=${epoch}:${seen}`));
+    const frames = await resumed.waitFor(1 + 250 - seen, 20_000);
+    assert.deepEqual(frames[0], { type: 'welcome', room: 'three', epoch, offset: seen });
+    assert.deepEqual(frames.slice(1), (await onB.waitFor(251)).slice(1 + seen));
+    senderC.ws.send('live');
+    const [live] = (await resumed.waitFor(2 + 250 - seen)).slice(-1);
+    assert.deepEqual(live, { type: 'message', room: 'three', epoch, offset: 251, data: 'live' });
+    assert.equal(await metricValue(c.metricsUrl, 'wshub_history_replays_total'), 1);
+  });
+
+  it('Redis frozen for 5 s (SIGSTOP) while messages flow: a v1 client on another node gets every one, once, in order; local delivery never pauses', async () => {
+    const [a, b] = await Promise.all([node(), node()]);
+    assert.ok(a && b);
+    const watcher = await v1(roomUrl(b, 'frozen'));
+    await watcher.waitFor(1);
+    const sender = await raw(roomUrl(a, 'frozen'));
+    const local = await raw(roomUrl(a, 'frozen'));
+    const total = 300;
+    const sending = sendSteadily(sender, 'm', total, 20);
+    await new Promise((resolve) => setTimeout(resolve, 1000));
+    redis.pause();
+    const localBefore = local.received.length;
+    await new Promise((resolve) => setTimeout(resolve, 5000));
+    const localDuring = local.received.length - localBefore;
+    redis.resume();
+    await sending;
+    // Local delivery kept going during the freeze: ~250 messages were sent in those 5 s.
+    assert.ok(localDuring >= 100, `local client got ${localDuring} messages during the freeze`);
+    assert.deepEqual(
+      (await local.take(total, 20_000)).map((m) => m.data.toString()),
+      series('m', 1, total),
+    );
+    const frames = await watcher.waitFor(1 + total, 30_000);
+    assert.deepEqual(payloadsFrom(frames.slice(1), 0), series('m', 1, total));
+    await new Promise((resolve) => setTimeout(resolve, 300));
+    assert.equal(watcher.frames.length, 1 + total, 'no duplicate after the last');
+    assert.equal(await metricValue(a.metricsUrl, 'wshub_outbox_messages'), 0);
+    assert.equal(await metricValue(a.metricsUrl, 'wshub_outbox_dropped_total'), 0);
+  });
+
+  it('Redis killed (-9) and restarted empty while messages flow: every message once, in order; the epoch changes with a reset', async () => {
+    const [a, b] = await Promise.all([node(), node()]);
+    assert.ok(a && b);
+    const watcher = await v1(roomUrl(b, 'restart'));
+    const epoch = (await watcher.waitFor(1))[0]?.epoch ?? '';
+    const sender = await raw(roomUrl(a, 'restart'));
+    const total = 300;
+    const sending = sendSteadily(sender, 'm', total, 20);
+    await new Promise((resolve) => setTimeout(resolve, 1500));
+    await redis.kill();
+    await new Promise((resolve) => setTimeout(resolve, 1500));
+    await redis.start();
+    await sending;
+    const deadline = Date.now() + 30_000;
+    let result = payloadsAcrossEpochs(watcher.frames);
+    while (result.payloads.length < total && Date.now() < deadline) {
+      await new Promise((resolve) => setTimeout(resolve, 100));
+      result = payloadsAcrossEpochs(watcher.frames);
+    }
+    assert.deepEqual(result.payloads, series('m', 1, total));
+    assert.equal(result.epochs.length, 2, `epochs seen: ${result.epochs.join(', ')}`);
+    assert.equal(result.epochs[0], epoch);
+    const reset = watcher.frames.find((frame) => frame.type === 'reset');
+    assert.deepEqual(reset, { type: 'reset', room: 'restart', epoch: result.epochs[1], offset: 0 });
+    assert.equal(await metricValue(a.metricsUrl, 'wshub_outbox_dropped_total'), 0);
+    assert.equal(
+      await metricValue(b.metricsUrl, 'wshub_history_resets_total', { reason: 'history_lost' }),
+      1,
+    );
+  });
+});
