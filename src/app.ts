@@ -12,6 +12,12 @@ import { roomHistoryKey, roomMetaKey } from './backplane/room-keys.js';
 import { formatRedisTarget, type RedisTarget } from './config/redis-url.js';
 import type { Config } from './config/settings.js';
 import { consoleRoutes } from './console/routes.js';
+import {
+  type ConsoleSnapshot,
+  mergeSnapshots,
+  ROOMS_REFRESH_MS,
+  snapshotReader,
+} from './console/snapshot.js';
 import { SUBPROTOCOL_V1 } from './history/history.js';
 import { MemoryHistory } from './history/memory.js';
 import { RedisHistory } from './history/redis.js';
@@ -347,9 +353,21 @@ export async function start(config: Config, dependencies: AppDependencies): Prom
   }
   const routes = new Map<string, PlainRoute>();
   if (config.consoleEnabled) {
+    const readSnapshot = snapshotReader({
+      stats,
+      connectionCount: () => transport.connections.size,
+      rooms: broadcastHub && {
+        busiest: (limit) => broadcastHub.busiestRooms(limit),
+        count: () => broadcastHub.roomCount,
+      },
+    });
+    // --workers: a worker answers the primary with its own figures and its clients with the cluster's.
+    worker?.serveConsole(readSnapshot);
     for (const [path, route] of consoleRoutes({
-      connectionCount: () => worker?.clusterConnections() ?? transport.connections.size,
       mode: config.mode,
+      workers,
+      pingIntervalMs: config.pingInterval,
+      snapshot: worker ? () => worker.clusterConsole() as Promise<ConsoleSnapshot> : readSnapshot,
     })) {
       routes.set(path, route);
     }
@@ -474,6 +492,30 @@ export async function start(config: Config, dependencies: AppDependencies): Prom
   };
 }
 
+/**
+ * The primary's console figures (issue 19): every worker's snapshot merged,
+ * collected at most once per ROOMS_REFRESH_MS however many pages poll.
+ */
+function clusterSnapshotReader(collect: () => Promise<ConsoleSnapshot[]>): () => Promise<ConsoleSnapshot> {
+  let last: { at: number; snapshot: Promise<ConsoleSnapshot> } | undefined;
+  return () => {
+    const now = Date.now();
+    if (last === undefined || now - last.at >= ROOMS_REFRESH_MS) {
+      const snapshot = collect().then((parts) => {
+        const merged = mergeSnapshots(parts);
+        if (merged === undefined) throw new Error('no worker answered');
+        return merged;
+      });
+      // A failed collection is not cached: the next poll asks again.
+      snapshot.catch(() => {
+        if (last?.snapshot === snapshot) last = undefined;
+      });
+      last = { at: now, snapshot };
+    }
+    return last.snapshot;
+  };
+}
+
 export interface RunningPrimary {
   /** The WebSocket port the workers share. */
   readonly port: number;
@@ -509,12 +551,15 @@ export async function startPrimary(
   const gaveUp = new Promise<void>((resolve) => {
     giveUp = resolve;
   });
-  const supervisor = new WorkerSupervisor({
+  const supervisor: WorkerSupervisor = new WorkerSupervisor({
     count,
     logger,
     shutdownTimeoutMs: config.shutdownTimeout,
     onWorker: broker && ((link, name) => broker.attach(link, name)),
     onGiveUp: giveUp,
+    consoleSnapshot: config.consoleEnabled
+      ? clusterSnapshotReader(() => supervisor.collectConsole() as Promise<ConsoleSnapshot[]>)
+      : undefined,
   });
   health.addCheck('workers', () => supervisor.allReady(), { describe: () => supervisor.describe() });
   // TLS files are read by every worker; reading them here too reports a broken pair once, before forking.

@@ -58,6 +58,11 @@ export const BACKPLANE_LATENCY_BUCKETS = [
   0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5,
 ] as const;
 
+/** Ping round trips from a LAN (sub-millisecond) to a peer about to time out (default 20 s). */
+export const PING_RTT_BUCKETS = [
+  0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 20,
+] as const;
+
 /** A histogram in plain numbers: observe() is a loop over a dozen bounds and two adds. */
 export class PlainHistogram {
   /** counts[i]: observations ≤ bounds[i] and > bounds[i-1]; counts[bounds.length]: above the last bound. */
@@ -168,11 +173,10 @@ export class Stats {
   readonly upgradesRejected: Record<RejectReason, number> = zeroes(REJECT_REASONS);
   readonly publishRequests: Record<PublishStatus, number> = zeroes(PUBLISH_STATUSES);
   /**
-   * Called with each ping round trip in seconds. metrics/ points it at its histogram
-   * (a no-op when metrics are disabled): a pong arrives at most once per connection
-   * per ping interval, so this is off the message path.
+   * Ping round trips in seconds, read by /metrics and the console's /stats (issue 19).
+   * A pong arrives at most once per connection per ping interval: off the message path.
    */
-  observePingRtt: (seconds: number) => void = ignoreSample;
+  readonly pingRtt = new PlainHistogram(PING_RTT_BUCKETS);
   readonly tlsHandshakeFailures: Record<TlsHandshakeFailureReason, number> = zeroes(
     TLS_HANDSHAKE_FAILURE_REASONS,
   );
@@ -180,5 +184,3 @@ export class Stats {
   readonly backplane = new BackplaneStats();
   readonly history = new HistoryStats();
 }
-
-function ignoreSample(_seconds: number): void {}

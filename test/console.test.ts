@@ -5,7 +5,9 @@ import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { type BrowserContext, chromium, type Page } from 'playwright-core';
+import { DISCONNECT_REASONS, PING_RTT_BUCKETS, REJECT_REASONS } from '../src/stats.js';
 import { TestClient } from './helpers/clients.js';
+import { sampleValue } from './helpers/metrics.js';
 import { type InProcessServer, startServer } from './helpers/server.js';
 
 const CHROMIUM = '/usr/bin/chromium';
@@ -110,6 +112,119 @@ describe('browser console (GET /) in headless Chromium', () => {
     assert.deepEqual(pageErrors, []);
   });
 
+  it('live charts move while traffic runs, and show what /metrics says; nothing leaves the origin', async () => {
+    const hub = await startServer([
+      '--stats-interval=0',
+      '--mode=broadcast',
+      '--ping-interval=300ms',
+      '--max-message-size=1KiB',
+    ]);
+    const requests: string[] = [];
+    const onRequest = (request: { url(): string }) => requests.push(request.url());
+    page.on('request', onRequest);
+    page.on('websocket', onRequest);
+    const clients: TestClient[] = [];
+    try {
+      const origin = `http://127.0.0.1:${hub.app.port}`;
+      await page.goto(`${origin}/`);
+      for (const id of ['chart-connections', 'chart-messages', 'chart-events', 'chart-ping']) {
+        await page.locator(`#${id} canvas`).waitFor();
+      }
+      for (let i = 0; i < 3; i++) clients.push(await TestClient.open(`${hub.url}/lobby`));
+      clients.push(await TestClient.open(`${hub.url}/quiet`));
+      const points = async () => Number(await page.getAttribute('#chart-messages', 'data-points'));
+      const before = await points();
+      // Traffic for about 3 s: the chart gains points and shows a rate above zero.
+      const [sender] = clients as [TestClient];
+      for (let round = 0; round < 30; round++) {
+        await sender.send(`message ${round}`);
+        await new Promise((resolve) => setTimeout(resolve, 100));
+      }
+      assert.ok((await points()) >= before + 2, 'the charts gained a point a second');
+      await page.waitForFunction("Number(document.getElementById('rate-out').dataset.value) > 0");
+      // The busiest room first, with its members.
+      await page.locator('#room-rows tr').first().filter({ hasText: 'lobby' }).waitFor();
+      assert.equal(await page.textContent('#room-rows tr:first-child td:nth-child(2)'), '3');
+      assert.equal(await page.isVisible('#rooms'), true);
+
+      // A server disconnect (message too large) appears as a series of the events chart.
+      const big = await TestClient.open(`${hub.url}/lobby`);
+      await big.send('x'.repeat(2048));
+      assert.equal((await big.closed).code, 1009);
+      await page
+        .locator('#chart-events .u-legend')
+        .filter({ hasText: 'disconnect message too large' })
+        .waitFor();
+
+      // Once traffic stops, the numbers on the page are /metrics' (each at most one poll old).
+      const metrics = await (await fetch(`${hub.metricsUrl}/metrics`)).text();
+      const expected: Record<string, number | undefined> = {
+        'now-connections': sampleValue(metrics, 'websocket_connections'),
+        'total-in': sampleValue(metrics, 'websocket_messages_total'),
+        'total-out': sampleValue(metrics, 'websocket_messages_delivered_total'),
+        'total-disconnects': sampleValue(metrics, 'websocket_server_disconnects_total', {
+          reason: 'message_too_large',
+        }),
+      };
+      assert.deepEqual(expected, {
+        'now-connections': 4,
+        'total-in': 30,
+        'total-out': 90,
+        'total-disconnects': 1,
+      });
+      for (const [id, value] of Object.entries(expected)) {
+        await page.waitForFunction(`document.getElementById('${id}').dataset.value === '${value}'`);
+      }
+      // Ping percentiles: pongs arrive every 300 ms; the page's count is the histogram's.
+      await page.waitForFunction("Number(document.getElementById('ping-now').dataset.value) > 0");
+      const pongs = Number(await page.getAttribute('#ping-pongs', 'data-value'));
+      const scraped = sampleValue(
+        await (await fetch(`${hub.metricsUrl}/metrics`)).text(),
+        'websocket_ping_rtt_seconds_count',
+      );
+      assert.ok(
+        pongs > 0 && scraped !== undefined && scraped >= pongs,
+        `${pongs} pongs shown, ${scraped} scraped`,
+      );
+
+      assert.ok(requests.length > 3, 'the page polled');
+      assert.deepEqual(
+        requests.filter((url) => !url.startsWith(origin)),
+        [],
+        'no request leaves the page origin',
+      );
+      mkdirSync(ARTIFACTS, { recursive: true });
+      await page.screenshot({ path: join(ARTIFACTS, 'console-live.png'), fullPage: true });
+      assert.deepEqual(pageErrors, []);
+    } finally {
+      page.off('request', onRequest);
+      page.off('websocket', onRequest);
+      for (const client of clients) await client.close();
+      await hub.app.stop();
+    }
+  });
+
+  it('a token goes in ?access_token= on the WebSocket and in Authorization: Bearer on /stats', async () => {
+    const other = await startServer(['--stats-interval=0']);
+    try {
+      await page.goto(`http://127.0.0.1:${other.app.port}/`);
+      await page.fill('#token', 'test.token.value');
+      const polled = await page.waitForRequest((request) => request.url().endsWith('/stats'));
+      assert.equal(await polled.headerValue('authorization'), 'Bearer test.token.value');
+      const opened = page.waitForEvent('websocket');
+      await page.click('#connect');
+      assert.match((await opened).url(), /\/ws\?access_token=test\.token\.value$/);
+      await page.locator('#state[data-state=open]').waitFor();
+      const logged = (await page.textContent('#log')) ?? '';
+      assert.doesNotMatch(logged, /test\.token\.value/, 'the token is not shown in the log');
+      await page.click('#disconnect');
+      await page.fill('#token', '');
+    } finally {
+      await other.app.stop();
+    }
+    assert.deepEqual(pageErrors, []);
+  });
+
   it('in broadcast mode, a room shows what another client of the room sends', async () => {
     const hub = await startServer(['--stats-interval=0', '--mode=broadcast']);
     try {
@@ -128,13 +243,40 @@ describe('browser console (GET /) in headless Chromium', () => {
 });
 
 describe('console endpoints over plain HTTP', () => {
-  it('GET /stats is the live connection count as JSON; other methods get 405', async () => {
-    const server = await startServer(['--stats-interval=0']);
+  it('GET /stats is the live figures as JSON; other methods get 405', async () => {
+    const server = await startServer(['--stats-interval=0', '--ping-interval=0']);
     try {
       const base = `http://127.0.0.1:${server.app.port}`;
-      assert.deepEqual(await (await fetch(`${base}/stats`)).json(), { connections: 0, mode: 'echo' });
+      const stats = async () => (await (await fetch(`${base}/stats`)).json()) as Record<string, unknown>;
+      const idle = await stats();
+      assert.equal(typeof idle.time, 'number');
+      assert.deepEqual(
+        { ...idle, time: 0 },
+        {
+          mode: 'echo',
+          workers: 1,
+          pingIntervalMs: 0,
+          time: 0,
+          connections: 0,
+          messagesIn: 0,
+          messagesOut: 0,
+          bytesIn: 0,
+          bytesOut: 0,
+          dropped: { slow_consumer: 0, backplane_unavailable: 0 },
+          serverDisconnects: Object.fromEntries(DISCONNECT_REASONS.map((reason) => [reason, 0])),
+          upgradesRejected: Object.fromEntries(REJECT_REASONS.map((reason) => [reason, 0])),
+          pingRtt: { bounds: [...PING_RTT_BUCKETS], counts: Array(16).fill(0), count: 0, sum: 0 },
+        },
+      );
       const client = await TestClient.open(server.url);
-      assert.deepEqual(await (await fetch(`${base}/stats`)).json(), { connections: 1, mode: 'echo' });
+      await client.send('hello');
+      await client.next();
+      const busy = await stats();
+      assert.deepEqual(
+        [busy.connections, busy.messagesIn, busy.messagesOut, busy.bytesIn, busy.bytesOut],
+        [1, 1, 1, 5, 5],
+      );
+      assert.equal(busy.rooms, undefined, 'rooms only in broadcast mode');
       await client.close();
       const page = await fetch(`${base}/`);
       assert.equal(page.headers.get('content-type'), 'text/html; charset=utf-8');
@@ -144,6 +286,39 @@ describe('console endpoints over plain HTTP', () => {
       assert.equal(post.status, 405);
       assert.equal(post.headers.get('allow'), 'GET, HEAD');
     } finally {
+      await server.app.stop();
+    }
+  });
+
+  it('GET /stats in broadcast mode: the busiest rooms, with members and rates from one look a second', async () => {
+    const server = await startServer(['--stats-interval=0', '--mode=broadcast']);
+    const clients: TestClient[] = [];
+    try {
+      for (const room of ['a', 'a', 'b']) clients.push(await TestClient.open(`${server.url}/${room}`));
+      await (clients[2] as TestClient).send('to b');
+      await (clients[2] as TestClient).next();
+      const read = async () =>
+        (
+          (await (await fetch(`http://127.0.0.1:${server.app.port}/stats`)).json()) as {
+            rooms: {
+              count: number;
+              busiest: Array<{ room: string; members: number; messagesPerSecond: number }>;
+            };
+          }
+        ).rooms;
+      const first = await read();
+      assert.equal(first.count, 2);
+      assert.deepEqual(
+        first.busiest.map((room) => [room.room, room.members, room.messagesPerSecond > 0]),
+        [
+          ['b', 1, true],
+          ['a', 2, false],
+        ],
+      );
+      // Within the same second the answer is the cached one (one pass over the rooms per second).
+      assert.deepEqual(await read(), first);
+    } finally {
+      for (const client of clients) await client.close();
       await server.app.stop();
     }
   });

@@ -177,6 +177,10 @@ describe('Dockerfile recipe replayed outside Docker', () => {
       const client = await TestClient.open(`ws://127.0.0.1:${port}/ws`);
       await client.send('from the image');
       assert.equal((await client.next()).data.toString(), 'from the image');
+      // The console inlines uPlot, a production dependency read from the image's node_modules (issue 19).
+      const consolePage = await fetch(`http://127.0.0.1:${port}/`);
+      assert.equal(consolePage.status, 200);
+      assert.match(await consolePage.text(), /var uPlot=function/);
 
       const healthcheck = (only(finalStage, 'HEALTHCHECK').exec ?? []).map(localNode);
       const healthy = spawnSync(healthcheck[0] as string, healthcheck.slice(1), {

@@ -58,6 +58,16 @@ describe('--workers=2 (spawned process)', () => {
       assert.equal(await metricValue(server.metricsUrl, 'websocket_connected_clients'), 4);
       assert.equal(await metricValue(server.metricsUrl, 'websocket_connections_total'), 4);
       assert.equal(await metricValue(server.metricsUrl, 'websocket_messages_total'), 2);
+      // The console's rooms (issue 19): the default room's members summed over both workers.
+      const rooms = (
+        (await (await fetch(`http://127.0.0.1:${server.port}/stats`)).json()) as {
+          rooms: { busiest: Array<{ room: string; members: number }> };
+        }
+      ).rooms;
+      assert.deepEqual(
+        rooms.busiest.map((room) => [room.room, room.members]),
+        [['', 4]],
+      );
       assert.equal(await metricValue(server.metricsUrl, 'websocket_messages_delivered_total'), 2 * 4);
       assert.equal(await metricValue(server.metricsUrl, 'wshub_workers', { state: 'listening' }), 2);
       assert.equal(await metricValue(server.metricsUrl, 'wshub_worker_restarts_total'), 0);
@@ -160,13 +170,18 @@ describe('--workers=2 (spawned process)', () => {
       // Echo mode relays nothing between workers: no backplane metrics.
       assert.equal(await metricValue(server.metricsUrl, 'wshub_backplane_connected'), undefined);
       assert.equal((await fetch(`${server.metricsUrl}/livez`)).status, 200);
-      // GET /stats (the console's count) is the cluster's total, at most a second old: no worker has 3 (2 + 1).
+      // GET /stats (the console's figures) is the cluster's, at most a second old: no worker has 3 (2 + 1).
+      type Figures = { connections: number; messagesIn: number; messagesOut: number; workers: number };
+      let figures: Figures | undefined;
       await waitUntil(async () => {
-        const stats = (await (await fetch(`http://127.0.0.1:${server.port}/stats`)).json()) as {
-          connections: number;
-        };
-        return stats.connections === 3;
+        figures = (await (await fetch(`http://127.0.0.1:${server.port}/stats`)).json()) as Figures;
+        return figures.connections === 3;
       }, 'GET /stats reports all 3 connections');
+      assert.deepEqual(
+        [figures?.workers, figures?.messagesIn, figures?.messagesOut],
+        [2, 3, 3],
+        'the same totals as the primary /metrics',
+      );
       // SIGINT drains the same way as SIGTERM.
       server.kill('SIGINT');
       for (const close of await Promise.all(clients.map((client) => client.closed)))

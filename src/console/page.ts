@@ -1,140 +1,13 @@
-/**
- * The browser console (issue 8), served at GET / of the WebSocket port: one
- * self-contained page (inline CSS and script, no CDN, nothing to build) to
- * connect to /ws or a room, send text, and watch what comes back with
- * timestamps and close codes. It polls GET /stats for the server's live
- * connection count.
- */
-export const CONSOLE_SCRIPT = `
-'use strict';
-const $ = (id) => document.getElementById(id);
-const log = $('log');
-let socket = null;
-let sent = 0;
-let received = 0;
+import { CHART_HELPERS } from '../charts/helpers.js';
+import { chartLibrary } from '../charts/uplot.js';
+import { CHARTS_SCRIPT } from './charts-script.js';
+import { SESSION_SCRIPT } from './session-script.js';
 
-function stamp() {
-  const now = new Date();
-  const pad = (n, w = 2) => String(n).padStart(w, '0');
-  return pad(now.getHours()) + ':' + pad(now.getMinutes()) + ':' + pad(now.getSeconds()) + '.' + pad(now.getMilliseconds(), 3);
-}
-
-function entry(kind, text) {
-  const row = document.createElement('li');
-  row.className = kind;
-  const time = document.createElement('time');
-  time.textContent = stamp();
-  const arrow = document.createElement('b');
-  arrow.textContent = { sent: '→', received: '←', event: '●', error: '✕' }[kind];
-  const body = document.createElement('span');
-  body.textContent = text;
-  row.append(time, arrow, body);
-  log.append(row);
-  while (log.children.length > 500) log.firstElementChild.remove();
-  log.scrollTop = log.scrollHeight;
-}
-
-function setState(state, detail) {
-  $('state').textContent = state;
-  $('state').dataset.state = state;
-  $('state-detail').textContent = detail || '';
-  const open = state === 'open';
-  $('connect').disabled = state === 'connecting' || open;
-  $('disconnect').disabled = !(state === 'connecting' || open);
-  $('send').disabled = !open;
-  $('counts').textContent = sent + ' sent, ' + received + ' received';
-}
-
-function targetUrl() {
-  let path = $('path').value.trim() || '/ws';
-  if (!path.startsWith('/')) path = '/' + path;
-  return (location.protocol === 'https:' ? 'wss://' : 'ws://') + location.host + path;
-}
-
-function connect() {
-  const url = targetUrl();
-  sent = 0;
-  received = 0;
-  entry('event', 'connecting to ' + url);
-  setState('connecting');
-  let ws;
-  try {
-    ws = new WebSocket(url);
-  } catch (error) {
-    entry('error', String(error.message || error));
-    setState('closed');
-    return;
-  }
-  ws.binaryType = 'arraybuffer';
-  socket = ws;
-  const openedAt = performance.now();
-  ws.onopen = () => {
-    entry('event', 'open (' + Math.round(performance.now() - openedAt) + ' ms)');
-    setState('open', url);
-    $('message').focus();
-    refreshStats();
-  };
-  ws.onmessage = (event) => {
-    received++;
-    if (typeof event.data === 'string') {
-      entry('received', event.data);
-    } else {
-      const bytes = new Uint8Array(event.data);
-      const hex = Array.from(bytes.slice(0, 32), (b) => b.toString(16).padStart(2, '0')).join(' ');
-      entry('received', '[binary ' + bytes.length + ' bytes] ' + hex + (bytes.length > 32 ? ' …' : ''));
-    }
-    setState('open', url);
-  };
-  ws.onerror = () => entry('error', 'connection error (the browser gives no detail; see the close code)');
-  ws.onclose = (event) => {
-    const reason = event.reason ? ' "' + event.reason + '"' : '';
-    entry('event', 'closed with code ' + event.code + reason + (event.wasClean ? '' : ' (not clean)'));
-    if (socket === ws) socket = null;
-    setState('closed', 'last close code ' + event.code + reason);
-    refreshStats();
-  };
-}
-
-function send() {
-  if (!socket || socket.readyState !== WebSocket.OPEN) return;
-  const text = $('message').value;
-  socket.send(text);
-  sent++;
-  entry('sent', text);
-  setState('open', socket.url);
-  $('message').select();
-}
-
-async function refreshStats() {
-  try {
-    const response = await fetch('stats', { cache: 'no-store' });
-    if (!response.ok) throw new Error('HTTP ' + response.status);
-    const stats = await response.json();
-    $('server').textContent = stats.connections + ' connection' + (stats.connections === 1 ? '' : 's') + ' open on the server (' + stats.mode + ' mode)';
-  } catch (error) {
-    $('server').textContent = 'server stats unavailable (' + error.message + ')';
-  }
-}
-
-$('connect').addEventListener('click', connect);
-$('disconnect').addEventListener('click', () => socket && socket.close(1000, 'closed from the console'));
-$('send').addEventListener('click', send);
-$('message').addEventListener('keydown', (event) => {
-  if (event.key === 'Enter') send();
-});
-$('path').addEventListener('keydown', (event) => {
-  if (event.key === 'Enter' && !$('connect').disabled) connect();
-});
-$('clear').addEventListener('click', () => log.replaceChildren());
-setState('closed');
-refreshStats();
-setInterval(refreshStats, 2000);
-`;
-
-export const CONSOLE_STYLE = `
+const CONSOLE_STYLE = `
 :root { color-scheme: light dark; --muted: #777; --accent: #2563eb; }
 * { box-sizing: border-box; }
-body { font: 15px/1.4 system-ui, sans-serif; margin: 0 auto; max-width: 60rem; padding: 1rem; }
+body { font: 15px/1.4 system-ui, sans-serif; margin: 0 auto; max-width: 78rem; padding: 1rem; }
+h2 { font-size: 1.1rem; margin: 1.2rem 0 .4rem; }
 h1 { font-size: 1.3rem; margin: 0 0 .25rem; }
 p.lead { margin: 0 0 1rem; color: var(--muted); }
 .row { display: flex; gap: .5rem; margin: .5rem 0; align-items: center; flex-wrap: wrap; }
@@ -144,7 +17,7 @@ button { font: inherit; padding: .4rem .9rem; cursor: pointer; }
 #state[data-state=open] { background: #16a34a; color: #fff; }
 #state[data-state=connecting] { background: #ca8a04; color: #fff; }
 #state-detail, #counts, #server { color: var(--muted); font-size: .9rem; }
-#log { list-style: none; margin: .5rem 0; padding: .5rem; height: 55vh; overflow-y: auto;
+#log { list-style: none; margin: .5rem 0; padding: .5rem; height: 30vh; overflow-y: auto;
   border: 1px solid #8886; border-radius: .3rem; font: 13px/1.5 ui-monospace, monospace; }
 #log li { display: flex; gap: .6rem; white-space: pre-wrap; word-break: break-all; }
 #log time { color: var(--muted); flex: none; }
@@ -154,12 +27,58 @@ button { font: inherit; padding: .4rem .9rem; cursor: pointer; }
 #log .error { color: #dc2626; }
 #log .event span { color: var(--muted); }
 code { font-size: .9em; white-space: nowrap; }
+#token { flex: 0 1 22rem; min-width: 10rem; font: 14px ui-monospace, monospace; padding: .45rem .5rem; }
+#live-state { color: var(--muted); font-size: .9rem; }
+#live-state[data-state=error] { color: #dc2626; }
+.charts { display: grid; grid-template-columns: repeat(auto-fit, minmax(30rem, 1fr)); gap: .8rem 1.2rem; }
+.chart-box { min-width: 0; }
+.chart-box .now { color: var(--muted); font-size: .85rem; margin: 0 0 .2rem; font-variant-numeric: tabular-nums; }
+.chart-box .now b { color: CanvasText; font-weight: 600; }
+.chart { min-height: 260px; }
+.uplot .u-title { font-size: .95rem; font-weight: 600; }
+.uplot .u-legend { font-size: .8rem; }
+.muted { color: var(--muted); }
+table { border-collapse: collapse; width: 100%; font-variant-numeric: tabular-nums; font-size: .9rem; }
+th, td { text-align: right; padding: .25rem .6rem; border-bottom: 1px solid #8884; }
+th:first-child, td:first-child { text-align: left; word-break: break-all; }
 `;
 
 const BODY = `
 <h1>wshub console</h1>
-<p class="lead">Connect to this server, send text, see what comes back.
+<p class="lead">Live figures of this server, and a client to connect, send text and see what comes back.
 <span id="server">…</span></p>
+<div class="row">
+  <label for="token">Access token</label>
+  <input type="password" id="token" autocomplete="off" spellcheck="false" placeholder="only with --auth=jwt">
+  <span class="muted">sent as <code>?access_token=</code> on the WebSocket and <code>Authorization: Bearer</code> on <code>/stats</code></span>
+</div>
+<h2>Live <span id="live-state">waiting for the first figures…</span></h2>
+<div class="charts">
+  <section class="chart-box">
+    <p class="now">now <b id="now-connections">–</b></p>
+    <div class="chart" id="chart-connections"></div>
+  </section>
+  <section class="chart-box">
+    <p class="now">in <b id="rate-in">–</b> (total <b id="total-in">–</b>) · out <b id="rate-out">–</b> (total <b id="total-out">–</b>)</p>
+    <div class="chart" id="chart-messages"></div>
+  </section>
+  <section class="chart-box">
+    <p class="now">totals: refused upgrades <b id="total-refused">–</b> · dropped messages <b id="total-dropped">–</b> · server disconnects <b id="total-disconnects">–</b></p>
+    <div class="chart" id="chart-events"></div>
+  </section>
+  <section class="chart-box">
+    <p class="now"><b id="ping-now">–</b> · <span id="ping-pongs">–</span></p>
+    <div class="chart" id="chart-ping"></div>
+  </section>
+</div>
+<section id="rooms" hidden>
+  <h2>Busiest rooms <span class="muted" id="room-count"></span></h2>
+  <table>
+    <thead><tr><th>Room</th><th>Members</th><th>Messages/s</th><th>Delivered/s</th></tr></thead>
+    <tbody id="room-rows"></tbody>
+  </table>
+</section>
+<h2>Try it</h2>
 <div class="row">
   <label for="path">Path</label>
   <input type="text" id="path" value="/ws" spellcheck="false" aria-label="WebSocket path">
@@ -178,15 +97,34 @@ With <code>--allow-fault-injection</code>, add <code>?delay=200ms</code>, <code>
 <code>?drop</code> or <code>?hello</code> (see the README).</p>
 `;
 
-export const CONSOLE_HTML = `<!doctype html>
+export interface ConsolePage {
+  readonly html: string;
+  /** The inline scripts, in page order, for the CSP's hashes. */
+  readonly scripts: readonly string[];
+  readonly style: string;
+}
+
+/**
+ * The browser console (issues 8 and 19), served at GET / of the WebSocket
+ * port: one self-contained page (inline CSS and scripts, uPlot included; no
+ * CDN, nothing to fetch but /stats and the WebSocket) with live charts of the
+ * server and a client to try it.
+ */
+export function consolePage(): ConsolePage {
+  const uplot = chartLibrary();
+  const style = uplot.style + CONSOLE_STYLE;
+  const scripts = [uplot.script, CHART_HELPERS, SESSION_SCRIPT, CHARTS_SCRIPT];
+  const html = `<!doctype html>
 <html lang="en">
 <head>
 <meta charset="utf-8">
 <meta name="viewport" content="width=device-width, initial-scale=1">
 <title>wshub console</title>
-<style>${CONSOLE_STYLE}</style>
+<style>${style}</style>
 </head>
-<body>${BODY}<script>${CONSOLE_SCRIPT}</script>
+<body>${BODY}${scripts.map((script) => `<script>${script}</script>`).join('\n')}
 </body>
 </html>
 `;
+  return { html, scripts, style };
+}

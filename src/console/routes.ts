@@ -1,34 +1,44 @@
 import { createHash } from 'node:crypto';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { PlainRoute } from '../transport/http-server.js';
-import { CONSOLE_HTML, CONSOLE_SCRIPT, CONSOLE_STYLE } from './page.js';
+import { consolePage } from './page.js';
+import type { ConsoleSnapshot } from './snapshot.js';
 
 export interface ConsoleSources {
-  readonly connectionCount: () => number;
   readonly mode: string;
+  /** 1, or the --workers count (the figures are then the whole cluster's). */
+  readonly workers: number;
+  /** --ping-interval: the page takes ping percentiles over a window at least this long. */
+  readonly pingIntervalMs: number;
+  /** This process's figures, or with --workers the cluster's (asked of the primary). */
+  readonly snapshot: () => ConsoleSnapshot | Promise<ConsoleSnapshot>;
 }
 
 const hashOf = (text: string): string => `'sha256-${createHash('sha256').update(text).digest('base64')}'`;
 
-/** Only this page's own inline script and style run; it may talk only to its own origin. */
-const CONTENT_SECURITY_POLICY = [
-  "default-src 'none'",
-  `script-src ${hashOf(CONSOLE_SCRIPT)}`,
-  `style-src ${hashOf(CONSOLE_STYLE)}`,
-  "connect-src 'self' ws: wss:",
-  "frame-ancestors 'none'",
-  "base-uri 'none'",
-  "form-action 'none'",
-].join('; ');
+/** Only this page's own inline scripts and style run; it may talk only to its own origin. */
+function contentSecurityPolicy(scripts: readonly string[], style: string): string {
+  return [
+    "default-src 'none'",
+    `script-src ${scripts.map(hashOf).join(' ')}`,
+    `style-src ${hashOf(style)}`,
+    "connect-src 'self' ws: wss:",
+    "frame-ancestors 'none'",
+    "base-uri 'none'",
+    "form-action 'none'",
+  ].join('; ');
+}
 
 /**
  * The console's endpoints on the WebSocket port (off with --no-console):
- * `GET /` the page, `GET /stats` the live connection count as JSON, which the
- * page polls. Same origin as the WebSocket endpoint, so no CORS is needed and
+ * `GET /` the page, `GET /stats` the live figures as JSON (connection count,
+ * counters, ping buckets, busiest rooms), which the page polls once a second. Same origin as the WebSocket endpoint, so no CORS is needed and
  * the page works through the same ingress the WebSocket traffic takes.
  */
 export function consoleRoutes(sources: ConsoleSources): ReadonlyMap<string, PlainRoute> {
-  const page = Buffer.from(CONSOLE_HTML);
+  const built = consolePage();
+  const page = Buffer.from(built.html);
+  const policy = contentSecurityPolicy(built.scripts, built.style);
   return new Map<string, PlainRoute>([
     [
       '/',
@@ -37,7 +47,7 @@ export function consoleRoutes(sources: ConsoleSources): ReadonlyMap<string, Plai
         response.writeHead(200, {
           'Content-Type': 'text/html; charset=utf-8',
           'Content-Length': page.length,
-          'Content-Security-Policy': CONTENT_SECURITY_POLICY,
+          'Content-Security-Policy': policy,
           'X-Content-Type-Options': 'nosniff',
           'Referrer-Policy': 'no-referrer',
           'Cache-Control': 'no-cache',
@@ -49,17 +59,39 @@ export function consoleRoutes(sources: ConsoleSources): ReadonlyMap<string, Plai
       '/stats',
       function serveStats(request, response) {
         if (!allowGetOnly(request, response)) return;
-        const body = `${JSON.stringify({ connections: sources.connectionCount(), mode: sources.mode })}\n`;
-        response.writeHead(200, {
-          'Content-Type': 'application/json',
-          'Content-Length': Buffer.byteLength(body),
-          'Cache-Control': 'no-store',
-          'X-Content-Type-Options': 'nosniff',
-        });
-        response.end(request.method === 'HEAD' ? undefined : body);
+        Promise.resolve()
+          .then(sources.snapshot)
+          .then(
+            (snapshot) =>
+              answerJson(request, response, 200, {
+                mode: sources.mode,
+                workers: sources.workers,
+                pingIntervalMs: sources.pingIntervalMs,
+                ...snapshot,
+              }),
+            // --workers: the primary did not answer (it is stopping, or overloaded).
+            (error: Error) =>
+              answerJson(request, response, 503, { error: `cluster figures unavailable: ${error.message}` }),
+          );
       },
     ],
   ]);
+}
+
+function answerJson(
+  request: IncomingMessage,
+  response: ServerResponse,
+  status: number,
+  value: unknown,
+): void {
+  const body = `${JSON.stringify(value)}\n`;
+  response.writeHead(status, {
+    'Content-Type': 'application/json',
+    'Content-Length': Buffer.byteLength(body),
+    'Cache-Control': 'no-store',
+    'X-Content-Type-Options': 'nosniff',
+  });
+  response.end(request.method === 'HEAD' ? undefined : body);
 }
 
 function allowGetOnly(request: IncomingMessage, response: ServerResponse): boolean {

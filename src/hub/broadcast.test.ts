@@ -63,4 +63,28 @@ describe('BroadcastHub', () => {
     assert.equal(relayed.length, 1);
     assert.equal(peer.got[1]?.data.toString(), 'from elsewhere');
   });
+
+  it('busiestRooms: the rooms with the most messages since the previous look, at most `limit`', () => {
+    const hub = new BroadcastHub({ excludeSender: false });
+    const peers = ['a', 'a', 'b', 'c', 'c', 'c'].map((room, i) => new RecordingPeer(i, room));
+    for (const peer of peers) hub.join(peer);
+    const send = (peer: RecordingPeer, times: number) => {
+      for (let i = 0; i < times; i++) hub.receive(peer, Buffer.from('m'), false);
+    };
+    send(peers[0] as RecordingPeer, 3);
+    send(peers[2] as RecordingPeer, 5);
+    assert.deepEqual(hub.busiestRooms(2), [
+      { room: 'b', members: 1, messages: 5, delivered: 5 },
+      { room: 'a', members: 2, messages: 3, delivered: 6 },
+    ]);
+    // Counted since the previous look; a tie goes to the room with more members.
+    send(peers[3] as RecordingPeer, 1);
+    assert.equal(hub.broadcast('a', Buffer.from('x'), false), 2);
+    assert.deepEqual(hub.busiestRooms(3), [
+      { room: 'c', members: 3, messages: 1, delivered: 3 },
+      { room: 'a', members: 2, messages: 1, delivered: 2 },
+      { room: 'b', members: 1, messages: 0, delivered: 0 },
+    ]);
+    assert.deepEqual(hub.busiestRooms(0), []);
+  });
 });

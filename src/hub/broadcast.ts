@@ -29,6 +29,27 @@ export interface HubHistory extends Omit<SequencedRoomsOptions, 'isLocal'> {
   readonly isLocal?: (entry: HistoryEntry) => boolean;
 }
 
+/** What the console's busiest-rooms table shows of one room (issue 19). */
+export interface RoomActivity {
+  readonly room: string;
+  readonly members: number;
+  /** Messages broadcast into the room since the previous look (one per message, whatever the number of receivers). */
+  readonly messages: number;
+  /** Messages handed to its local members since the previous look. */
+  readonly delivered: number;
+}
+
+/**
+ * A room's local members, and two integers the message path adds to (nothing
+ * allocated per message); busiestRooms() reads them at most once per look.
+ */
+class Room extends Set<Peer> {
+  messages = 0;
+  delivered = 0;
+  messagesSeen = 0;
+  deliveredSeen = 0;
+}
+
 /**
  * Seed 002: every message a client sends reaches every client of the sender's
  * room ('' is the default room, /ws). The message is created once and handed to
@@ -36,7 +57,7 @@ export interface HubHistory extends Omit<SequencedRoomsOptions, 'isLocal'> {
  * messages in the order they were sent.
  */
 export class BroadcastHub implements Hub {
-  private readonly rooms = new Map<string, Set<Peer>>();
+  private readonly rooms = new Map<string, Room>();
   private relay: BroadcastRelay | undefined = undefined;
   private readonly sequenced: SequencedRooms | undefined;
   private readonly append: HubHistory['append'];
@@ -59,23 +80,18 @@ export class BroadcastHub implements Hub {
   }
 
   join(peer: Peer, since?: Position): void {
-    if (this.sequenced) {
-      this.sequenced.join(peer, since);
-      return;
-    }
+    // With history the rooms deliver themselves; `rooms` still keeps who is where for busiestRooms().
+    this.sequenced?.join(peer, since);
     let members = this.rooms.get(peer.room);
     if (members === undefined) {
-      members = new Set();
+      members = new Room();
       this.rooms.set(peer.room, members);
     }
     members.add(peer);
   }
 
   leave(peer: Peer): void {
-    if (this.sequenced) {
-      this.sequenced.leave(peer);
-      return;
-    }
+    this.sequenced?.leave(peer);
     const members = this.rooms.get(peer.room);
     if (members === undefined || !members.delete(peer)) return;
     if (members.size === 0) this.rooms.delete(peer.room);
@@ -138,16 +154,48 @@ export class BroadcastHub implements Hub {
     return this.sequenced?.roomCount ?? this.rooms.size;
   }
 
+  /**
+   * The `limit` rooms with the most messages since the previous call (ties: more
+   * members first), with what happened in each since then. One pass over the
+   * rooms and a `limit`-long insertion list: the console calls it at most once a
+   * second, never the message path.
+   */
+  busiestRooms(limit: number): RoomActivity[] {
+    const top: RoomActivity[] = [];
+    if (limit <= 0) return top;
+    for (const [room, members] of this.rooms) {
+      const messages = members.messages - members.messagesSeen;
+      const delivered = members.delivered - members.deliveredSeen;
+      members.messagesSeen = members.messages;
+      members.deliveredSeen = members.delivered;
+      if (top.length === limit && !busier(messages, members.size, top[limit - 1] as RoomActivity)) continue;
+      let at = top.length;
+      while (at > 0 && busier(messages, members.size, top[at - 1] as RoomActivity)) at--;
+      top.splice(at, 0, { room, members: members.size, messages, delivered });
+      if (top.length > limit) top.pop();
+    }
+    return top;
+  }
+
   /** To the room's raw peers at once (with history, v1 peers get it when its position is known). */
   private deliverLocally(room: string, message: OutboundMessage, except: Peer | undefined): number {
-    const members = this.sequenced ? this.sequenced.rawPeers(room) : this.rooms.get(room);
-    if (members === undefined) return 0;
+    const counted = this.rooms.get(room);
+    if (counted === undefined) return 0;
+    const members = this.sequenced ? this.sequenced.rawPeers(room) : counted;
     let handed = 0;
-    for (const peer of members) {
-      if (peer === except) continue;
-      peer.deliver(message);
-      handed++;
+    if (members !== undefined) {
+      for (const peer of members) {
+        if (peer === except) continue;
+        peer.deliver(message);
+        handed++;
+      }
     }
+    // With history, wshub.v1 peers get the message once its position is known (not counted in `delivered`).
+    counted.messages++;
+    counted.delivered += handed;
     return handed;
   }
 }
+
+const busier = (messages: number, members: number, than: RoomActivity): boolean =>
+  messages > than.messages || (messages === than.messages && members > than.members);

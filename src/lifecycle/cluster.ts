@@ -78,25 +78,34 @@ export interface WorkerStatus {
 const STATUS_INTERVAL_MS = 500;
 /** A worker that has not answered a metrics request by then is left out of that scrape. */
 const METRICS_TIMEOUT_MS = 2000;
+/** A worker gives up on the primary's console snapshot after this long (GET /stats answers 503). */
+const CONSOLE_TIMEOUT_MS = METRICS_TIMEOUT_MS + 500;
 
 // The supervision protocol. Every wshub IPC message has a `wshub` field naming its kind.
 const LISTENING = 'cluster:listening';
 const STARTUP_FAILED = 'cluster:startup-failed';
 const STATUS = 'cluster:status';
-const TOTAL = 'cluster:total';
 const STOP = 'cluster:stop';
 const RELOAD = 'cluster:reload';
-const METRICS_REQUEST = 'cluster:metrics-request';
-const METRICS_REPLY = 'cluster:metrics';
+/** The primary asks every worker for a registry's metrics or the console's snapshot... */
+const COLLECT_REQUEST = 'cluster:collect-request';
+const COLLECT_REPLY = 'cluster:collect';
+/** ...and a worker serving GET /stats asks the primary for the cluster's console snapshot (issue 19). */
+const CONSOLE_REQUEST = 'cluster:console-request';
+const CONSOLE_REPLY = 'cluster:console';
+
+/** What the primary collects from every worker. */
+export type Collected = 'metrics' | 'console';
 
 type ClusterMessage =
   | { wshub: typeof LISTENING; port: number }
   | { wshub: typeof STARTUP_FAILED; code: string | undefined; message: string }
   | { wshub: typeof STATUS; status: WorkerStatus }
-  | { wshub: typeof TOTAL; connections: number }
   | { wshub: typeof STOP | typeof RELOAD }
-  | { wshub: typeof METRICS_REQUEST; id: number }
-  | { wshub: typeof METRICS_REPLY; id: number; metrics: unknown; error?: string };
+  | { wshub: typeof COLLECT_REQUEST; id: number; what: Collected }
+  | { wshub: typeof COLLECT_REPLY; id: number; value: unknown; error?: string }
+  | { wshub: typeof CONSOLE_REQUEST; id: number }
+  | { wshub: typeof CONSOLE_REPLY; id: number; snapshot: unknown; error?: string };
 
 const isClusterMessage = (message: unknown): message is ClusterMessage => isWshubMessage(message, 'cluster:');
 
@@ -108,21 +117,27 @@ export interface WorkerContext {
   readonly count: number;
   /** The IPC channel, for the IPC backplane. */
   readonly link: IpcLink;
-  /** The whole cluster's connection count as the primary last reported it (undefined: not yet). */
-  clusterConnections(): number | undefined;
   /** Answers the primary's metrics requests with `collect()` (a registry's getMetricsAsJSON). */
   serveMetrics(collect: () => Promise<unknown>): void;
+  /** Answers the primary's console requests with `read()` (this worker's console snapshot). */
+  serveConsole(read: () => unknown): void;
+  /** The whole cluster's console snapshot, merged by the primary from every worker's. */
+  clusterConsole(): Promise<unknown>;
   /** Reports `read()` to the primary now and every STATUS_INTERVAL_MS; returns the function that stops it. */
   reportStatus(read: () => WorkerStatus): () => void;
 }
 
 /** A worker's end of the supervision protocol. */
 export class PrimaryConnection implements WorkerContext {
-  private total: number | undefined;
   private stopHandler: (() => void) | undefined;
   private stopRequested = false;
   private reloadHandler: (() => void) | undefined;
-  private collectMetrics: (() => Promise<unknown>) | undefined;
+  private readonly collectors: Partial<Record<Collected, () => unknown>> = {};
+  private nextConsoleRequest = 0;
+  private readonly consoleRequests = new Map<
+    number,
+    (reply: { snapshot: unknown; error?: string }) => void
+  >();
 
   constructor(
     readonly link: IpcLink,
@@ -131,12 +146,31 @@ export class PrimaryConnection implements WorkerContext {
     link.onMessage(this.onMessage);
   }
 
-  clusterConnections(): number | undefined {
-    return this.total;
+  serveMetrics(collect: () => Promise<unknown>): void {
+    this.collectors.metrics = collect;
   }
 
-  serveMetrics(collect: () => Promise<unknown>): void {
-    this.collectMetrics = collect;
+  serveConsole(read: () => unknown): void {
+    this.collectors.console = read;
+  }
+
+  clusterConsole(): Promise<unknown> {
+    const id = this.nextConsoleRequest++;
+    return new Promise((resolve, reject) => {
+      const timer = setTimeout(() => {
+        this.consoleRequests.delete(id);
+        reject(new Error(`the primary did not answer within ${CONSOLE_TIMEOUT_MS}ms`));
+      }, CONSOLE_TIMEOUT_MS);
+      this.consoleRequests.set(id, (reply) => {
+        clearTimeout(timer);
+        this.consoleRequests.delete(id);
+        if (reply.error === undefined) resolve(reply.snapshot);
+        else reject(new Error(reply.error));
+      });
+      this.link.send({ wshub: CONSOLE_REQUEST, id }, (error) => {
+        if (error) this.consoleRequests.get(id)?.({ snapshot: undefined, error: error.message });
+      });
+    });
   }
 
   reportStatus(read: () => WorkerStatus): () => void {
@@ -175,9 +209,6 @@ export class PrimaryConnection implements WorkerContext {
   private readonly onMessage = (message: unknown): void => {
     if (!isClusterMessage(message)) return;
     switch (message.wshub) {
-      case TOTAL:
-        this.total = message.connections;
-        break;
       case STOP:
         if (this.stopRequested) return;
         this.stopRequested = true;
@@ -186,26 +217,34 @@ export class PrimaryConnection implements WorkerContext {
       case RELOAD:
         this.reloadHandler?.();
         break;
-      case METRICS_REQUEST:
-        this.answerMetrics(message.id);
+      case COLLECT_REQUEST:
+        this.answer(message.id, message.what);
+        break;
+      case CONSOLE_REPLY:
+        this.consoleRequests.get(message.id)?.(message);
         break;
     }
   };
 
-  private answerMetrics(id: number): void {
-    const collect = this.collectMetrics;
+  private answer(id: number, what: Collected): void {
+    const collect = this.collectors[what];
     if (collect === undefined) {
       this.link.send(
-        { wshub: METRICS_REPLY, id, metrics: [], error: 'metrics are disabled' },
+        { wshub: COLLECT_REPLY, id, value: undefined, error: `${what} disabled` },
         ignoreSendResult,
       );
       return;
     }
-    collect().then(
-      (metrics) => this.link.send({ wshub: METRICS_REPLY, id, metrics }, ignoreSendResult),
-      (error: Error) =>
-        this.link.send({ wshub: METRICS_REPLY, id, metrics: [], error: error.message }, ignoreSendResult),
-    );
+    Promise.resolve()
+      .then(collect)
+      .then(
+        (value) => this.link.send({ wshub: COLLECT_REPLY, id, value }, ignoreSendResult),
+        (error: Error) =>
+          this.link.send(
+            { wshub: COLLECT_REPLY, id, value: undefined, error: error.message },
+            ignoreSendResult,
+          ),
+      );
   }
 }
 
@@ -227,6 +266,8 @@ export interface SupervisorOptions {
   readonly onWorker?: (link: IpcLink, name: string) => void;
   /** Called when a worker keeps crashing and the supervisor gives up. */
   readonly onGiveUp: () => void;
+  /** The cluster's console snapshot, for a worker serving GET /stats (issue 19). */
+  readonly consoleSnapshot?: () => Promise<unknown>;
   readonly fork?: () => Worker;
 }
 
@@ -251,9 +292,8 @@ export class WorkerSupervisor {
   private phase: Phase = 'starting';
   private started: { resolve: (port: number) => void; reject: (error: Error) => void } | undefined;
   private allExited: (() => void) | undefined;
-  private nextMetricsRequest = 0;
-  private readonly metricsRequests = new Map<number, (metrics: unknown) => void>();
-  private totalTimer: NodeJS.Timeout | undefined;
+  private nextCollectRequest = 0;
+  private readonly collectRequests = new Map<number, (value: unknown) => void>();
 
   constructor(private readonly options: SupervisorOptions) {}
 
@@ -264,8 +304,6 @@ export class WorkerSupervisor {
     return new Promise((resolve, reject) => {
       this.started = { resolve, reject };
       for (let index = 1; index <= this.options.count; index++) this.fork(index);
-      this.totalTimer = setInterval(() => this.sendTotal(), STATUS_INTERVAL_MS);
-      this.totalTimer.unref();
     });
   }
 
@@ -306,6 +344,15 @@ export class WorkerSupervisor {
 
   /** Every listening worker's metrics (registry.getMetricsAsJSON()); a worker that does not answer in time is left out. */
   async collectMetrics(): Promise<unknown[]> {
+    return (await this.collect('metrics')).filter((reply) => Array.isArray(reply));
+  }
+
+  /** Every listening worker's console snapshot; a worker that does not answer in time is left out. */
+  async collectConsole(): Promise<unknown[]> {
+    return (await this.collect('console')).filter((reply) => reply !== undefined);
+  }
+
+  private async collect(what: Collected): Promise<unknown[]> {
     const asked = [...this.slots.values()].filter(
       (slot) => slot.state !== 'starting' && slot.worker.isConnected(),
     );
@@ -313,26 +360,26 @@ export class WorkerSupervisor {
       asked.map(
         (slot) =>
           new Promise<unknown>((resolve) => {
-            const id = this.nextMetricsRequest++;
+            const id = this.nextCollectRequest++;
             const timer = setTimeout(() => {
-              this.metricsRequests.delete(id);
+              this.collectRequests.delete(id);
               this.options.logger.warn(
-                `Worker ${slot.index} did not answer a metrics request within ${METRICS_TIMEOUT_MS}ms; its metrics are missing from this scrape`,
+                `Worker ${slot.index} did not answer a ${what} request within ${METRICS_TIMEOUT_MS}ms; its ${what} figures are missing from this answer`,
               );
               resolve(undefined);
             }, METRICS_TIMEOUT_MS);
-            this.metricsRequests.set(id, (metrics) => {
+            this.collectRequests.set(id, (value) => {
               clearTimeout(timer);
-              this.metricsRequests.delete(id);
-              resolve(metrics);
+              this.collectRequests.delete(id);
+              resolve(value);
             });
-            slot.worker.send({ wshub: METRICS_REQUEST, id }, undefined, (error) => {
-              if (error) this.metricsRequests.get(id)?.(undefined);
+            slot.worker.send({ wshub: COLLECT_REQUEST, id, what }, undefined, (error) => {
+              if (error) this.collectRequests.get(id)?.(undefined);
             });
           }),
       ),
     );
-    return replies.filter((reply) => Array.isArray(reply));
+    return replies;
   }
 
   reload(): void {
@@ -346,7 +393,6 @@ export class WorkerSupervisor {
    */
   async stop(): Promise<void> {
     this.phase = 'stopping';
-    clearInterval(this.totalTimer);
     for (const timer of this.restartTimers) clearTimeout(timer);
     this.restartTimers.clear();
     if (this.slots.size === 0) return;
@@ -402,8 +448,11 @@ export class WorkerSupervisor {
       case STATUS:
         slot.status = message.status;
         break;
-      case METRICS_REPLY:
-        this.metricsRequests.get(message.id)?.(message.error === undefined ? message.metrics : undefined);
+      case COLLECT_REPLY:
+        this.collectRequests.get(message.id)?.(message.error === undefined ? message.value : undefined);
+        break;
+      case CONSOLE_REQUEST:
+        this.answerConsole(slot, message.id);
         break;
     }
   }
@@ -414,7 +463,6 @@ export class WorkerSupervisor {
       return;
     }
     slot.state = 'listening';
-    this.sendTo(slot, { wshub: TOTAL, connections: this.totalConnections() });
     if (this.phase === 'starting') {
       if (this.stateCounts().listening === this.options.count) {
         this.phase = 'running';
@@ -478,11 +526,17 @@ export class WorkerSupervisor {
     this.restartTimers.add(timer);
   }
 
-  private sendTotal(): void {
-    const connections = this.totalConnections();
-    for (const slot of this.slots.values()) {
-      if (slot.state === 'listening') this.sendTo(slot, { wshub: TOTAL, connections });
+  private answerConsole(slot: Slot, id: number): void {
+    const read = this.options.consoleSnapshot;
+    if (read === undefined) {
+      this.sendTo(slot, { wshub: CONSOLE_REPLY, id, snapshot: undefined, error: 'console disabled' });
+      return;
     }
+    read().then(
+      (snapshot) => this.sendTo(slot, { wshub: CONSOLE_REPLY, id, snapshot }),
+      (error: Error) =>
+        this.sendTo(slot, { wshub: CONSOLE_REPLY, id, snapshot: undefined, error: error.message }),
+    );
   }
 
   private sendTo(slot: Slot, message: ClusterMessage): void {

@@ -1,4 +1,4 @@
-import { Counter, collectDefaultMetrics, Gauge, Histogram, type Metric, Registry } from 'prom-client';
+import { Counter, collectDefaultMetrics, Gauge, type Metric, Registry } from 'prom-client';
 import {
   DISCONNECT_REASONS,
   DROP_REASONS,
@@ -11,11 +11,6 @@ import {
   TLS_HANDSHAKE_FAILURE_REASONS,
   TLS_RELOAD_RESULTS,
 } from '../stats.js';
-
-/** Ping round trips from a LAN (sub-millisecond) to a peer about to time out (default 20 s). */
-export const PING_RTT_BUCKETS = [
-  0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 20,
-];
 
 export interface MetricSources {
   readonly connections: { readonly size: number };
@@ -136,18 +131,13 @@ export function createMetricsRegistry(sources: MetricSources): Registry {
     },
   });
 
-  // Observed directly rather than mirrored: a histogram cannot be copied from plain
-  // integers without re-implementing it, and pongs arrive at most once per
-  // connection per ping interval, far from the message path.
-  const pingRtt = new Histogram({
-    name: 'websocket_ping_rtt_seconds',
-    help: 'Time from a server ping to the client pong',
-    buckets: PING_RTT_BUCKETS,
-    registers: [registry],
-  });
-  stats.observePingRtt = function observePingRtt(seconds: number) {
-    pingRtt.observe(seconds);
-  };
+  // A plain histogram in Stats, so the console's /stats (issue 19) reads the same buckets.
+  mirrorHistogram(
+    registry,
+    'websocket_ping_rtt_seconds',
+    'Time from a server ping to the client pong',
+    stats.pingRtt,
+  );
 
   mirrorCounter(
     registry,

@@ -92,7 +92,7 @@ export class Keepalive {
   ponged(connection: Connection): void {
     if (connection.pingSentAt < 0) return;
     const now = performance.now();
-    this.stats.observePingRtt((now - connection.pingSentAt) / 1000);
+    this.stats.pingRtt.observe((now - connection.pingSentAt) / 1000);
     connection.nextPingAt = connection.pingSentAt + this.options.pingIntervalMs;
     connection.pingSentAt = -1;
   }

@@ -1,0 +1,61 @@
+/**
+ * Browser code shared by the console's live charts and the bench reports
+ * (issue 19), inlined after uPlot: `wshubChart(container, options)` builds a
+ * uPlot chart with a title, labelled axes and a legend, sized to its container
+ * and resized with the window; `wshubFormat` prints numbers for people.
+ */
+export const CHART_HELPERS = `
+'use strict';
+const WSHUB_COLORS = ['#2563eb', '#16a34a', '#dc2626', '#ca8a04', '#9333ea', '#0891b2', '#db2777', '#65a30d', '#ea580c', '#475569'];
+
+function wshubFormat(value, digits) {
+  if (value === null || value === undefined || Number.isNaN(value)) return '–';
+  const abs = Math.abs(value);
+  if (digits === undefined) digits = abs >= 100 || Number.isInteger(value) ? 0 : abs >= 10 ? 1 : 2;
+  return value.toLocaleString('en-US', { maximumFractionDigits: digits, minimumFractionDigits: 0 });
+}
+
+// options: { title, yLabel, xLabel, time (x is unix seconds), bars, series: [{ label, color, unit }], data: [xs, ...ys], height, xValues }
+function wshubChart(container, options) {
+  const axisStyle = { stroke: '#888', grid: { stroke: '#8883', width: 1 }, ticks: { stroke: '#8883', width: 1 } };
+  const bars = options.bars ? uPlot.paths.bars({ size: [0.6, 80] }) : undefined;
+  const config = {
+    title: options.title,
+    width: Math.max(280, container.clientWidth),
+    height: options.height || 220,
+    scales: { x: { time: options.time !== false }, y: { range: (u, min, max) => [Math.min(0, min), max > 0 ? max * 1.1 : 1] } },
+    axes: [
+      Object.assign({ label: options.xLabel || '', labelSize: options.xLabel ? 20 : 0 }, axisStyle,
+        options.xValues ? { values: (u, splits) => splits.map(options.xValues) } : {}),
+      Object.assign({ label: options.yLabel, labelSize: 20, size: 60, values: (u, splits) => splits.map((v) => wshubFormat(v)) }, axisStyle),
+    ],
+    series: [
+      options.time === false ? { label: options.xLabel || 'x', value: (u, v) => (options.xValues ? options.xValues(v) : wshubFormat(v)) } : {},
+    ].concat(options.series.map((s, i) => ({
+      label: s.label,
+      stroke: s.color || WSHUB_COLORS[i % WSHUB_COLORS.length],
+      fill: options.bars ? (s.color || WSHUB_COLORS[i % WSHUB_COLORS.length]) + '99' : undefined,
+      width: 2,
+      spanGaps: false,
+      paths: bars,
+      points: { show: options.bars ? false : undefined },
+      value: (u, v) => (v === null || v === undefined ? '–' : wshubFormat(v) + (s.unit ? ' ' + s.unit : '')),
+    }))),
+    legend: { live: true },
+    cursor: { drag: { x: false, y: false } },
+  };
+  const chart = new uPlot(config, options.data, container);
+  container.dataset.series = String(options.series.length);
+  return chart;
+}
+
+function wshubResizeWithWindow(charts) {
+  let pending = 0;
+  window.addEventListener('resize', () => {
+    cancelAnimationFrame(pending);
+    pending = requestAnimationFrame(() => {
+      for (const entry of charts()) entry.chart.setSize({ width: Math.max(280, entry.container.clientWidth), height: entry.chart.height });
+    });
+  });
+}
+`;
