@@ -13,6 +13,7 @@ import {
   runLoadgen,
   spawnLoadgen,
 } from './loadgen.js';
+import { writeSuiteReport } from './report-html.js';
 import { type BenchServer, type ServerName, startBenchServer, wshubHasBroadcast } from './servers.js';
 
 /**
@@ -27,16 +28,27 @@ interface Options {
   seconds: number;
   warmup: number;
   only: Set<string> | undefined;
+  /** --report=FILE.html: the results as an HTML file with bar charts (bench/report-html.ts). */
+  report: string | undefined;
 }
 
 const SECTIONS = ['echo', 'broadcast', 'memory', 'connect', 'backplane', 'workers'] as const;
 
 function parseOptions(argv: readonly string[]): Options {
-  const options: Options = { quick: false, json: false, runs: 3, seconds: 2, warmup: 1, only: undefined };
+  const options: Options = {
+    quick: false,
+    json: false,
+    runs: 3,
+    seconds: 2,
+    warmup: 1,
+    only: undefined,
+    report: undefined,
+  };
   for (const arg of argv) {
     const [flag, value] = arg.split('=', 2) as [string, string | undefined];
     if (flag === '--quick') options.quick = true;
     else if (flag === '--json') options.json = true;
+    else if (flag === '--report' && value && /\.html?$/i.test(value)) options.report = value;
     else if (flag === '--runs' && value && /^[1-9]\d?$/.test(value)) options.runs = Number(value);
     else if (flag === '--seconds' && value && Number(value) > 0 && Number(value) <= 60)
       options.seconds = Number(value);
@@ -58,7 +70,7 @@ function parseOptions(argv: readonly string[]): Options {
 
 function usage(problem: string): never {
   process.stderr.write(
-    `bench: ${problem}\nusage: npm run bench -- [--quick] [--json] [--runs=N] [--seconds=S] [--only=${SECTIONS.join(',')}]\n`,
+    `bench: ${problem}\nusage: npm run bench -- [--quick] [--json] [--report=FILE.html] [--runs=N] [--seconds=S] [--only=${SECTIONS.join(',')}]\n`,
   );
   process.exit(2);
 }
@@ -948,3 +960,7 @@ say(
 const document = { conditions, warnings, results: rows };
 writeFileSync(`${RESULTS_DIR}/latest.json`, `${JSON.stringify(document, null, 2)}\n`);
 if (options.json) process.stdout.write(`${JSON.stringify(document, null, 2)}\n`);
+if (options.report) {
+  writeSuiteReport(options.report, document);
+  say(`HTML report written to ${options.report}`);
+}

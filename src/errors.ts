@@ -20,6 +20,7 @@ export const ErrorCode = {
   TLS_INVALID_PEM: 'WSHUB_TLS_INVALID_PEM',
   TLS_KEY_MISMATCH: 'WSHUB_TLS_KEY_MISMATCH',
   INVALID_URL: 'WSHUB_INVALID_URL',
+  REPORT_FILE_UNWRITABLE: 'WSHUB_REPORT_FILE_UNWRITABLE',
 } as const;
 
 export type ErrorCode = (typeof ErrorCode)[keyof typeof ErrorCode];

@@ -1,61 +1,33 @@
 import assert from 'node:assert/strict';
-import { existsSync, mkdirSync, mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
-import { type BrowserContext, chromium, type Page } from 'playwright-core';
+import type { Page } from 'playwright-core';
 import { DISCONNECT_REASONS, PING_RTT_BUCKETS, REJECT_REASONS } from '../src/stats.js';
+import { type Browser, launchChromium } from './helpers/browser.js';
 import { TestClient } from './helpers/clients.js';
 import { sampleValue } from './helpers/metrics.js';
 import { type InProcessServer, startServer } from './helpers/server.js';
 
-const CHROMIUM = '/usr/bin/chromium';
 const ARTIFACTS = fileURLToPath(new URL('../../test-artifacts/', import.meta.url));
 const STAMP = /^\d{2}:\d{2}:\d{2}\.\d{3}$/;
 
 describe('browser console (GET /) in headless Chromium', () => {
   let server: InProcessServer;
-  let browser: BrowserContext;
-  let profile: string;
+  let browser: Browser;
   let page: Page;
-  const pageErrors: string[] = [];
+  let pageErrors: string[] = [];
 
   before(async () => {
-    assert.ok(
-      existsSync(CHROMIUM),
-      `${CHROMIUM} not found: install the Debian packages chromium and chromium-driver (apt-get install chromium chromium-driver)`,
-    );
     server = await startServer(['--stats-interval=0']);
-    profile = mkdtempSync(join(tmpdir(), 'wshub-chromium-'));
-    browser = await chromium.launchPersistentContext(profile, {
-      executablePath: CHROMIUM,
-      headless: true,
-      args: [
-        '--headless',
-        '--no-sandbox',
-        '--disable-gpu',
-        '--disable-background-networking',
-        '--disable-component-update',
-        '--disable-sync',
-        '--no-first-run',
-      ],
-      viewport: { width: 1000, height: 700 },
-    });
-    page = browser.pages()[0] ?? (await browser.newPage());
-    page.on('pageerror', (error) => pageErrors.push(String(error)));
-    page.on('console', (message) => {
-      // CSP violations and script errors surface as console errors; a refused /stats poll
-      // (the test stopped that server) is a network event, not a page defect.
-      if (message.type() === 'error' && !message.text().startsWith('Failed to load resource')) {
-        pageErrors.push(message.text());
-      }
-    });
+    browser = await launchChromium();
+    page = browser.page;
+    pageErrors = browser.errors;
   });
 
   after(async () => {
     await browser?.close();
-    if (profile) rmSync(profile, { recursive: true, force: true });
     await server?.app.stop();
   });
 

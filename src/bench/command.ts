@@ -1,4 +1,8 @@
+import { accessSync, constants, writeFileSync } from 'node:fs';
 import { availableParallelism } from 'node:os';
+import { dirname, resolve } from 'node:path';
+import { ErrorCode, UsageError } from '../errors.js';
+import { benchReportHtml } from './html-report.js';
 import { benchHelpText, parseBenchArgs } from './options.js';
 import { formatProgress, formatReport } from './report.js';
 import { runBench } from './run.js';
@@ -22,6 +26,8 @@ export async function benchCommand(argv: readonly string[], io: CommandIO): Prom
     io.stdout.write(benchHelpText());
     return 0;
   }
+  // A report that cannot be written is found out before the run, not after it.
+  if (options.report !== '') checkWritable(options.report);
   const live = io.stderr.isTTY === true;
   const run = runBench(options, {
     onProgress: live
@@ -33,5 +39,21 @@ export async function benchCommand(argv: readonly string[], io: CommandIO): Prom
   const report = await run.done;
   if (live) io.stderr.write('\r\x1b[K');
   io.stdout.write(options.json ? `${JSON.stringify(report)}\n` : formatReport(report));
+  if (options.report !== '') {
+    writeFileSync(options.report, benchReportHtml(report));
+    // With --json, stdout stays one JSON object; the note goes to stderr.
+    (options.json ? io.stderr : io.stdout).write(`HTML report written to ${resolve(options.report)}\n`);
+  }
   return report.passed ? 0 : 1;
+}
+
+function checkWritable(file: string): void {
+  try {
+    accessSync(dirname(resolve(file)), constants.W_OK);
+  } catch (error) {
+    throw new UsageError(
+      ErrorCode.REPORT_FILE_UNWRITABLE,
+      `cannot write --report=${file}: ${(error as NodeJS.ErrnoException).code ?? String(error)} (its directory must exist and be writable)`,
+    );
+  }
 }

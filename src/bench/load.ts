@@ -3,7 +3,13 @@ import { performance } from 'node:perf_hooks';
 import { build, encodeIntoCompressedBase64, type Histogram } from 'hdr-histogram-js';
 import { WebSocket } from 'ws';
 import { STAMP_BYTES } from './options.js';
-import { emptyCounts, type WorkerMessage, type WorkerPlan, type WorkerResult } from './protocol.js';
+import {
+  emptyCounts,
+  type SecondSample,
+  type WorkerMessage,
+  type WorkerPlan,
+  type WorkerResult,
+} from './protocol.js';
 
 /** Epoch milliseconds with sub-microsecond resolution, comparable across worker threads. */
 export const clock = (): number => performance.timeOrigin + performance.now();
@@ -62,8 +68,13 @@ export class LoadGenerator {
   private readonly counts = emptyCounts();
   private readonly failedByReason: Record<string, number> = {};
   private readonly closeCodes: Record<string, number> = {};
+  /** All latencies of the run: each second's are added here when the second ends. */
   private readonly latency = createHistogram();
+  /** The current second's latencies (the only histogram a message is recorded in). */
+  private readonly secondLatency = createHistogram();
   private readonly connectLatency = createHistogram();
+  private second = emptySecond();
+  private readonly timeline: SecondSample[] = [];
   private readonly connections: BenchConnection[] = [];
   private readonly template: Buffer;
   private sending = false;
@@ -91,6 +102,11 @@ export class LoadGenerator {
     const plan = this.plan;
     await sleepUntil(startAt);
     this.sending = true;
+    const rollSecond = (): void => {
+      this.endSecond();
+      roller = setTimeout(rollSecond, startAt + (this.timeline.length + 1) * 1000 - Date.now());
+    };
+    let roller = setTimeout(rollSecond, startAt + 1000 - Date.now());
     const progress = setInterval(() => this.post({ type: 'progress', counts: { ...this.counts } }), 250);
     this.timers.push(progress);
     if (plan.rate > 0) this.timers.push(setInterval(() => this.tick(), TICK_MS));
@@ -113,6 +129,8 @@ export class LoadGenerator {
     await this.drain();
     await this.closeAll();
     for (const timer of this.timers) clearInterval(timer);
+    clearTimeout(roller);
+    this.endSecond();
     const result = this.result();
     this.post({ type: 'done', result });
     return result;
@@ -168,6 +186,7 @@ export class LoadGenerator {
     this.template.writeDoubleLE(now, 0);
     connection.sent++;
     this.counts.sent++;
+    this.second.sent++;
     this.counts.bytesSent += this.template.length;
     connection.ws.send(this.template, { binary: true }, (error) => {
       if (error) this.counts.sendErrors++;
@@ -193,9 +212,11 @@ export class LoadGenerator {
     this.lastReceiveAt = now;
     this.counts.received++;
     this.counts.bytesReceived += data.length;
+    this.second.received++;
+    this.second.bytesReceived += data.length;
     if (data.length < STAMP_BYTES || data.readUInt32LE(8) !== MARKER) return;
     const sentAt = data.readDoubleLE(0);
-    this.latency.recordValue(Math.max(1, Math.round((now - sentAt) * 1000)));
+    this.secondLatency.recordValue(Math.max(1, Math.round((now - sentAt) * 1000)));
     if (this.plan.mode !== 'echo') return;
     connection.echoed++;
     if (this.plan.rate === 0 && this.sending && connection.ws.readyState === WebSocket.OPEN) {
@@ -220,6 +241,7 @@ export class LoadGenerator {
     connection.failed = true;
     this.counts.failed++;
     this.failedByReason[reason] = (this.failedByReason[reason] ?? 0) + 1;
+    this.second.failedByReason[reason] = (this.second.failedByReason[reason] ?? 0) + 1;
   }
 
   private closed(connection: BenchConnection, code: number): void {
@@ -230,7 +252,9 @@ export class LoadGenerator {
     }
     this.counts.open--;
     this.closeCodes[code] = (this.closeCodes[code] ?? 0) + 1;
+    this.second.closeCodes[code] = (this.second.closeCodes[code] ?? 0) + 1;
     if (!connection.closingByUs) {
+      this.second.unexpectedCloses++;
       this.counts.unexpectedCloses++;
       connection.closedUnexpectedly = true;
     }
@@ -272,6 +296,18 @@ export class LoadGenerator {
     clearTimeout(timer);
   }
 
+  /** Closes the current second of the timeline: its counts, and its latencies added to the run's. */
+  private endSecond(): void {
+    this.latency.add(this.secondLatency);
+    this.timeline.push({
+      ...this.second,
+      open: this.counts.open,
+      latency: encodeIntoCompressedBase64(this.secondLatency),
+    });
+    this.secondLatency.reset();
+    this.second = emptySecond();
+  }
+
   private result(): WorkerResult {
     let lost = 0;
     let lostOnUnexpectedClose = 0;
@@ -292,8 +328,20 @@ export class LoadGenerator {
       connectLatency: encodeIntoCompressedBase64(this.connectLatency),
       sendingFrom: this.sendingFrom,
       sendingUntil: this.sendingUntil,
+      timeline: this.timeline,
     };
   }
+}
+
+function emptySecond() {
+  return {
+    sent: 0,
+    received: 0,
+    bytesReceived: 0,
+    unexpectedCloses: 0,
+    failedByReason: {} as Record<string, number>,
+    closeCodes: {} as Record<string, number>,
+  };
 }
 
 function sleep(ms: number): Promise<void> {

@@ -1,5 +1,5 @@
 import { parseArgs } from 'node:util';
-import { boolean, bytes, duration, integer, type Kind, oneOf } from '../config/kinds.js';
+import { boolean, bytes, duration, integer, type Kind, oneOf, text } from '../config/kinds.js';
 import { didYouMean } from '../config/suggest.js';
 import { acceptUrlArgument, checkWebSocketUrl } from '../config/websocket-url.js';
 import { ErrorCode, UsageError } from '../errors.js';
@@ -26,6 +26,8 @@ export interface BenchOptions {
   /** Exit 1 when errors exceed this; undefined: no budget. */
   readonly maxErrors: number | undefined;
   readonly json: boolean;
+  /** Where to write the HTML report ('' for none). */
+  readonly report: string;
   readonly insecure: boolean;
 }
 
@@ -85,6 +87,11 @@ export const BENCH_FLAGS = {
     doc: 'Exit 1 when failed connections + unexpected closes + lost messages (on connections that stayed open) + send errors exceed this (-1: no budget)',
   }),
   json: flag({ kind: boolean(), default: false, doc: 'Print the final report as one JSON object' }),
+  report: flag({
+    kind: { ...text({ expected: 'a file name ending in .html', pattern: /\.html?$/i }), hint: '<FILE.html>' },
+    default: '',
+    doc: 'Also write the report as one self-contained HTML file with charts over time (the same data as --json)',
+  }),
   insecure: flag({
     kind: boolean(),
     default: false,
@@ -196,6 +203,7 @@ function toOptions(values: Record<string, unknown>, url: string, cpuCount: numbe
     workers: Math.min(workers === 0 ? Math.max(1, cpuCount) : workers, connections),
     maxErrors: maxErrors < 0 ? undefined : maxErrors,
     json: values.json as boolean,
+    report: values.report as string,
     insecure: values.insecure as boolean,
   };
 }
@@ -204,7 +212,10 @@ export function benchHelpText(): string {
   const rows: Array<[string, string]> = FLAG_NAMES.map((name) => {
     const definition = BENCH_FLAGS[name] as BenchFlag<unknown>;
     const spelled = definition.kind.isBoolean ? `--${name}` : `--${name}=${definition.kind.hint}`;
-    const shown = definition.kind.isBoolean ? '' : ` (default ${definition.kind.format(definition.default)})`;
+    const shown =
+      definition.kind.isBoolean || definition.default === ''
+        ? ''
+        : ` (default ${definition.kind.format(definition.default)})`;
     return [spelled, `${definition.doc}${shown}`];
   });
   rows.push(['-h, --help', 'Show this help and exit']);
@@ -227,6 +238,7 @@ export function benchHelpText(): string {
     'Examples:',
     '  wshub bench ws://127.0.0.1:3003/ws --connections=100 --duration=30s',
     '  wshub bench wss://ingress.example.com/ws --connections=1000 --connect-rate=100 --rate=10 --json',
+    '  wshub bench wss://ingress.example.com/ws --connections=200 --rate=5 --duration=2m --report=reload.html',
     '',
   ].join('\n');
 }

@@ -30,6 +30,22 @@ export interface WorkerCounts {
   sendErrors: number;
 }
 
+/** One second of one worker's run (issue 19: the report's charts over time). */
+export interface SecondSample {
+  /** Connections open at the end of the second. */
+  readonly open: number;
+  readonly sent: number;
+  readonly received: number;
+  readonly bytesReceived: number;
+  /** Connections that failed in this second, by reason. */
+  readonly failedByReason: Readonly<Record<string, number>>;
+  /** Connections that ended in this second, by close code. */
+  readonly closeCodes: Readonly<Record<string, number>>;
+  readonly unexpectedCloses: number;
+  /** HDR histogram (µs) of the latencies recorded in this second, compressed base64. */
+  readonly latency: string;
+}
+
 export interface WorkerResult {
   readonly counts: WorkerCounts;
   readonly failedByReason: Readonly<Record<string, number>>;
@@ -44,6 +60,8 @@ export interface WorkerResult {
   /** When this worker's first message was sent and its sending stopped (epoch ms). */
   readonly sendingFrom: number;
   readonly sendingUntil: number;
+  /** Second i covers [startAt + i s, startAt + (i + 1) s); the last one ends with the run. */
+  readonly timeline: readonly SecondSample[];
 }
 
 export type WorkerMessage =

@@ -11,11 +11,37 @@ export interface Percentiles {
   readonly mean: number | null;
 }
 
-/** The final report; `--json` prints exactly this object. */
+/** One second of the run, all worker threads together (issue 19). */
+export interface TimelineSecond {
+  /** The end of this second, in seconds since the start (1, 2, …; the last one may be shorter). */
+  readonly second: number;
+  /** Connections open at its end. */
+  readonly open: number;
+  readonly sent: number;
+  readonly received: number;
+  readonly bytesReceived: number;
+  /** Latencies of the messages received in this second. */
+  readonly latencyMs: Omit<Percentiles, 'p99_9' | 'mean'>;
+  readonly failedByReason: Readonly<Record<string, number>>;
+  readonly closeCodes: Readonly<Record<string, number>>;
+  readonly unexpectedCloses: number;
+}
+
+/** The run's latencies in buckets: counts[i] samples above boundsMs[i - 1] and at most boundsMs[i]. */
+export interface LatencyHistogram {
+  readonly boundsMs: readonly number[];
+  readonly counts: readonly number[];
+}
+
+/** The final report; `--json` prints exactly this object, `--report=FILE.html` draws it. */
 export interface BenchReport {
   readonly url: string;
   readonly mode: BenchMode;
   readonly workers: number;
+  /** When sending started (ISO 8601), null when the run never started. */
+  readonly startedAt: string | null;
+  readonly connectRate: number;
+  readonly connectTimeoutMs: number;
   /** From the first message sent to the end of sending. */
   readonly durationSeconds: number;
   readonly messageSize: number;
@@ -55,6 +81,9 @@ export interface BenchReport {
   readonly maxErrors: number | null;
   /** False when errors exceed --max-errors or no connection was established: exit status 1. */
   readonly passed: boolean;
+  /** Second by second, from the start to the end of the drain: throughput, latency, failures, closes. */
+  readonly timeline: readonly TimelineSecond[];
+  readonly latencyHistogram: LatencyHistogram;
 }
 
 const number = (n: number): string => n.toLocaleString('en-US');

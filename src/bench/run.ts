@@ -1,5 +1,5 @@
 import { Worker } from 'node:worker_threads';
-import { decodeFromCompressedBase64 } from 'hdr-histogram-js';
+import { decodeFromCompressedBase64, type Histogram } from 'hdr-histogram-js';
 import { createHistogram } from './load.js';
 import type { BenchOptions } from './options.js';
 import {
@@ -10,7 +10,7 @@ import {
   type WorkerPlan,
   type WorkerResult,
 } from './protocol.js';
-import type { BenchReport, Percentiles } from './report.js';
+import type { BenchReport, LatencyHistogram, Percentiles, TimelineSecond } from './report.js';
 
 export interface RunHooks {
   /** Called about four times a second with the totals so far and the elapsed time. */
@@ -78,7 +78,7 @@ export function runBench(options: BenchOptions, hooks: RunHooks = {}): BenchRun 
     if (Date.now() >= startAt) hooks.onProgress?.(sumCounts(latest), Date.now() - startAt);
   }, 250);
   const done = Promise.all(results)
-    .then((all) => buildReport(options, all))
+    .then((all) => buildReport(options, all, startAt))
     .finally(() => {
       clearInterval(progress);
       for (const worker of workers) void worker.terminate();
@@ -103,10 +103,16 @@ function addUp(target: Record<string, number>, source: Readonly<Record<string, n
   for (const [key, value] of Object.entries(source)) target[key] = (target[key] ?? 0) + value;
 }
 
-function percentiles(encoded: readonly string[]): Percentiles {
+function merged(encoded: readonly string[]): Histogram {
   const histogram = createHistogram();
   for (const one of encoded) histogram.add(decodeFromCompressedBase64(one, 32, false));
-  const ms = (us: number): number => Math.round(us) / 1000;
+  return histogram;
+}
+
+const ms = (us: number): number => Math.round(us) / 1000;
+
+function percentiles(encoded: readonly string[]): Percentiles {
+  const histogram = merged(encoded);
   const count = histogram.totalCount;
   return {
     count,
@@ -119,7 +125,83 @@ function percentiles(encoded: readonly string[]): Percentiles {
   };
 }
 
-export function buildReport(options: BenchOptions, results: readonly WorkerResult[]): BenchReport {
+/** Every worker's second i added up into second i + 1 of the report. */
+function timelineOf(results: readonly WorkerResult[]): TimelineSecond[] {
+  const length = Math.max(0, ...results.map((result) => result.timeline.length));
+  const timeline: TimelineSecond[] = [];
+  for (let i = 0; i < length; i++) {
+    const samples = results.flatMap((result) => result.timeline[i] ?? []);
+    const failedByReason: Record<string, number> = {};
+    const closeCodes: Record<string, number> = {};
+    for (const sample of samples) {
+      addUp(failedByReason, sample.failedByReason);
+      addUp(closeCodes, sample.closeCodes);
+    }
+    const latency = merged(samples.map((sample) => sample.latency));
+    const count = latency.totalCount;
+    const sum = (read: (sample: (typeof samples)[number]) => number): number =>
+      samples.reduce((total, sample) => total + read(sample), 0);
+    timeline.push({
+      second: i + 1,
+      open: sum((sample) => sample.open),
+      sent: sum((sample) => sample.sent),
+      received: sum((sample) => sample.received),
+      bytesReceived: sum((sample) => sample.bytesReceived),
+      latencyMs: {
+        count,
+        p50: count ? ms(latency.getValueAtPercentile(50)) : null,
+        p90: count ? ms(latency.getValueAtPercentile(90)) : null,
+        p99: count ? ms(latency.getValueAtPercentile(99)) : null,
+        max: count ? ms(latency.maxValue) : null,
+      },
+      failedByReason,
+      closeCodes,
+      unexpectedCloses: sum((sample) => sample.unexpectedCloses),
+    });
+  }
+  return timeline;
+}
+
+/** 1-2-5 steps from 10 µs to an hour: readable bounds on a log scale. */
+const HISTOGRAM_BOUNDS_MS = Array.from(
+  { length: 27 },
+  (_, i) => ([1, 2, 5][i % 3] as number) * 10 ** (Math.floor(i / 3) - 2),
+);
+
+/** The run's latencies in HISTOGRAM_BOUNDS_MS buckets, without the empty ones at both ends. */
+function histogramOf(encoded: readonly string[]): LatencyHistogram {
+  const histogram = merged(encoded) as Histogram & {
+    recordedValuesIterator: {
+      reset(): void;
+      hasNext(): boolean;
+      next(): { valueIteratedTo: number; countAtValueIteratedTo: number };
+    };
+  };
+  const counts = new Array<number>(HISTOGRAM_BOUNDS_MS.length + 1).fill(0);
+  const values = histogram.recordedValuesIterator;
+  values.reset();
+  while (values.hasNext()) {
+    const { valueIteratedTo, countAtValueIteratedTo } = values.next();
+    // The same value percentiles report: the bucket's highest equivalent value, in ms.
+    const valueMs = ms(valueIteratedTo);
+    let at = 0;
+    while (at < HISTOGRAM_BOUNDS_MS.length && valueMs > (HISTOGRAM_BOUNDS_MS[at] as number)) at++;
+    counts[at] = (counts[at] as number) + countAtValueIteratedTo;
+  }
+  const first = counts.findIndex((count) => count > 0);
+  if (first < 0) return { boundsMs: [], counts: [] };
+  const last = counts.length - 1 - [...counts].reverse().findIndex((count) => count > 0);
+  return {
+    boundsMs: HISTOGRAM_BOUNDS_MS.slice(first, last + 1),
+    counts: counts.slice(first, last + 1),
+  };
+}
+
+export function buildReport(
+  options: BenchOptions,
+  results: readonly WorkerResult[],
+  startAt = Number.NaN,
+): BenchReport {
   const counts = sumCounts(results.map((result) => result.counts));
   const failedByReason: Record<string, number> = {};
   const closeCodes: Record<string, number> = {};
@@ -144,6 +226,9 @@ export function buildReport(options: BenchOptions, results: readonly WorkerResul
     url: options.url,
     mode: options.mode,
     workers: options.workers,
+    startedAt: Number.isFinite(startAt) ? new Date(startAt).toISOString() : null,
+    connectRate: options.connectRate,
+    connectTimeoutMs: options.connectTimeoutMs,
     durationSeconds: Math.round(seconds * 1000) / 1000,
     messageSize: options.size,
     ratePerConnection: options.rate,
@@ -171,5 +256,7 @@ export function buildReport(options: BenchOptions, results: readonly WorkerResul
     errors,
     maxErrors: options.maxErrors ?? null,
     passed,
+    timeline: timelineOf(results),
+    latencyHistogram: histogramOf(results.map((result) => result.latency)),
   };
 }

@@ -15,7 +15,8 @@ function wshubFormat(value, digits) {
   return value.toLocaleString('en-US', { maximumFractionDigits: digits, minimumFractionDigits: 0 });
 }
 
-// options: { title, yLabel, xLabel, time (x is unix seconds), bars, series: [{ label, color, unit }], data: [xs, ...ys], height, xValues }
+// options: { title, yLabel, xLabel, time (false: x is a plain number), log (y on a log scale), bars,
+//   series: [{ label, color, unit }], data: [xs, ...ys], height, xValues (x tick and legend text) }
 function wshubChart(container, options) {
   const axisStyle = { stroke: '#888', grid: { stroke: '#8883', width: 1 }, ticks: { stroke: '#8883', width: 1 } };
   const bars = options.bars ? uPlot.paths.bars({ size: [0.6, 80] }) : undefined;
@@ -23,10 +24,15 @@ function wshubChart(container, options) {
     title: options.title,
     width: Math.max(280, container.clientWidth),
     height: options.height || 220,
-    scales: { x: { time: options.time !== false }, y: { range: (u, min, max) => [Math.min(0, min), max > 0 ? max * 1.1 : 1] } },
+    scales: {
+      x: { time: options.time !== false, range: options.bars ? (u, min, max) => [min - 0.5, max + 0.5] : undefined },
+      y: options.log ? { distr: 3 } : { range: (u, min, max) => [Math.min(0, min), max > 0 ? max * 1.1 : 1] },
+    },
     axes: [
       Object.assign({ label: options.xLabel || '', labelSize: options.xLabel ? 20 : 0 }, axisStyle,
-        options.xValues ? { values: (u, splits) => splits.map(options.xValues) } : {}),
+        // A plain x (seconds, buckets, rows) counts whole units.
+        options.time === false ? { incrs: [1, 2, 5, 10, 15, 30, 60, 120, 300, 600, 1200, 1800, 3600, 7200] } : {},
+        options.xValues ? { values: (u, splits) => splits.map(options.xValues), splits: options.bars ? () => options.data[0] : undefined } : {}),
       Object.assign({ label: options.yLabel, labelSize: 20, size: 60, values: (u, splits) => splits.map((v) => wshubFormat(v)) }, axisStyle),
     ],
     series: [

@@ -1,5 +1,5 @@
-import { createHash } from 'node:crypto';
 import type { IncomingMessage, ServerResponse } from 'node:http';
+import { hashPolicy } from '../charts/document.js';
 import type { PlainRoute } from '../transport/http-server.js';
 import { consolePage } from './page.js';
 import type { ConsoleSnapshot } from './snapshot.js';
@@ -14,21 +14,6 @@ export interface ConsoleSources {
   readonly snapshot: () => ConsoleSnapshot | Promise<ConsoleSnapshot>;
 }
 
-const hashOf = (text: string): string => `'sha256-${createHash('sha256').update(text).digest('base64')}'`;
-
-/** Only this page's own inline scripts and style run; it may talk only to its own origin. */
-function contentSecurityPolicy(scripts: readonly string[], style: string): string {
-  return [
-    "default-src 'none'",
-    `script-src ${scripts.map(hashOf).join(' ')}`,
-    `style-src ${hashOf(style)}`,
-    "connect-src 'self' ws: wss:",
-    "frame-ancestors 'none'",
-    "base-uri 'none'",
-    "form-action 'none'",
-  ].join('; ');
-}
-
 /**
  * The console's endpoints on the WebSocket port (off with --no-console):
  * `GET /` the page, `GET /stats` the live figures as JSON (connection count,
@@ -38,7 +23,11 @@ function contentSecurityPolicy(scripts: readonly string[], style: string): strin
 export function consoleRoutes(sources: ConsoleSources): ReadonlyMap<string, PlainRoute> {
   const built = consolePage();
   const page = Buffer.from(built.html);
-  const policy = contentSecurityPolicy(built.scripts, built.style);
+  // Only the page's own inline scripts and style run; it may talk only to its own origin.
+  const policy = hashPolicy(built.scripts, built.style, [
+    "connect-src 'self' ws: wss:",
+    "frame-ancestors 'none'",
+  ]);
   return new Map<string, PlainRoute>([
     [
       '/',
