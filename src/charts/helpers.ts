@@ -33,7 +33,7 @@ function wshubChart(container, options) {
         // A plain x (seconds, buckets, rows) counts whole units.
         options.time === false ? { incrs: [1, 2, 5, 10, 15, 30, 60, 120, 300, 600, 1200, 1800, 3600, 7200] } : {},
         options.xValues ? { values: (u, splits) => splits.map(options.xValues), splits: options.bars ? () => options.data[0] : undefined } : {}),
-      Object.assign({ label: options.yLabel, labelSize: 20, size: 60, values: (u, splits) => splits.map((v) => wshubFormat(v)) }, axisStyle),
+      Object.assign({ label: options.yLabel, labelSize: 20, size: 72, values: (u, splits) => splits.map((v) => wshubFormat(v)) }, axisStyle),
     ],
     series: [
       options.time === false ? { label: options.xLabel || 'x', value: (u, v) => (options.xValues ? options.xValues(v) : wshubFormat(v)) } : {},
