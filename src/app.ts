@@ -368,6 +368,7 @@ export async function start(config: Config, dependencies: AppDependencies): Prom
       workers,
       pingIntervalMs: config.pingInterval,
       snapshot: worker ? () => worker.clusterConsole() as Promise<ConsoleSnapshot> : readSnapshot,
+      history: config.mode === 'broadcast' && config.historySize > 0,
     })) {
       routes.set(path, route);
     }

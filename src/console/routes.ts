@@ -1,3 +1,4 @@
+import { readFileSync } from 'node:fs';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { hashPolicy } from '../charts/document.js';
 import type { PlainRoute } from '../transport/http-server.js';
@@ -12,6 +13,8 @@ export interface ConsoleSources {
   readonly pingIntervalMs: number;
   /** This process's figures, or with --workers the cluster's (asked of the primary). */
   readonly snapshot: () => ConsoleSnapshot | Promise<ConsoleSnapshot>;
+  /** --history-size > 0: the page's client asks for wshub.v1 (positions, resume). */
+  readonly history?: boolean;
 }
 
 /**
@@ -22,12 +25,16 @@ export interface ConsoleSources {
  */
 export function consoleRoutes(sources: ConsoleSources): ReadonlyMap<string, PlainRoute> {
   const built = consolePage();
-  const page = Buffer.from(built.html);
-  // Only the page's own inline scripts and style run; it may talk only to its own origin.
+  const page = Buffer.from(
+    built.html.replace('<body>', `<body data-history="${sources.history === true ? 'on' : 'off'}">`),
+  );
+  // Only the page's own inline scripts and style run (and the client library it imports,
+  // GET /client.js: 'self'); it may talk only to its own origin.
   const policy = hashPolicy(built.scripts, built.style, [
     "connect-src 'self' ws: wss:",
     "frame-ancestors 'none'",
-  ]);
+  ]).replace(/(script-src [^;]*)/, "$1 'self'");
+  const library = clientLibrary();
   return new Map<string, PlainRoute>([
     [
       '/',
@@ -42,6 +49,19 @@ export function consoleRoutes(sources: ConsoleSources): ReadonlyMap<string, Plai
           'Cache-Control': 'no-cache',
         });
         response.end(request.method === 'HEAD' ? undefined : page);
+      },
+    ],
+    [
+      '/client.js',
+      function serveClientLibrary(request, response) {
+        if (!allowGetOnly(request, response)) return;
+        response.writeHead(200, {
+          'Content-Type': 'text/javascript; charset=utf-8',
+          'Content-Length': library.length,
+          'X-Content-Type-Options': 'nosniff',
+          'Cache-Control': 'no-cache',
+        });
+        response.end(request.method === 'HEAD' ? undefined : library);
       },
     ],
     [
@@ -93,4 +113,10 @@ function allowGetOnly(request: IncomingMessage, response: ServerResponse): boole
   });
   response.end(body);
   return false;
+}
+
+/** The browser build of `wshub/client` (src/sdk/client.ts compiled: no imports), without its source-map comment. */
+function clientLibrary(): Buffer {
+  const source = readFileSync(new URL('../sdk/client.js', import.meta.url), 'utf8');
+  return Buffer.from(source.replace(/\n\/\/# sourceMappingURL=.*\n?$/, '\n'));
 }

@@ -2,7 +2,8 @@
  * The console's client part (issue 8): connect to /ws or a room, send text,
  * and watch what comes back with timestamps and close codes. The token of
  * #token, when set, goes in ?access_token= (browsers cannot set headers on a
- * WebSocket). The live charts are charts-script.ts.
+ * WebSocket). The live charts are charts-script.ts. It connects through the
+ * client library (wshub/client, GET /client.js): reconnects and resumes.
  */
 export const SESSION_SCRIPT = `
 'use strict';
@@ -56,55 +57,68 @@ function targetUrl() {
 // The token stays out of the log: it is a secret.
 const shown = (url) => url.replace(/([?&]access_token=)[^&]*/, '$1…');
 
+// wshub/client (issue 16, GET /client.js): reconnects with backoff and, when the server keeps
+// room history (body data-history), speaks wshub.v1 and resumes where it left off.
+const library = import('./client.js');
+
 function connect() {
   const url = targetUrl();
   sent = 0;
   received = 0;
   entry('event', 'connecting to ' + shown(url));
   setState('connecting');
-  let ws;
-  try {
-    ws = new WebSocket(url);
-  } catch (error) {
-    entry('error', String(error.message || error));
+  let openedAt = performance.now();
+  const at = (position) => position.epoch + ':' + position.offset;
+  library.then(({ connect: connectWshub }) => {
+    const client = connectWshub(url, {
+      subprotocol: document.body.dataset.history === 'on',
+      onOpen(info) {
+        const where = info.position ? (info.resumed ? ', resumed at ' : ', welcome at ') + at(info.position) : '';
+        entry('event', 'open (' + Math.round(performance.now() - openedAt) + ' ms)' + where);
+        setState('open', shown(url));
+        $('message').focus();
+      },
+      onMessage(message) {
+        received++;
+        if (typeof message.data === 'string') {
+          entry('received', message.data);
+        } else {
+          const bytes = message.data;
+          const hex = Array.from(bytes.slice(0, 32), (b) => b.toString(16).padStart(2, '0')).join(' ');
+          entry('received', '[binary ' + bytes.length + ' bytes] ' + hex + (bytes.length > 32 ? ' …' : ''));
+        }
+        setState('open', shown(url));
+      },
+      onReset(info) {
+        entry('error', 'reset to ' + at(info.position) + (info.previous ? ': messages after ' + at(info.previous) + ' may be missing' : ''));
+      },
+      onClose(info) {
+        const reason = info.reason ? ' "' + info.reason + '"' : '';
+        entry('event', 'closed with code ' + info.code + reason);
+        if (info.retryInMs !== undefined) {
+          entry('event', 'reconnecting in ' + info.retryInMs + ' ms');
+          setState('connecting', 'last close code ' + info.code + reason);
+          openedAt = performance.now() + info.retryInMs;
+        } else {
+          if (socket === client) socket = null;
+          setState('closed', 'last close code ' + info.code + reason);
+        }
+      },
+    });
+    socket = client;
+  }, (error) => {
+    entry('error', 'client library unavailable: ' + String(error.message || error));
     setState('closed');
-    return;
-  }
-  ws.binaryType = 'arraybuffer';
-  socket = ws;
-  const openedAt = performance.now();
-  ws.onopen = () => {
-    entry('event', 'open (' + Math.round(performance.now() - openedAt) + ' ms)');
-    setState('open', shown(url));
-    $('message').focus();
-  };
-  ws.onmessage = (event) => {
-    received++;
-    if (typeof event.data === 'string') {
-      entry('received', event.data);
-    } else {
-      const bytes = new Uint8Array(event.data);
-      const hex = Array.from(bytes.slice(0, 32), (b) => b.toString(16).padStart(2, '0')).join(' ');
-      entry('received', '[binary ' + bytes.length + ' bytes] ' + hex + (bytes.length > 32 ? ' …' : ''));
-    }
-    setState('open', shown(url));
-  };
-  ws.onerror = () => entry('error', 'connection error (the browser gives no detail; see the close code)');
-  ws.onclose = (event) => {
-    const reason = event.reason ? ' "' + event.reason + '"' : '';
-    entry('event', 'closed with code ' + event.code + reason + (event.wasClean ? '' : ' (not clean)'));
-    if (socket === ws) socket = null;
-    setState('closed', 'last close code ' + event.code + reason);
-  };
+  });
 }
 
 function send() {
-  if (!socket || socket.readyState !== WebSocket.OPEN) return;
+  if (!socket) return;
   const text = $('message').value;
-  socket.send(text);
+  if (!socket.send(text)) return;
   sent++;
   entry('sent', text);
-  setState('open', shown(socket.url));
+  setState('open', shown(targetUrl()));
   $('message').select();
 }
 

@@ -39,10 +39,15 @@ export async function launchChromium(viewport = { width: 1000, height: 700 }): P
   const errors: string[] = [];
   page.on('pageerror', (error) => errors.push(String(error)));
   page.on('console', (message) => {
-    // CSP violations and script errors surface as console errors; a refused /stats poll
-    // (the test stopped that server) is a network event, not a page defect.
-    if (message.type() === 'error' && !message.text().startsWith('Failed to load resource')) {
-      errors.push(message.text());
+    // CSP violations and script errors surface as console errors; a refused /stats poll or
+    // reconnection (the test stopped that server) is a network event, not a page defect.
+    const text = message.text();
+    if (
+      message.type() === 'error' &&
+      !text.startsWith('Failed to load resource') &&
+      !/^WebSocket connection to .* failed/.test(text)
+    ) {
+      errors.push(text);
     }
   });
   return {

@@ -1,0 +1,265 @@
+/**
+ * The wshub client library (issue 16): `import { connect } from 'wshub/client'`.
+ * This file runs in browsers as is (no imports, the global WebSocket); in Node
+ * the package's "node" export (node.ts) passes `ws` or Node's own WebSocket.
+ *
+ * It speaks the wshub.v1 subprotocol: reconnects by itself with exponential
+ * backoff and full jitter (so a drained node does not cause a reconnect storm),
+ * resumes from the last position it saw (?since=EPOCH:OFFSET, on whichever node
+ * the load balancer picks), drops duplicates, and tells the application when
+ * the server cannot resume (`onReset`). Against a server without history it
+ * falls back to plain messages without positions.
+ */
+
+/** The subset of the WHATWG WebSocket this library uses (browsers, Node's global WebSocket, `ws`). */
+export interface WebSocketLike {
+  readonly readyState: number;
+  readonly protocol: string;
+  binaryType: string;
+  onopen: ((event: unknown) => void) | null;
+  onmessage: ((event: { data: unknown }) => void) | null;
+  onclose: ((event: { code: number; reason: string }) => void) | null;
+  onerror: ((event: unknown) => void) | null;
+  send(data: string | ArrayBufferView | ArrayBuffer): void;
+  close(code?: number, reason?: string): void;
+}
+
+export type WebSocketConstructor = new (url: string, protocols?: string | string[]) => WebSocketLike;
+
+export interface Position {
+  readonly epoch: string;
+  readonly offset: number;
+}
+
+export interface Message {
+  readonly room: string;
+  /** A string for text messages, bytes for binary ones. */
+  readonly data: string | Uint8Array;
+  /** Absent when the server has no history (no wshub.v1): then there is nothing to resume from. */
+  readonly position?: Position;
+}
+
+export interface ResetInfo {
+  readonly room: string;
+  /** Where the stream continues from. */
+  readonly position: Position;
+  /** The position the client had (undefined on a first connection). */
+  readonly previous: Position | undefined;
+}
+
+export interface ConnectOptions {
+  /** Bearer token sent as the `access_token` query parameter on every (re)connection. */
+  readonly token?: string | (() => string | Promise<string>);
+  /** Start from this position (e.g. saved by the application) instead of the room's current one. */
+  readonly since?: Position;
+  /** First reconnection delay cap in ms (default 250); it doubles per failed attempt. */
+  readonly minDelayMs?: number;
+  /** Largest reconnection delay in ms (default 30,000). */
+  readonly maxDelayMs?: number;
+  /**
+   * Ask for wshub.v1 (default true). false: plain frames, for a server without --history-size:
+   * a browser fails a handshake whose answer lacks the subprotocol it asked for, and tells the page
+   * nothing about why (in Node, with `ws`, the client notices and falls back by itself).
+   */
+  readonly subprotocol?: boolean;
+  /** WebSocket implementation; default: the global one. */
+  readonly WebSocket?: WebSocketConstructor;
+  readonly onMessage?: (message: Message) => void;
+  /** The server could not continue from the last position: messages in between may be missing. */
+  readonly onReset?: (info: ResetInfo) => void;
+  /** Connected (after a welcome with wshub.v1); `resumed` when it continued from an earlier position. */
+  readonly onOpen?: (info: { readonly position?: Position; readonly resumed: boolean }) => void;
+  /** A connection ended; `retryInMs` is undefined when the client was closed for good. */
+  readonly onClose?: (info: {
+    readonly code: number;
+    readonly reason: string;
+    readonly retryInMs?: number;
+  }) => void;
+}
+
+export interface WshubClient {
+  /** Sends a message to the room; false when not connected (nothing is queued). */
+  send(data: string | ArrayBufferView | ArrayBuffer): boolean;
+  /** Closes for good: no more reconnections. */
+  close(code?: number, reason?: string): void;
+  /** The last position received, for the application to save. */
+  readonly position: Position | undefined;
+  readonly state: 'connecting' | 'open' | 'waiting' | 'closed';
+}
+
+const SUBPROTOCOL = 'wshub.v1';
+const OPEN = 1;
+
+interface ServerFrame {
+  readonly type?: string;
+  readonly room?: string;
+  readonly epoch?: string;
+  readonly offset?: number;
+  readonly data?: string;
+  readonly data_b64?: string;
+}
+
+function decodeBase64(text: string): Uint8Array {
+  const binary = atob(text);
+  const bytes = new Uint8Array(binary.length);
+  for (let i = 0; i < binary.length; i++) bytes[i] = binary.charCodeAt(i);
+  return bytes;
+}
+
+/**
+ * Connects to a wshub WebSocket URL (`wss://host/ws` or `wss://host/ws/<room>`)
+ * and stays connected until close().
+ */
+export function connect(url: string, options: ConnectOptions = {}): WshubClient {
+  const Socket = options.WebSocket ?? (globalThis as { WebSocket?: WebSocketConstructor }).WebSocket;
+  if (Socket === undefined) throw new Error('no WebSocket implementation: pass options.WebSocket');
+  const minDelay = options.minDelayMs ?? 250;
+  const maxDelay = options.maxDelayMs ?? 30_000;
+  let position: Position | undefined = options.since;
+  /** The position this connection asked to resume from (a reset right after the welcome refers to it). */
+  let requested: Position | undefined;
+  let socket: WebSocketLike | undefined;
+  let state: WshubClient['state'] = 'connecting';
+  let attempt = 0;
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  let closedForGood = false;
+  /** Cleared when the server does not speak wshub.v1 and the WebSocket refuses that (`ws` does). */
+  let offerV1 = options.subprotocol ?? true;
+
+  const urlFor = async (): Promise<string> => {
+    const target = new URL(url);
+    requested = position;
+    if (position !== undefined) target.searchParams.set('since', `${position.epoch}:${position.offset}`);
+    const token = typeof options.token === 'function' ? await options.token() : options.token;
+    if (token !== undefined && token !== '') target.searchParams.set('access_token', token);
+    return target.toString();
+  };
+
+  const onFrame = (text: string): void => {
+    let frame: ServerFrame;
+    try {
+      frame = JSON.parse(text) as ServerFrame;
+    } catch {
+      return;
+    }
+    const room = frame.room ?? '';
+    if (typeof frame.epoch !== 'string' || typeof frame.offset !== 'number') return;
+    const here: Position = { epoch: frame.epoch, offset: frame.offset };
+    switch (frame.type) {
+      case 'welcome': {
+        const resumed =
+          position !== undefined && position.epoch === here.epoch && position.offset === here.offset;
+        position = here;
+        attempt = 0;
+        options.onOpen?.({ position: here, resumed });
+        break;
+      }
+      case 'reset': {
+        const previous = requested ?? position;
+        requested = undefined;
+        position = here;
+        options.onReset?.({ room, position: here, previous });
+        break;
+      }
+      case 'message': {
+        // A message at or before the last position was already delivered (a resume overlapping live delivery).
+        if (position !== undefined && position.epoch === here.epoch && here.offset <= position.offset) return;
+        position = here;
+        requested = undefined;
+        const data = frame.data_b64 !== undefined ? decodeBase64(frame.data_b64) : (frame.data ?? '');
+        options.onMessage?.({ room, data, position: here });
+        break;
+      }
+    }
+  };
+
+  const open = async (): Promise<void> => {
+    state = 'connecting';
+    let target: string;
+    try {
+      target = await urlFor();
+    } catch {
+      retry(1006, 'token unavailable');
+      return;
+    }
+    if (closedForGood) return;
+    const ws = offerV1 ? new Socket(target, SUBPROTOCOL) : new Socket(target);
+    socket = ws;
+    ws.binaryType = 'arraybuffer';
+    ws.onopen = () => {
+      state = 'open';
+      // Without wshub.v1 (no history on the server) there is no welcome: this is the open.
+      if (ws.protocol !== SUBPROTOCOL) {
+        attempt = 0;
+        options.onOpen?.({ resumed: false });
+      }
+    };
+    ws.onmessage = (event) => {
+      const { data } = event;
+      if (ws.protocol === SUBPROTOCOL) {
+        if (typeof data === 'string') onFrame(data);
+        return;
+      }
+      const room = new URL(url).pathname.replace(/^\/ws\/?/, '');
+      options.onMessage?.({
+        room,
+        data: typeof data === 'string' ? data : new Uint8Array(data as ArrayBuffer),
+      });
+    };
+    ws.onerror = (event) => {
+      // Browsers accept an answer without a subprotocol; `ws` fails the handshake instead.
+      if (/no subprotocol/i.test(String((event as { message?: unknown } | undefined)?.message))) {
+        offerV1 = false;
+        attempt = 0;
+      }
+    };
+    ws.onclose = (event) => {
+      if (socket !== ws) return;
+      socket = undefined;
+      retry(event.code, event.reason);
+    };
+  };
+
+  const retry = (code: number, reason: string): void => {
+    if (closedForGood) {
+      state = 'closed';
+      options.onClose?.({ code, reason });
+      return;
+    }
+    // Full jitter (a uniform delay up to the exponential cap): reconnections of many clients spread out.
+    const cap = Math.min(maxDelay, minDelay * 2 ** Math.min(attempt, 20));
+    const delay = Math.floor(Math.random() * cap);
+    attempt++;
+    state = 'waiting';
+    options.onClose?.({ code, reason, retryInMs: delay });
+    timer = setTimeout(() => {
+      timer = undefined;
+      void open();
+    }, delay);
+  };
+
+  void open();
+  return {
+    send(data) {
+      if (socket === undefined || socket.readyState !== OPEN) return false;
+      socket.send(data);
+      return true;
+    },
+    close(code = 1000, reason = '') {
+      closedForGood = true;
+      if (timer !== undefined) clearTimeout(timer);
+      timer = undefined;
+      if (socket !== undefined) socket.close(code, reason);
+      else {
+        state = 'closed';
+        options.onClose?.({ code, reason });
+      }
+    },
+    get position() {
+      return position;
+    },
+    get state() {
+      return state;
+    },
+  };
+}
