@@ -78,6 +78,14 @@ describe('browser console (GET /) in headless Chromium', () => {
         .locator('#log li.event')
         .filter({ hasText: 'closed with code 1001 "server shutting down"' })
         .waitFor();
+      // The client library reconnects by itself (with backoff) until told to stop.
+      await page
+        .locator('#log li.event')
+        .filter({ hasText: /^.*reconnecting in \d+ ms$/ })
+        .first()
+        .waitFor();
+      await page.click('#disconnect');
+      await page.locator('#state[data-state=closed]').waitFor();
     } finally {
       await other.app.stop();
     }
