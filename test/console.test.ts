@@ -303,6 +303,37 @@ describe('console endpoints over plain HTTP', () => {
     }
   });
 
+  it('GET /stats with --history-size: the busiest rooms still count members and messages', async () => {
+    const server = await startServer(['--stats-interval=0', '--mode=broadcast', '--history-size=10']);
+    const clients: TestClient[] = [];
+    try {
+      for (let i = 0; i < 2; i++) clients.push(await TestClient.open(`${server.url}/kept`));
+      await (clients[0] as TestClient).send('remembered');
+      for (const client of clients) assert.equal((await client.next()).data.toString(), 'remembered');
+      const stats = (await (await fetch(`http://127.0.0.1:${server.app.port}/stats`)).json()) as {
+        rooms: {
+          count: number;
+          busiest: Array<{ room: string; members: number; messagesPerSecond: number }>;
+        };
+      };
+      assert.equal(stats.rooms.count, 1);
+      assert.deepEqual(
+        stats.rooms.busiest.map((room) => [room.room, room.members, room.messagesPerSecond > 0]),
+        [['kept', 2, true]],
+      );
+      await (clients.pop() as TestClient).close();
+      await (clients.pop() as TestClient).close();
+      await new Promise((resolve) => setTimeout(resolve, 1100));
+      const after = (await (await fetch(`http://127.0.0.1:${server.app.port}/stats`)).json()) as {
+        rooms: { count: number; busiest: unknown[] };
+      };
+      assert.deepEqual(after.rooms, { count: 0, busiest: [] }, 'an empty room is forgotten');
+    } finally {
+      for (const client of clients) await client.close();
+      await server.app.stop();
+    }
+  });
+
   it('--no-console turns both off (404)', async () => {
     const server = await startServer(['--stats-interval=0', '--no-console']);
     try {

@@ -25,7 +25,10 @@ function wshubChart(container, options) {
     width: Math.max(280, container.clientWidth),
     height: options.height || 220,
     scales: {
-      x: { time: options.time !== false, range: options.bars ? (u, min, max) => [min - 0.5, max + 0.5] : undefined },
+      // Bars: half a slot of room on each side of the first and last, however few there are.
+      x: options.bars
+        ? { time: false, auto: false, range: () => [options.data[0][0] - 0.5, options.data[0][options.data[0].length - 1] + 0.5] }
+        : { time: options.time !== false },
       y: options.log ? { distr: 3 } : { range: (u, min, max) => [Math.min(0, min), max > 0 ? max * 1.1 : 1] },
     },
     axes: [
