@@ -1,4 +1,6 @@
 import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import { once } from 'node:events';
 import { runWshub } from './server.js';
 
 export interface Finished {
@@ -26,4 +28,22 @@ export function assertUsageError(
   assert.ok(lines[0]?.endsWith(`[${code}]`), lines[0]);
   assert.match(lines[0] ?? '', mentions);
   assert.doesNotMatch(result.stderr, /\n\s+at /);
+}
+
+/** Runs a compiled script (dist/scripts/…, dist/bench/…) with node to its exit. */
+export async function runScriptToExit(script: string, args: string[]): Promise<Finished> {
+  const child = spawn(process.execPath, [script, ...args], {
+    env: { PATH: process.env.PATH ?? '' },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  let stdout = '';
+  let stderr = '';
+  child.stdout.setEncoding('utf8').on('data', (chunk: string) => {
+    stdout += chunk;
+  });
+  child.stderr.setEncoding('utf8').on('data', (chunk: string) => {
+    stderr += chunk;
+  });
+  const [code] = (await once(child, 'exit')) as [number | null];
+  return { code, stdout, stderr };
 }

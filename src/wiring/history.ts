@@ -1,0 +1,127 @@
+import { randomBytes } from 'node:crypto';
+import { Redis } from 'ioredis';
+import { decodeEnvelope, NODE_ID_BYTES } from '../backplane/envelope.js';
+import { Outbox } from '../backplane/outbox.js';
+import { reconnectDelay, redisConnectionOptions } from '../backplane/redis.js';
+import { roomHistoryKey, roomMetaKey } from '../backplane/room-keys.js';
+import { formatRedisTarget, type RedisTarget } from '../config/redis-url.js';
+import type { Config } from '../config/settings.js';
+import { MemoryHistory } from '../history/memory.js';
+import { RedisHistory } from '../history/redis.js';
+import type { HubHistory } from '../hub/broadcast.js';
+import type { RateLimitedLog } from '../log.js';
+import type { Stats } from '../stats.js';
+
+/** Room history in Redis (issue 16): the store, the outbox that publishes through it, and its connection. */
+export interface RedisHistoryParts {
+  readonly nodeId: Buffer;
+  readonly store: RedisHistory;
+  readonly outbox: Outbox;
+  readonly client: Redis;
+  /** Hub callbacks, set once the hub exists. */
+  onReady: () => void;
+}
+
+/**
+ * With --history-size and --backplane: a third Redis connection (besides the
+ * backplane's publisher and subscriber) runs the history scripts; the outbox
+ * publishes through it, and hub reads replay from it.
+ */
+function redisHistory(
+  config: Config,
+  target: RedisTarget,
+  stats: Stats,
+  limitedLog: RateLimitedLog,
+): RedisHistoryParts {
+  const nodeId = randomBytes(NODE_ID_BYTES);
+  const node = nodeId.toString('hex');
+  const base = config.backplaneChannel;
+  const where = formatRedisTarget(target);
+  const client = new Redis({
+    ...redisConnectionOptions(target, (attempt) => reconnectDelay(attempt, config.backplaneReconnectMax)),
+    connectionName: 'wshub-history',
+  });
+  client.on('error', (error: Error) =>
+    limitedLog.log('backplane_error', 'warn', `Backplane error (${where}, history): ${error.message}`),
+  );
+  client.connect().catch(() => {});
+  const store = new RedisHistory({
+    client,
+    metaKey: (room) => roomMetaKey(base, room),
+    historyKey: (room) => roomHistoryKey(base, room),
+    maxLength: config.historySize,
+    ttlMs: config.historyTtl,
+    decode: (envelope) => {
+      const decoded = decodeEnvelope(envelope);
+      if (!decoded.ok) return undefined;
+      const { payload, isBinary, nodeId: from } = decoded.envelope;
+      return { data: payload, isBinary, node: from };
+    },
+  });
+  const outbox = new Outbox({
+    send: (message) =>
+      store.publish({
+        room: message.room,
+        channel: message.channel,
+        command: 'PUBLISH',
+        node,
+        sequence: message.sequence,
+        lost: message.lost,
+        envelope: message.envelope,
+      }),
+    isConnected: () => client.status === 'ready',
+    maxBytes: config.backplaneMaxPending,
+    history: stats.history,
+    counters: stats.backplane,
+    limitedLog,
+  });
+  stats.history.outboxMessages = () => outbox.depth;
+  stats.history.outboxBytes = () => outbox.byteCount;
+  const parts: RedisHistoryParts = { nodeId, store, outbox, client, onReady: () => {} };
+  client.on('ready', () => {
+    outbox.resume();
+    parts.onReady();
+  });
+  return parts;
+}
+
+export interface RoomHistory {
+  /** --history-size on a single node (no --backplane). */
+  readonly memory: MemoryHistory | undefined;
+  /** --history-size with --backplane. */
+  readonly redis: RedisHistoryParts | undefined;
+  /** What the broadcast hub gets; undefined without history. */
+  readonly hub: HubHistory | undefined;
+  /** For the metrics: which store, if any. */
+  readonly kind: 'memory' | 'redis' | undefined;
+}
+
+/** Room history (issue 16) when --history-size is set in broadcast mode: in memory, or in Redis with --backplane. */
+export function buildHistory(config: Config, stats: Stats, limitedLog: RateLimitedLog): RoomHistory {
+  const wanted = config.mode === 'broadcast' && config.historySize > 0;
+  const memory =
+    wanted && config.backplane === undefined
+      ? new MemoryHistory({ maxLength: config.historySize, ttlMs: config.historyTtl })
+      : undefined;
+  if (memory) {
+    stats.history.entries = () => memory.entryCount;
+    stats.history.bytes = () => memory.byteCount;
+  }
+  const redis =
+    wanted && config.backplane !== undefined
+      ? redisHistory(config, config.backplane, stats, limitedLog)
+      : undefined;
+  const common = { stats: stats.history, limitedLog, maxBufferedBytes: config.maxBufferedBytes };
+  let hub: HubHistory | undefined;
+  if (memory) {
+    hub = {
+      ...common,
+      reader: memory,
+      append: (room, data, isBinary) => memory.append(room, data, isBinary),
+    };
+  } else if (redis) {
+    const { nodeId } = redis;
+    hub = { ...common, reader: redis.store, isLocal: (entry) => entry.node?.equals(nodeId) === true };
+  }
+  return { memory, redis, hub, kind: memory ? 'memory' : redis ? 'redis' : undefined };
+}
