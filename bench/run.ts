@@ -3,6 +3,9 @@ import { readFileSync, writeFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { cpus, loadavg, release } from 'node:os';
 import { setTimeout as sleep } from 'node:timers/promises';
+import { flag, flagsHelp, parseFlags } from '../src/config/args.js';
+import { boolean, decimal, integer, list, text } from '../src/config/kinds.js';
+import { isUsageError } from '../src/errors.js';
 // The backplane section starts its own redis-server with the same helper as the tests.
 import { RedisServer } from '../test/helpers/redis.js';
 import {
@@ -34,48 +37,58 @@ interface Options {
 
 const SECTIONS = ['echo', 'broadcast', 'memory', 'connect', 'backplane', 'workers'] as const;
 
+/** `npm run bench -- …`: the flags, parsed by the shared parser (src/config/args.ts). */
+export const BENCH_SUITE_FLAGS = {
+  quick: flag({
+    kind: boolean(),
+    default: false,
+    doc: 'One 1-second run per case (0.5 s warm-up), for a quick look',
+  }),
+  json: flag({ kind: boolean(), default: false, doc: 'Print the results as one JSON document on stdout' }),
+  runs: flag({ kind: integer(1, 99), default: 3, doc: 'Runs per case (medians and spread)' }),
+  seconds: flag({ kind: decimal(0.1, 60), default: 2, doc: 'Seconds per run' }),
+  report: flag({
+    kind: { ...text({ expected: 'a file name ending in .html', pattern: /\.html?$/i }), hint: '<FILE.html>' },
+    default: '',
+    doc: 'Also write the results as an HTML file with bar charts',
+  }),
+  only: flag({
+    kind: list({
+      pattern: new RegExp(`^(${SECTIONS.join('|')})$`),
+      expected: `a comma-separated list of ${SECTIONS.join(', ')}`,
+    }),
+    default: [] as readonly string[],
+    doc: `Sections to run (${SECTIONS.join(',')}; default: all)`,
+  }),
+} as const;
+
 function parseOptions(argv: readonly string[]): Options {
-  const options: Options = {
-    quick: false,
-    json: false,
-    runs: 3,
-    seconds: 2,
-    warmup: 1,
-    only: undefined,
-    report: undefined,
+  const { values, given, help } = parseFlags(argv, BENCH_SUITE_FLAGS, 'npm run bench');
+  if (help) {
+    process.stdout.write(
+      ['Usage: npm run bench -- [flags]', '', 'Flags:', ...flagsHelp(BENCH_SUITE_FLAGS), ''].join('\n'),
+    );
+    process.exit(0);
+  }
+  return {
+    quick: values.quick,
+    json: values.json,
+    runs: values.quick && !given.has('runs') ? 1 : values.runs,
+    seconds: values.quick && !given.has('seconds') ? 1 : values.seconds,
+    warmup: values.quick ? 0.5 : 1,
+    only: values.only.length === 0 ? undefined : new Set(values.only),
+    report: values.report === '' ? undefined : values.report,
   };
-  for (const arg of argv) {
-    const [flag, value] = arg.split('=', 2) as [string, string | undefined];
-    if (flag === '--quick') options.quick = true;
-    else if (flag === '--json') options.json = true;
-    else if (flag === '--report' && value && /\.html?$/i.test(value)) options.report = value;
-    else if (flag === '--runs' && value && /^[1-9]\d?$/.test(value)) options.runs = Number(value);
-    else if (flag === '--seconds' && value && Number(value) > 0 && Number(value) <= 60)
-      options.seconds = Number(value);
-    else if (flag === '--only' && value) {
-      const names = value.split(',');
-      const unknown = names.filter((name) => !(SECTIONS as readonly string[]).includes(name));
-      if (unknown.length)
-        usage(`--only: unknown section ${unknown.join(',')} (allowed: ${SECTIONS.join(',')})`);
-      options.only = new Set(names);
-    } else usage(`unknown option ${arg}`);
-  }
-  if (options.quick) {
-    if (!argv.some((arg) => arg.startsWith('--runs'))) options.runs = 1;
-    if (!argv.some((arg) => arg.startsWith('--seconds'))) options.seconds = 1;
-    options.warmup = 0.5;
-  }
-  return options;
 }
 
-function usage(problem: string): never {
-  process.stderr.write(
-    `bench: ${problem}\nusage: npm run bench -- [--quick] [--json] [--report=FILE.html] [--runs=N] [--seconds=S] [--only=${SECTIONS.join(',')}]\n`,
-  );
+let options: Options;
+try {
+  options = parseOptions(process.argv.slice(2));
+} catch (error) {
+  if (!isUsageError(error)) throw error;
+  process.stderr.write(`bench: ${error.message} [${error.code}]\n`);
   process.exit(2);
 }
-
-const options = parseOptions(process.argv.slice(2));
 // With --json the human-readable report goes to stderr and stdout carries only the JSON document.
 const say = (line = ''): void => {
   (options.json ? process.stderr : process.stdout).write(`${line}\n`);

@@ -2,8 +2,9 @@ import { once } from 'node:events';
 import { readFileSync } from 'node:fs';
 import { connect as netConnect, type Socket } from 'node:net';
 import { pathToFileURL } from 'node:url';
-import { parseArgs } from 'node:util';
-import { parseDuration } from '../src/config/duration.js';
+import { flag, flagsHelp, parseFlags, runScript } from '../src/config/args.js';
+import { formatDuration } from '../src/config/duration.js';
+import { boolean, duration, integer } from '../src/config/kinds.js';
 import { clientFrame, TestClient } from '../test/helpers/clients.js';
 import { metricValue, waitForMetric } from '../test/helpers/metrics.js';
 import { type SpawnedServer, spawnServer } from '../test/helpers/server.js';
@@ -266,48 +267,51 @@ async function broadcast(
   }
 }
 
-async function main(): Promise<void> {
-  const { values } = parseArgs({
-    options: {
-      cycles: { type: 'string', default: '100000' },
-      concurrency: { type: 'string', default: '50' },
-      'broadcast-duration': { type: 'string', default: '60s' },
-      subscribers: { type: 'string', default: '200' },
-      rate: { type: 'string', default: '200' },
-      'max-time': { type: 'string', default: '15m' },
-      compression: { type: 'boolean', default: false },
-    },
-  });
-  const number = (name: string, text: string, max: number): number => {
-    const value = Number(text);
-    if (!Number.isInteger(value) || value < 1 || value > max) {
-      process.stderr.write(`soak: --${name} must be an integer from 1 to ${max}\n`);
-      process.exit(2);
-    }
-    return value;
-  };
-  const cycles = number('cycles', values.cycles, 10_000_000);
-  const concurrency = number('concurrency', values.concurrency, 500);
-  const subscribers = number('subscribers', values.subscribers, 10_000);
-  const rate = number('rate', values.rate, 100_000);
-  const broadcastMs = parseDuration(values['broadcast-duration']);
-  const maxMs = parseDuration(values['max-time']);
-  if (broadcastMs === undefined || maxMs === undefined || maxMs > 24 * 3600_000) {
-    process.stderr.write('soak: durations need a unit (e.g. 60s, 15m); --max-time at most 24h\n');
-    process.exit(2);
+/** `npm run soak -- …`: the flags, parsed by the shared parser (src/config/args.ts). */
+export const SOAK_FLAGS = {
+  cycles: flag({ kind: integer(1, 10_000_000), default: 100_000, doc: 'Connect/disconnect cycles' }),
+  concurrency: flag({ kind: integer(1, 500), default: 50, doc: 'Cycles in flight at once' }),
+  'broadcast-duration': flag({
+    kind: duration(1000, 24 * 3600_000),
+    default: 60_000,
+    doc: 'How long the broadcast run lasts',
+  }),
+  subscribers: flag({ kind: integer(1, 10_000), default: 200, doc: 'Subscribers of the broadcast run' }),
+  rate: flag({ kind: integer(1, 100_000), default: 200, doc: 'Broadcast messages per second' }),
+  'max-time': flag({
+    kind: duration(1000, 24 * 3600_000),
+    default: 15 * 60_000,
+    doc: 'Upper bound on the whole soak',
+  }),
+  compression: flag({
+    kind: boolean(),
+    default: false,
+    doc: 'Half the subscribers negotiate permessage-deflate',
+  }),
+} as const;
+
+async function main(argv: readonly string[]): Promise<number> {
+  const { values, help } = parseFlags(argv, SOAK_FLAGS, 'npm run soak');
+  if (help) {
+    console.log(['Usage: npm run soak -- [flags]', '', 'Flags:', ...flagsHelp(SOAK_FLAGS)].join('\n'));
+    return 0;
   }
+  const { cycles, concurrency, subscribers, rate } = values;
+  const broadcastMs = values['broadcast-duration'];
+  const maxMs = values['max-time'];
   const deadline = Date.now() + maxMs;
   const failures: string[] = [];
   console.log(
-    `soak: ${cycles} connect/disconnect cycles (${concurrency} at a time), then ${values['broadcast-duration']} of broadcast to ${subscribers} subscribers at ${rate} msg/s; all on 127.0.0.1, at most ${values['max-time']}`,
+    `soak: ${cycles} connect/disconnect cycles (${concurrency} at a time), then ${formatDuration(broadcastMs)} of broadcast to ${subscribers} subscribers at ${rate} msg/s; all on 127.0.0.1, at most ${formatDuration(maxMs)}`,
   );
   await connectDisconnect(cycles, concurrency, deadline, failures);
   await broadcast(broadcastMs, subscribers, rate, values.compression, deadline, failures);
   if (failures.length > 0) {
     console.error(`soak: FAILED\n- ${failures.join('\n- ')}`);
-    process.exit(1);
+    return 1;
   }
   console.log('soak: passed');
+  return 0;
 }
 
-await main();
+await runScript('soak', () => main(process.argv.slice(2)));

@@ -1,6 +1,5 @@
-import { parseArgs } from 'node:util';
-import { boolean, bytes, duration, integer, type Kind, oneOf, text } from '../config/kinds.js';
-import { didYouMean } from '../config/suggest.js';
+import { type FlagValues, flag, flagsHelp, parseFlags } from '../config/args.js';
+import { boolean, bytes, duration, integer, oneOf, text } from '../config/kinds.js';
 import { acceptUrlArgument, checkWebSocketUrl } from '../config/websocket-url.js';
 import { ErrorCode, UsageError } from '../errors.js';
 
@@ -30,14 +29,6 @@ export interface BenchOptions {
   readonly report: string;
   readonly insecure: boolean;
 }
-
-interface BenchFlag<T> {
-  readonly kind: Kind<T>;
-  readonly default: T;
-  readonly doc: string;
-}
-
-const flag = <T>(definition: BenchFlag<T>): BenchFlag<T> => definition;
 
 /** One table: parsing, validation and --help come from it. */
 export const BENCH_FLAGS = {
@@ -99,75 +90,16 @@ export const BENCH_FLAGS = {
   }),
 } as const;
 
-type FlagName = keyof typeof BENCH_FLAGS;
-const FLAG_NAMES = Object.keys(BENCH_FLAGS) as FlagName[];
-
 /**
- * Parses `wshub bench URL [flags]` (the arguments after "bench"), validating
- * every value with the same kinds the server's settings use.
+ * Parses `wshub bench URL [flags]` (the arguments after "bench") with the shared parser,
+ * validating every value with the same kinds the server's settings use.
  */
 export function parseBenchArgs(argv: readonly string[], cpuCount: number): BenchOptions {
-  const parseOptions: Record<string, { type: 'string' | 'boolean'; short?: string }> = {
-    help: { type: 'boolean', short: 'h' },
-  };
-  for (const name of FLAG_NAMES) {
-    parseOptions[name] = { type: BENCH_FLAGS[name].kind.isBoolean ? 'boolean' : 'string' };
-  }
-  const { tokens } = parseArgs({
-    args: [...argv],
-    options: parseOptions,
-    strict: false,
-    allowPositionals: true,
-    tokens: true,
+  const { values, positionals, help } = parseFlags(argv, BENCH_FLAGS, 'wshub bench', {
+    maxPositionals: Number.POSITIVE_INFINITY,
   });
-  const raw = new Map<FlagName, { value: unknown; spelled: string }>();
   let url: string | undefined;
-  let help = false;
-  for (const token of tokens) {
-    if (token.kind === 'positional') {
-      url = acceptUrlArgument(url, token.value, 'bench');
-      continue;
-    }
-    if (token.kind !== 'option') continue;
-    const known = parseOptions[token.name];
-    if (known === undefined) {
-      const candidates = Object.keys(parseOptions).map((name) => `--${name}`);
-      throw new UsageError(
-        ErrorCode.UNKNOWN_FLAG,
-        `unknown flag ${token.rawName} for wshub bench${didYouMean(`--${token.name}`, candidates)} (see wshub bench --help)`,
-      );
-    }
-    if (token.name === 'help') {
-      help = true;
-      continue;
-    }
-    if (known.type === 'string' && token.value === undefined) {
-      throw new UsageError(
-        ErrorCode.MISSING_VALUE,
-        `flag ${token.rawName} needs a value, as in ${token.rawName}=VALUE`,
-      );
-    }
-    const value = known.type === 'boolean' ? (token.inlineValue ? token.value : true) : token.value;
-    raw.set(token.name as FlagName, { value, spelled: token.rawName });
-  }
-
-  const values: Record<string, unknown> = {};
-  for (const name of FLAG_NAMES) {
-    const definition = BENCH_FLAGS[name] as BenchFlag<unknown>;
-    const given = raw.get(name);
-    if (given === undefined) {
-      values[name] = definition.default;
-      continue;
-    }
-    const result = definition.kind.schema.safeParse(given.value);
-    if (!result.success) {
-      throw new UsageError(
-        ErrorCode.INVALID_VALUE,
-        `invalid value for ${given.spelled}: ${JSON.stringify(given.value)}; expected ${definition.kind.expected}`,
-      );
-    }
-    values[name] = result.data;
-  }
+  for (const positional of positionals) url = acceptUrlArgument(url, positional, 'bench');
   if (help) return { ...toOptions(values, '', cpuCount), action: 'help' };
   if (url === undefined) {
     throw new UsageError(
@@ -186,40 +118,29 @@ export function parseBenchArgs(argv: readonly string[], cpuCount: number): Bench
   return options;
 }
 
-function toOptions(values: Record<string, unknown>, url: string, cpuCount: number): BenchOptions {
-  const connections = values.connections as number;
-  const workers = values.workers as number;
-  const maxErrors = values['max-errors'] as number;
+function toOptions(values: FlagValues<typeof BENCH_FLAGS>, url: string, cpuCount: number): BenchOptions {
+  const connections = values.connections;
+  const workers = values.workers;
+  const maxErrors = values['max-errors'];
   return {
     action: 'run',
     url,
     connections,
-    connectRate: values['connect-rate'] as number,
-    connectTimeoutMs: values['connect-timeout'] as number,
-    size: values.size as number,
-    rate: values.rate as number,
-    mode: values.mode as BenchMode,
-    durationMs: values.duration as number,
+    connectRate: values['connect-rate'],
+    connectTimeoutMs: values['connect-timeout'],
+    size: values.size,
+    rate: values.rate,
+    mode: values.mode,
+    durationMs: values.duration,
     workers: Math.min(workers === 0 ? Math.max(1, cpuCount) : workers, connections),
     maxErrors: maxErrors < 0 ? undefined : maxErrors,
-    json: values.json as boolean,
-    report: values.report as string,
-    insecure: values.insecure as boolean,
+    json: values.json,
+    report: values.report,
+    insecure: values.insecure,
   };
 }
 
 export function benchHelpText(): string {
-  const rows: Array<[string, string]> = FLAG_NAMES.map((name) => {
-    const definition = BENCH_FLAGS[name] as BenchFlag<unknown>;
-    const spelled = definition.kind.isBoolean ? `--${name}` : `--${name}=${definition.kind.hint}`;
-    const shown =
-      definition.kind.isBoolean || definition.default === ''
-        ? ''
-        : ` (default ${definition.kind.format(definition.default)})`;
-    return [spelled, `${definition.doc}${shown}`];
-  });
-  rows.push(['-h, --help', 'Show this help and exit']);
-  const width = Math.max(...rows.map(([spelled]) => spelled.length)) + 2;
   return [
     'Usage: wshub bench URL [flags]',
     '',
@@ -230,7 +151,7 @@ export function benchHelpText(): string {
     'line is shown when stderr is a terminal.',
     '',
     'Flags:',
-    ...rows.map(([spelled, doc]) => `  ${spelled.padEnd(width)}${doc}`),
+    ...flagsHelp(BENCH_FLAGS),
     '',
     'Exit status: 0 when done within the error budget, 1 when --max-errors is exceeded or',
     'no connection could be established, 2 for a usage error.',

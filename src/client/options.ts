@@ -1,8 +1,7 @@
-import { parseArgs } from 'node:util';
+import { flag, flagsHelp, parseFlags } from '../config/args.js';
+import { boolean, text } from '../config/kinds.js';
 import { SETTINGS } from '../config/settings.js';
-import { didYouMean } from '../config/suggest.js';
 import { acceptUrlArgument, checkWebSocketUrl } from '../config/websocket-url.js';
-import { ErrorCode, UsageError } from '../errors.js';
 
 /** The server's default address, derived from the settings table so the two cannot disagree. */
 export const DEFAULT_URL = `ws://127.0.0.1:${SETTINGS.port.default}/ws`;
@@ -17,56 +16,28 @@ export interface ClientOptions {
 }
 
 const FLAGS = {
-  insecure: { type: 'boolean' },
-  'ca-file': { type: 'string' },
-  help: { type: 'boolean', short: 'h' },
+  insecure: flag({
+    kind: boolean(),
+    default: false,
+    doc: 'Accept any server certificate (self-signed, other host name)',
+  }),
+  'ca-file': flag({
+    kind: text({ allowEmpty: true }),
+    default: '',
+    doc: "Trust the CA certificates in this PEM file instead of the system's",
+  }),
 } as const;
 
-/** Parses `wshub client [flags] [URL]` (the arguments after "client"). */
+/** Parses `wshub client [flags] [URL]` (the arguments after "client") with the shared parser. */
 export function parseClientArgs(argv: readonly string[]): ClientOptions {
-  const { tokens } = parseArgs({
-    args: [...argv],
-    options: FLAGS,
-    strict: false,
-    allowPositionals: true,
-    tokens: true,
+  const { values, positionals, help } = parseFlags(argv, FLAGS, 'wshub client', {
+    maxPositionals: Number.POSITIVE_INFINITY,
   });
   let url: string | undefined;
-  let insecure = false;
-  let caFile = '';
-  let help = false;
-  for (const token of tokens) {
-    if (token.kind === 'positional') {
-      url = acceptUrlArgument(url, token.value, 'client');
-      continue;
-    }
-    if (token.kind !== 'option') continue;
-    if (!(token.name in FLAGS)) {
-      const known = Object.keys(FLAGS).map((flag) => `--${flag}`);
-      throw new UsageError(
-        ErrorCode.UNKNOWN_FLAG,
-        `unknown flag ${token.rawName} for wshub client${didYouMean(`--${token.name}`, known)} (see wshub client --help)`,
-      );
-    }
-    if (token.name === 'ca-file') {
-      if (token.value === undefined || token.value === '') {
-        throw new UsageError(
-          ErrorCode.MISSING_VALUE,
-          `flag ${token.rawName} needs a value, as in --ca-file=ca.pem`,
-        );
-      }
-      caFile = token.value;
-    } else if (token.inlineValue) {
-      throw new UsageError(ErrorCode.INVALID_VALUE, `flag ${token.rawName} takes no value`);
-    } else if (token.name === 'insecure') {
-      insecure = true;
-    } else {
-      help = true;
-    }
-  }
+  for (const positional of positionals) url = acceptUrlArgument(url, positional, 'client');
   const chosen = url ?? DEFAULT_URL;
   if (!help) checkWebSocketUrl(chosen, 'client');
-  return { action: help ? 'help' : 'run', url: chosen, insecure, caFile };
+  return { action: help ? 'help' : 'run', url: chosen, insecure: values.insecure, caFile: values['ca-file'] };
 }
 
 export function clientHelpText(): string {
@@ -82,9 +53,7 @@ export function clientHelpText(): string {
     `URL defaults to ${DEFAULT_URL} (the server's defaults); use wss:// for TLS.`,
     '',
     'Flags:',
-    '  --insecure         Accept any server certificate (self-signed, other host name)',
-    "  --ca-file=<path>   Trust the CA certificates in this PEM file instead of the system's",
-    '  -h, --help         Show this help and exit',
+    ...flagsHelp(FLAGS),
     '',
     'Exit status: 0 when the connection ended with close code 1000, 1 when it could not',
     'be opened or ended with any other code, 2 for a usage error.',

@@ -64,8 +64,8 @@ describe('parseFlags: the one argument parser of subcommands and scripts', () =>
   it('--help lines come from the same table', () => {
     const lines = flagsHelp(FLAGS);
     assert.equal(lines.length, 5);
-    assert.match(lines[0] ?? '', /^ {2}--count=<n> +How many \(default: 3\)$/);
-    assert.match(lines[1] ?? '', /--wait=<duration> +How long \(default: 1s\)$/);
+    assert.match(lines[0] ?? '', /^ {2}--count=<n> +How many \(default 3\)$/);
+    assert.match(lines[1] ?? '', /--wait=<duration> +How long \(default 1s\)$/);
     assert.match(lines[3] ?? '', /^ {2}--loud +Say more$/);
     assert.match(lines[4] ?? '', /-h, --help/);
   });

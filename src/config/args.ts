@@ -142,7 +142,7 @@ export function flagsHelp(flags: FlagTable): string[] {
     const spec = any as FlagSpec<unknown>;
     const left = spec.kind.isBoolean ? `--${name}` : `--${name}=${spec.kind.hint}`;
     const shown = spec.kind.format(spec.default);
-    const fallback = spec.kind.isBoolean || shown === '' ? '' : ` (default: ${shown})`;
+    const fallback = spec.kind.isBoolean || shown === '' ? '' : ` (default ${shown})`;
     return [left, `${spec.doc}${fallback}`] as const;
   });
   rows.push(['-h, --help', 'Show this help and exit']);

@@ -52,6 +52,18 @@ export function countOrAuto(min: number, max: number, autoMeans: string): Kind<n
   };
 }
 
+/** A number with a fraction allowed, as in --seconds=0.5 (development scripts). */
+export function decimal(min: number, max: number): Kind<number> {
+  const toNumber = (value: unknown): unknown =>
+    typeof value === 'string' && /^\d+(\.\d+)?$/.test(value.trim()) ? Number(value.trim()) : value;
+  return {
+    hint: '<x>',
+    expected: `a number from ${min} to ${max}`,
+    schema: z.preprocess(toNumber, z.number().min(min).max(max)),
+    format: (value) => value,
+  };
+}
+
 export function port(): Kind<number> {
   return { ...integer(0, 65535, 'an integer from 0 to 65535 (0 picks a free port)'), hint: '<port>' };
 }
