@@ -35,7 +35,7 @@ interface Options {
   report: string | undefined;
 }
 
-const SECTIONS = ['echo', 'broadcast', 'memory', 'connect', 'backplane', 'workers'] as const;
+const SECTIONS = ['echo', 'broadcast', 'memory', 'connect', 'backplane', 'workers', 'history'] as const;
 
 /** `npm run bench -- …`: the flags, parsed by the shared parser (src/config/args.ts). */
 export const BENCH_SUITE_FLAGS = {
@@ -727,6 +727,36 @@ async function connectSection(): Promise<void> {
  * relayed through a local redis-server; the baseline, measured alternately in the same run, is the
  * same fan-out on one wshub node without a backplane.
  */
+/** One fan-out run of 20 B messages: subscribers on `target`, the publisher on `publisher` (the same node or another). */
+async function fanoutThroughNodes(
+  target: BenchServer,
+  publisher: BenchServer,
+  subscribers: number,
+  window: number,
+  what: string,
+): Promise<LoadgenResult> {
+  const result = await runLoadgen({
+    binary: loadgen,
+    core: CLIENT_CORE,
+    timeoutMs: 120_000,
+    args: [
+      'fanout',
+      ...commonArgs(target),
+      ...(publisher === target ? [] : ['-q', String(publisher.port)]),
+      '-n',
+      String(subscribers),
+      '-s',
+      '20',
+      '-W',
+      String(window),
+    ],
+  });
+  if (result.lost > 0 || result.dups > 0) {
+    warnings.push(`${what}: ${result.lost} lost, ${result.dups} duplicated`);
+  }
+  return result;
+}
+
 async function backplaneSection(): Promise<void> {
   let redis: RedisServer;
   try {
@@ -765,28 +795,13 @@ async function backplaneSection(): Promise<void> {
             const order = run % 2 === 0 ? (['cross', 'single'] as const) : (['single', 'cross'] as const);
             for (const variant of order) {
               const target = variant === 'single' ? single : nodeB;
-              const publisherPort = variant === 'single' ? [] : ['-q', String(nodeA.port)];
-              const result = await runLoadgen({
-                binary: loadgen,
-                core: CLIENT_CORE,
-                timeoutMs: 120_000,
-                args: [
-                  'fanout',
-                  ...commonArgs(target),
-                  ...publisherPort,
-                  '-n',
-                  String(subscribers),
-                  '-s',
-                  '20',
-                  '-W',
-                  String(window),
-                ],
-              });
-              if (result.lost > 0 || result.dups > 0) {
-                warnings.push(
-                  `backplane ${variant} ${subscribers} subs window ${window}: ${result.lost} lost, ${result.dups} duplicated`,
-                );
-              }
+              const result = await fanoutThroughNodes(
+                target,
+                variant === 'single' ? target : nodeA,
+                subscribers,
+                window,
+                `backplane ${variant} ${subscribers} subs window ${window}`,
+              );
               results[variant].push(result);
             }
           }
@@ -829,6 +844,180 @@ async function backplaneSection(): Promise<void> {
     `backplane — cross-node fan-out: publisher on node A, subscribers on node B, through redis-server on loopback; baseline: the same on one node (median [min–max] of ${options.runs}; nodes and Redis not pinned)`,
   );
   printTable(['case', 'two nodes', 'p50/p99 µs', 'one node', 'p50/p99 µs', 'ratio'], lines);
+}
+
+/**
+ * Room history (issue 16): broadcast with --history-size against the same without, in the same run
+ * (alternating), on one node (memory) and across two nodes (Redis Streams + the publish script
+ * against plain pub/sub); then a resume of 10,000 missed messages (?since=EPOCH:0 over wshub.v1).
+ * The load generator's subscribers are raw clients: the figures are the cost of storing and
+ * sequencing every message, not of the v1 JSON frames (which a resume measures).
+ */
+async function historySection(): Promise<void> {
+  let redis: RedisServer | undefined;
+  try {
+    redis = await RedisServer.start();
+  } catch (error) {
+    warnings.push(`history: Redis rows not measured: ${(error as Error).message}`);
+  }
+  const subscribers = options.quick ? 100 : 1000;
+  const window = 16;
+  const history = ['--history-size=10000'];
+  const node = (logName: string, extra: string[]) =>
+    startBenchServer('wshub', 'broadcast', {
+      core: undefined,
+      nofile: subscribers + 1024,
+      wshubFlags: ['--mode=broadcast', ...extra],
+      logName,
+    });
+  const lines: string[][] = [];
+  const resumeLines: string[][] = [];
+  const setups: Array<{ name: string; off: string[]; on: string[]; twoNodes: boolean }> = [
+    { name: 'one node (memory)', off: [], on: history, twoNodes: false },
+  ];
+  if (redis) {
+    const url = `--backplane=${redis.url}`;
+    setups.push({ name: 'two nodes (Redis)', off: [url], on: [url, ...history], twoNodes: true });
+  }
+  try {
+    for (const setup of setups) {
+      const started = await Promise.all(
+        setup.twoNodes
+          ? [
+              node('wshub-off-a', setup.off),
+              node('wshub-off-b', setup.off),
+              node('wshub-on-a', setup.on),
+              node('wshub-on-b', setup.on),
+            ]
+          : [node('wshub-off', setup.off), node('wshub-on', setup.on)],
+      );
+      try {
+        if (setup.twoNodes) for (const server of started) await waitForLog(server, /Backplane connected/);
+        const [offSub, offPub, onSub, onPub] = setup.twoNodes
+          ? [started[1], started[0], started[3], started[2]]
+          : [started[0], started[0], started[1], started[1]];
+        const results: { on: LoadgenResult[]; off: LoadgenResult[] } = { on: [], off: [] };
+        for (let run = 0; run < options.runs; run++) {
+          const order = run % 2 === 0 ? (['on', 'off'] as const) : (['off', 'on'] as const);
+          for (const variant of order) {
+            const [target, publisher] = (variant === 'on' ? [onSub, onPub] : [offSub, offPub]) as [
+              BenchServer,
+              BenchServer,
+            ];
+            const result = await fanoutThroughNodes(
+              target,
+              publisher,
+              subscribers,
+              window,
+              `history ${setup.name} ${variant}`,
+            );
+            results[variant].push(result);
+          }
+        }
+        const label = `${setup.name}, 1 → ${subscribers.toLocaleString('en-US')} subs, window ${window}`;
+        const row = addRow(
+          'history',
+          label,
+          'deliveries/s',
+          true,
+          { wshub: results.on.map((r) => r.per_s), ws: results.off.map((r) => r.per_s) },
+          {
+            comparison: 'wshub = --history-size=10000; ws = the same without history',
+            p50_us: { on: medianOf(results.on, 'p50_us'), off: medianOf(results.off, 'p50_us') },
+            p99_us: { on: medianOf(results.on, 'p99_us'), off: medianOf(results.off, 'p99_us') },
+          },
+        );
+        lines.push([
+          label,
+          fmtStat(row.wshub),
+          latencyOf(results.on),
+          fmtStat(row.ws),
+          latencyOf(results.off),
+          ratioText(row),
+        ]);
+        // Resume: 10,000 messages published on the "on" setup, then a wshub.v1 client resumes from offset 0.
+        const resumeMs: number[] = [];
+        for (let run = 0; run < options.runs; run++) {
+          resumeMs.push(await resumeTime(onPub as BenchServer, onSub as BenchServer, `resume${run}`, 10_000));
+        }
+        const resume = stat(resumeMs);
+        resumeLines.push([
+          setup.name,
+          `${fmt(resume.median)} ms [${fmt(resume.min)}–${fmt(resume.max)}]`,
+          fmt(10_000 / (resume.median / 1000)),
+        ]);
+        rows.push({
+          section: 'history',
+          case: `resume of 10,000 missed messages, ${setup.name}`,
+          unit: 'ms',
+          higherIsBetter: false,
+          wshub: resume,
+          ws: resume,
+          ratio: undefined,
+          extra: { messagesPerSecond: 10_000 / (resume.median / 1000) },
+        });
+      } finally {
+        await Promise.all(started.map((server) => server.stop()));
+      }
+    }
+  } finally {
+    await redis?.stop();
+  }
+  say(
+    `history — broadcast with --history-size=10000 against without, alternating in one run; 20 B messages, deliveries/s and publish-to-receive p50/p99 µs (median [min–max] of ${options.runs}; not pinned)`,
+  );
+  printTable(['case', 'history on', 'p50/p99 µs', 'history off', 'p50/p99 µs', 'ratio'], lines);
+  say(
+    'history — resume: a wshub.v1 client connects with ?since=EPOCH:0 after 10,000 messages (20 B) it missed; time from the upgrade request to the last replayed frame',
+  );
+  printTable(['setup', 'resume of 10,000', 'messages/s'], resumeLines);
+}
+
+/** Publishes `count` messages to a fresh room on `publisher`, then times a resume of all of them on `subscriber`. */
+async function resumeTime(
+  publisher: BenchServer,
+  subscriber: BenchServer,
+  room: string,
+  count: number,
+): Promise<number> {
+  const { WebSocket } = await import('ws');
+  const open = (url: string, protocol?: string): Promise<InstanceType<typeof WebSocket>> =>
+    new Promise((resolve, reject) => {
+      const ws = protocol ? new WebSocket(url, protocol) : new WebSocket(url);
+      ws.once('open', () => resolve(ws));
+      ws.once('error', reject);
+    });
+  const frames = (
+    ws: InstanceType<typeof WebSocket>,
+    until: (frame: { type: string; offset: number; epoch: string }) => boolean,
+  ) =>
+    new Promise<{ type: string; offset: number; epoch: string }>((resolve) => {
+      ws.on('message', (data: Buffer) => {
+        const frame = JSON.parse(data.toString()) as { type: string; offset: number; epoch: string };
+        if (until(frame)) resolve(frame);
+      });
+    });
+  // A v1 watcher on the publisher's node learns the epoch and when the last message is stored.
+  const watcher = await open(`ws://127.0.0.1:${publisher.port}/ws/${room}`, 'wshub.v1');
+  const stored = frames(watcher, (frame) => frame.type === 'message' && frame.offset === count);
+  const sender = await open(`ws://127.0.0.1:${publisher.port}/ws/${room}`);
+  const payload = Buffer.alloc(20, 0x61);
+  for (let i = 0; i < count; i++) {
+    sender.send(payload);
+    if (i % 500 === 499) await sleep(5);
+  }
+  const last = await stored;
+  sender.close();
+  watcher.close();
+  const started = performance.now();
+  const resumed = await open(
+    `ws://127.0.0.1:${subscriber.port}/ws/${room}?since=${last.epoch}:0`,
+    'wshub.v1',
+  );
+  await frames(resumed, (frame) => frame.type === 'message' && frame.offset === count);
+  const elapsed = performance.now() - started;
+  resumed.close();
+  return elapsed;
 }
 
 /**
@@ -959,6 +1148,7 @@ try {
   if (want('connect')) await connectSection();
   if (want('backplane')) await backplaneSection();
   if (want('workers')) await workersSection();
+  if (want('history')) await historySection();
 } catch (error) {
   process.stderr.write(`bench: ${(error as Error).message}\n`);
   process.exit(1);
