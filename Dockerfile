@@ -25,7 +25,7 @@ WORKDIR /app
 COPY package.json package-lock.json ./
 # --ignore-scripts: the root "prepare" script compiles, and the sources are not copied yet.
 RUN npm ci --ignore-scripts --no-audit --no-fund
-COPY tsconfig.json ./
+COPY tsconfig.json tsconfig.sdk.json ./
 COPY bin ./bin
 COPY src ./src
 RUN npm run build
