@@ -18,7 +18,8 @@ import { createClusterMetrics } from './metrics/cluster.js';
 import { createMetricsServer } from './metrics/server.js';
 import { type BackplaneStats, Stats } from './stats.js';
 import { formatListenAddress } from './transport/address.js';
-import { createWebSocketHttpServer } from './transport/http-server.js';
+import { createWebSocketHttpServer, plainRequestHandler } from './transport/http-server.js';
+import { Http2Front } from './transport/http2.js';
 import { tlsHandshakeFailureListener } from './transport/tls.js';
 import { loadTlsMaterial } from './transport/tls-files.js';
 import { joinBackplane, logBackplane } from './wiring/backplane.js';
@@ -96,7 +97,22 @@ export async function start(config: Config, dependencies: AppDependencies): Prom
     stats,
     limitedLog,
   });
+  // Issue 17: WebSockets over HTTP/2 on the same port (h2c by its preface, h2 by ALPN).
+  const http2 = config.http2
+    ? new Http2Front({
+        maxStreams: config.http2MaxStreams,
+        maxHeaderSize: config.maxHeaderSize,
+        handshakeTimeoutMs: config.handshakeTimeout,
+        maxBufferedBytes: config.maxBufferedBytes,
+        onConnect: transport.handleExtendedConnect,
+        onRequest: plainRequestHandler(routes),
+        onClientError: transport.handleClientError,
+        stats,
+        limitedLog,
+      })
+    : undefined;
   const webSocketServer = createWebSocketHttpServer({
+    http2: http2 !== undefined,
     maxHeaderSize: config.maxHeaderSize,
     handshakeTimeoutMs: config.handshakeTimeout,
     onUpgrade: transport.handleUpgrade,
@@ -108,6 +124,7 @@ export async function start(config: Config, dependencies: AppDependencies): Prom
     },
     routes,
   });
+  http2?.attach(webSocketServer, tls !== undefined);
   let port: number;
   try {
     port = await listen(webSocketServer, config.host, config.port, '--host/--port');
@@ -121,6 +138,7 @@ export async function start(config: Config, dependencies: AppDependencies): Prom
     connections: transport.connections,
     stats,
     tls,
+    http2,
     backplaneConnected: joined && (() => joined.backplane.health().state === 'connected'),
     history: history.kind,
     health,
@@ -130,6 +148,11 @@ export async function start(config: Config, dependencies: AppDependencies): Prom
   });
 
   if (!worker) logStartupDetails(logger, config, tls?.current);
+  if (!worker && http2) {
+    logger.info(
+      `HTTP/2 enabled (--http2): WebSockets over ${tls ? 'h2 (ALPN)' : 'h2c (prior knowledge)'} and HTTP/1.1 on the same port, up to ${config.http2MaxStreams} streams per connection`,
+    );
+  }
   if (tls && config.tlsWatch) tls.watch();
   logBackplane(logger, config, joined);
   const stopReport = worker
@@ -156,8 +179,12 @@ export async function start(config: Config, dependencies: AppDependencies): Prom
         gate,
         transport,
         webSocketServer,
+        http2,
         metricsServer: metrics.server,
         timeoutMs: config.shutdownTimeout,
+        drainDelayMs: config.drainDelay,
+        drainWindowMs: config.drainWindow,
+        stats,
         stopBackground() {
           stopReport();
           history.memory?.close();
@@ -242,7 +269,8 @@ export async function startPrimary(
   const supervisor: WorkerSupervisor = new WorkerSupervisor({
     count,
     logger,
-    shutdownTimeoutMs: config.shutdownTimeout,
+    // Each worker drains as a single process does: delay, window, then the deadline.
+    shutdownTimeoutMs: config.drainDelay + config.drainWindow + config.shutdownTimeout,
     onWorker: broker && ((link, name) => broker.attach(link, name)),
     onGiveUp: giveUp,
     consoleSnapshot: config.consoleEnabled

@@ -155,6 +155,10 @@ export type TlsHandshakeFailureReason = (typeof TLS_HANDSHAKE_FAILURE_REASONS)[n
 export const PUBLISH_STATUSES = ['200', '400', '401', '405', '413', '429'] as const;
 export type PublishStatus = (typeof PUBLISH_STATUSES)[number];
 
+/** The HTTP versions a WebSocket handshake can arrive over: an upgrade (RFC 6455) or an extended CONNECT (RFC 8441). */
+export const HTTP_VERSIONS = ['1.1', '2'] as const;
+export type HttpVersion = (typeof HTTP_VERSIONS)[number];
+
 export class Stats {
   connectionsTotal = 0;
   disconnectionsTotal = 0;
@@ -183,4 +187,14 @@ export class Stats {
   readonly tlsReloads: Record<TlsReloadResult, number> = zeroes(TLS_RELOAD_RESULTS);
   readonly backplane = new BackplaneStats();
   readonly history = new HistoryStats();
+  /** WebSocket connections accepted, by the HTTP version that carried the handshake (issue 17). */
+  readonly connectionsByHttpVersion: Record<HttpVersion, number> = zeroes(HTTP_VERSIONS);
+  /** HTTP/2 connections opened on the WebSocket port (--http2). */
+  http2Sessions = 0;
+  /** GOAWAY frames sent at shutdown, one per HTTP/2 connection still open. */
+  http2GoAways = 0;
+  /** Where a graceful shutdown is (lifecycle/shutdown.ts SHUTDOWN_PHASES): 0 serving, 1 drain delay, 2 closing, 3 waiting for the last closes. */
+  shutdownPhase = 0;
+  /** WebSocket connections accepted during --drain-delay (readiness already 503). */
+  acceptedWhileDraining = 0;
 }

@@ -161,16 +161,30 @@ describe('Kubernetes manifests', () => {
     }
   });
 
-  it('terminationGracePeriodSeconds outlasts the preStop sleep plus the shutdown deadline', () => {
+  it('terminationGracePeriodSeconds outlasts the drain (delay + window) plus the shutdown deadline, and readiness fails within the drain delay', () => {
     const { file } = mountedConfig(base.objects, scratch);
     const { config } = loadConfig([`--config-file=${file}`], {});
     const pod = podSpecOf(find(base.objects, 'Deployment', 'wshub'));
-    const preStop = (pod.containers[0] as ContainerSpec).lifecycle.preStop.sleep?.seconds;
-    assert.ok(preStop !== undefined && preStop >= 3, 'a preStop sleep lets endpoint removal propagate');
-    const slack = pod.terminationGracePeriodSeconds - preStop - config.shutdownTimeout / 1000;
+    const container = pod.containers[0] as ContainerSpec;
+    // wshub's --drain-delay does what a preStop sleep did (keep serving while endpoint removal
+    // propagates), without needing a shell or Kubernetes >= 1.30; both would add up.
+    assert.equal(container.lifecycle?.preStop, undefined, 'no preStop hook: the drain delay replaces it');
+    assert.ok(config.drainDelay >= 3000, 'a drain delay lets endpoint removal propagate');
+    assert.ok(config.drainWindow > 0, 'closes are spread over a drain window');
+    const readiness = container.readinessProbe as unknown as {
+      periodSeconds: number;
+      failureThreshold: number;
+    };
+    assert.ok(
+      readiness.periodSeconds * readiness.failureThreshold * 1000 <= config.drainDelay,
+      'the readiness probe sees the 503 before the drain delay ends',
+    );
+    const slack =
+      pod.terminationGracePeriodSeconds -
+      (config.drainDelay + config.drainWindow + config.shutdownTimeout) / 1000;
     assert.ok(
       slack >= 2,
-      `grace ${pod.terminationGracePeriodSeconds}s leaves ${slack}s after preStop and shutdown`,
+      `grace ${pod.terminationGracePeriodSeconds}s leaves ${slack}s after the drain and shutdown`,
     );
   });
 

@@ -2,6 +2,7 @@ import type { ClientRequest, IncomingMessage } from 'node:http';
 import { performance } from 'node:perf_hooks';
 import { build, encodeIntoCompressedBase64, type Histogram } from 'hdr-histogram-js';
 import { WebSocket } from 'ws';
+import { Http2WebSocketConnection } from '../client/http2.js';
 import { STAMP_BYTES } from './options.js';
 import {
   emptyCounts,
@@ -18,6 +19,7 @@ const MARKER = 0x42485357; // "WSHB" read as a little-endian uint32
 const TICK_MS = 10;
 /** Above this many bytes queued on a socket, open-loop sends wait (the socket is not keeping up). */
 const MAX_BUFFERED = 1024 * 1024;
+const MAX_PAYLOAD = 256 * 1024 * 1024;
 
 export function createHistogram(): Histogram {
   // Microseconds from 1 µs to one hour, 3 significant digits (HdrHistogram's usual setting).
@@ -142,13 +144,38 @@ export class LoadGenerator {
     this.finish?.();
   }
 
+  /** The HTTP/2 connection new WebSocket streams go to (--http2), replaced once it carries --streams-per-connection. */
+  private http2Connection: Http2WebSocketConnection | undefined;
+  private readonly http2Connections: Http2WebSocketConnection[] = [];
+
+  private openWebSocket(): WebSocket {
+    const plan = this.plan;
+    if (!plan.http2) {
+      return new WebSocket(plan.url, {
+        perMessageDeflate: false,
+        handshakeTimeout: plan.connectTimeoutMs,
+        rejectUnauthorized: !plan.insecure,
+        maxPayload: MAX_PAYLOAD,
+      });
+    }
+    let connection = this.http2Connection;
+    if (
+      connection === undefined ||
+      connection.opened >= plan.streamsPerConnection ||
+      connection.session.closed
+    ) {
+      connection = new Http2WebSocketConnection(plan.url, {
+        rejectUnauthorized: !plan.insecure,
+        maxPayload: MAX_PAYLOAD,
+      });
+      this.http2Connection = connection;
+      this.http2Connections.push(connection);
+    }
+    return connection.open(plan.url, plan.connectTimeoutMs);
+  }
+
   private open(): void {
-    const ws = new WebSocket(this.plan.url, {
-      perMessageDeflate: false,
-      handshakeTimeout: this.plan.connectTimeoutMs,
-      rejectUnauthorized: !this.plan.insecure,
-      maxPayload: 256 * 1024 * 1024,
-    });
+    const ws = this.openWebSocket();
     const connection = new BenchConnection(ws);
     connection.startedAt = clock();
     this.connections.push(connection);
@@ -294,6 +321,7 @@ export class LoadGenerator {
     }, 2000);
     await Promise.all(closing);
     clearTimeout(timer);
+    for (const connection of this.http2Connections) connection.close();
   }
 
   /** Closes the current second of the timeline: its counts, and its latencies added to the run's. */
@@ -329,6 +357,7 @@ export class LoadGenerator {
       sendingFrom: this.sendingFrom,
       sendingUntil: this.sendingUntil,
       timeline: this.timeline,
+      http2Connections: this.http2Connections.length,
     };
   }
 }

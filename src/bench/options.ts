@@ -28,6 +28,10 @@ export interface BenchOptions {
   /** Where to write the HTML report ('' for none). */
   readonly report: string;
   readonly insecure: boolean;
+  /** WebSockets as streams of HTTP/2 connections (RFC 8441). */
+  readonly http2: boolean;
+  /** With http2: WebSocket streams opened on one HTTP/2 connection before the next is opened. */
+  readonly streamsPerConnection: number;
 }
 
 /** One table: parsing, validation and --help come from it. */
@@ -88,6 +92,16 @@ export const BENCH_FLAGS = {
     default: false,
     doc: 'Accept any TLS certificate (wss:// to a self-signed ingress)',
   }),
+  http2: flag({
+    kind: boolean(),
+    default: false,
+    doc: 'Open the WebSockets as streams of HTTP/2 connections (RFC 8441): h2c for ws://, h2 by ALPN for wss://',
+  }),
+  'streams-per-connection': flag({
+    kind: integer(1, 10_000),
+    default: 100,
+    doc: "With --http2: WebSocket streams sharing one HTTP/2 connection (keep it at or below the server's --http2-max-streams)",
+  }),
 } as const;
 
 /**
@@ -137,6 +151,8 @@ function toOptions(values: FlagValues<typeof BENCH_FLAGS>, url: string, cpuCount
     json: values.json,
     report: values.report,
     insecure: values.insecure,
+    http2: values.http2,
+    streamsPerConnection: values['streams-per-connection'],
   };
 }
 

@@ -14,6 +14,8 @@ export interface WorkerPlan {
   readonly rate: number;
   /** How long to wait for replies still in flight once sending stops. */
   readonly drainMs: number;
+  readonly http2: boolean;
+  readonly streamsPerConnection: number;
 }
 
 /** Running totals a worker reports a few times a second. */
@@ -62,6 +64,8 @@ export interface WorkerResult {
   readonly sendingUntil: number;
   /** Second i covers [startAt + i s, startAt + (i + 1) s); the last one ends with the run. */
   readonly timeline: readonly SecondSample[];
+  /** --http2: HTTP/2 connections this worker opened (its WebSockets were streams of these). */
+  readonly http2Connections: number;
 }
 
 export type WorkerMessage =

@@ -55,6 +55,8 @@ export interface BenchReport {
     /** Connections the server (or something in between) closed before the bench did. */
     readonly unexpectedCloses: number;
     readonly connectMs: Percentiles;
+    /** --http2: the HTTP/2 connections opened and how many established WebSocket streams each carried on average; null without --http2. */
+    readonly http2: { readonly connections: number; readonly streamsPerConnection: number } | null;
   };
   readonly messages: {
     readonly sent: number;
@@ -120,6 +122,11 @@ export function formatReport(report: BenchReport): string {
     `  ${report.mode}, ${number(connections.target)} connections, ${loop}, ${number(report.messageSize)}-byte messages, ${report.workers} worker${report.workers === 1 ? '' : 's'}`,
     '',
     `connections   ${number(connections.established)} established, ${number(connections.failed)} failed${failures ? ` (${failures})` : ''}, ${number(connections.unexpectedCloses)} closed unexpectedly`,
+    ...(connections.http2 === null
+      ? []
+      : [
+          `http/2        ${number(connections.http2.connections)} connection${connections.http2.connections === 1 ? '' : 's'}, ${connections.http2.streamsPerConnection} WebSocket streams per connection`,
+        ]),
     `connect time  ${percentileLine(connections.connectMs)}`,
     `messages      ${number(messages.sent)} sent, ${number(messages.received)} received${report.mode === 'echo' ? `, ${number(messages.lost)} lost` : ''}${messages.sendErrors ? `, ${number(messages.sendErrors)} send errors` : ''}`,
     `throughput    ${number(messages.sentPerSecond)} msg/s sent, ${number(messages.receivedPerSecond)} msg/s received, ${bytesPerSecond(messages.receivedBytesPerSecond)} over ${report.durationSeconds}s`,

@@ -49,6 +49,8 @@ export function runBench(options: BenchOptions, hooks: RunHooks = {}): BenchRun 
       size: options.size,
       rate: options.rate,
       drainMs,
+      http2: options.http2,
+      streamsPerConnection: options.streamsPerConnection,
     };
     latest.push(emptyCounts());
     const worker = new Worker(WORKER_URL, { workerData: plan });
@@ -207,6 +209,7 @@ export function buildReport(
   const closeCodes: Record<string, number> = {};
   let lost = 0;
   let lostOnUnexpectedClose = 0;
+  let http2Connections = 0;
   let from = Number.POSITIVE_INFINITY;
   let until = 0;
   for (const result of results) {
@@ -214,6 +217,7 @@ export function buildReport(
     addUp(closeCodes, result.closeCodes);
     lost += result.lost;
     lostOnUnexpectedClose += result.lostOnUnexpectedClose;
+    http2Connections += result.http2Connections;
     if (result.sendingFrom > 0) from = Math.min(from, result.sendingFrom);
     until = Math.max(until, result.sendingUntil);
   }
@@ -239,6 +243,13 @@ export function buildReport(
       failedByReason,
       unexpectedCloses: counts.unexpectedCloses,
       connectMs: percentiles(results.map((result) => result.connectLatency)),
+      http2: options.http2
+        ? {
+            connections: http2Connections,
+            streamsPerConnection:
+              http2Connections === 0 ? 0 : Math.round((counts.established / http2Connections) * 10) / 10,
+          }
+        : null,
     },
     messages: {
       sent: counts.sent,

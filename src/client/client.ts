@@ -3,6 +3,7 @@ import { createInterface, type Interface } from 'node:readline';
 import type { Readable, Writable } from 'node:stream';
 import { WebSocket } from 'ws';
 import { ErrorCode, UsageError } from '../errors.js';
+import { Http2WebSocketConnection } from './http2.js';
 import type { ClientOptions } from './options.js';
 
 export interface ClientIo {
@@ -19,6 +20,9 @@ export interface RunningClient {
   /** Ctrl-C: the first closes with 1000, the next drops the connection. */
   interrupt(): void;
 }
+
+/** ws's default largest message (100 MiB), for a WebSocket over HTTP/2 as for one over HTTP/1.1. */
+const MAX_PAYLOAD = 100 * 1024 * 1024;
 
 /** Stop reading stdin while this much is queued for the socket, so a fast pipe cannot fill memory. */
 const HIGH_WATER_BYTES = 1024 * 1024;
@@ -61,10 +65,19 @@ export function formatClose(code: number, reason: string): string {
  */
 export function runClient(options: ClientOptions, io: ClientIo): RunningClient {
   const ca = readCaFile(options.caFile);
-  const ws = new WebSocket(options.url, {
-    rejectUnauthorized: !options.insecure,
-    ...(ca === undefined ? {} : { ca }),
-  });
+  const http2 = options.http2
+    ? new Http2WebSocketConnection(options.url, {
+        ca,
+        rejectUnauthorized: !options.insecure,
+        maxPayload: MAX_PAYLOAD,
+      })
+    : undefined;
+  const ws =
+    http2?.open(options.url) ??
+    new WebSocket(options.url, {
+      rejectUnauthorized: !options.insecure,
+      ...(ca === undefined ? {} : { ca }),
+    });
   let lines: Interface | undefined;
   let opened = false;
   let interrupted = false;
@@ -73,7 +86,7 @@ export function runClient(options: ClientOptions, io: ClientIo): RunningClient {
   const done = new Promise<number>((resolve) => {
     ws.on('open', function onOpen() {
       opened = true;
-      io.status.write(`connected to ${options.url}\n`);
+      io.status.write(`connected to ${options.url}${http2 ? ' (HTTP/2)' : ''}\n`);
       lines = createInterface({ input: io.input, crlfDelay: Number.POSITIVE_INFINITY, terminal: false });
       lines.on('line', sendLine);
       lines.on('close', function onInputEnd() {
@@ -98,9 +111,10 @@ export function runClient(options: ClientOptions, io: ClientIo): RunningClient {
       if (ws.readyState === WebSocket.OPEN) ws.close(1000);
     });
     ws.on('error', function onError(error: Error & { code?: string }) {
-      io.status.write(`wshub client: ${describeError(options.url, error)}\n`);
+      io.status.write(`wshub client: ${describeError(options.url, error, options.http2)}\n`);
     });
     ws.on('close', function onClose(code: number, reason: Buffer) {
+      http2?.close();
       if (opened) io.status.write(formatClose(code, reason.toString('utf8')));
       lines?.close();
       resolve(opened && code === 1000 ? 0 : 1);
@@ -140,9 +154,13 @@ function readCaFile(path: string): Buffer | undefined {
   }
 }
 
-function describeError(url: string, error: Error & { code?: string }): string {
+function describeError(url: string, error: Error & { code?: string }, http2: boolean): string {
   const what = `cannot connect to ${url}: ${error.message}`;
   const code = error.code ?? '';
+  // An HTTP/1.1-only server answers the HTTP/2 preface with a 400 and closes: nghttp2 calls that a protocol error.
+  if (http2 && (code === 'ERR_HTTP2_ERROR' || code === 'ERR_HTTP2_SESSION_ERROR' || code === 'ECONNRESET')) {
+    return `${what} (${code}); the server does not speak HTTP/2 here: start it with --http2, or connect without --http2`;
+  }
   if (/CERT|SIGNATURE|SELF_SIGNED|ALTNAME|ISSUER/.test(code)) {
     return `${what} (${code}); use --insecure to accept any certificate, or --ca-file=CA.pem`;
   }

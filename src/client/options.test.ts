@@ -7,7 +7,13 @@ import { DEFAULT_URL, parseClientArgs } from './options.js';
 describe('wshub client arguments', () => {
   it('defaults to the server defaults', () => {
     assert.equal(DEFAULT_URL, 'ws://127.0.0.1:3003/ws');
-    assert.deepEqual(parseClientArgs([]), { action: 'run', url: DEFAULT_URL, insecure: false, caFile: '' });
+    assert.deepEqual(parseClientArgs([]), {
+      action: 'run',
+      url: DEFAULT_URL,
+      insecure: false,
+      caFile: '',
+      http2: false,
+    });
   });
 
   it('takes a URL and flags in any order', () => {
@@ -16,7 +22,9 @@ describe('wshub client arguments', () => {
       url: 'wss://h:1/ws/room',
       insecure: true,
       caFile: 'ca.pem',
+      http2: false,
     });
+    assert.equal(parseClientArgs(['--http2', 'ws://h:1/ws']).http2, true);
   });
 
   it('rejects what it cannot use, with stable codes', () => {

@@ -13,6 +13,8 @@ export interface ClientOptions {
   readonly insecure: boolean;
   /** PEM CA bundle to trust instead of the system's; '' for the system's. */
   readonly caFile: string;
+  /** Open the WebSocket as an HTTP/2 stream (RFC 8441): h2c for ws://, h2 by ALPN for wss://. */
+  readonly http2: boolean;
 }
 
 const FLAGS = {
@@ -20,6 +22,11 @@ const FLAGS = {
     kind: boolean(),
     default: false,
     doc: 'Accept any server certificate (self-signed, other host name)',
+  }),
+  http2: flag({
+    kind: boolean(),
+    default: false,
+    doc: 'Open the WebSocket over HTTP/2 (RFC 8441): h2c with prior knowledge for ws://, h2 by ALPN for wss://; the server needs --http2',
   }),
   'ca-file': flag({
     kind: text({ allowEmpty: true }),
@@ -37,7 +44,13 @@ export function parseClientArgs(argv: readonly string[]): ClientOptions {
   for (const positional of positionals) url = acceptUrlArgument(url, positional, 'client');
   const chosen = url ?? DEFAULT_URL;
   if (!help) checkWebSocketUrl(chosen, 'client');
-  return { action: help ? 'help' : 'run', url: chosen, insecure: values.insecure, caFile: values['ca-file'] };
+  return {
+    action: help ? 'help' : 'run',
+    url: chosen,
+    insecure: values.insecure,
+    caFile: values['ca-file'],
+    http2: values.http2,
+  };
 }
 
 export function clientHelpText(): string {

@@ -2,6 +2,7 @@ import { Counter, collectDefaultMetrics, Gauge, type Metric, Registry } from 'pr
 import {
   DISCONNECT_REASONS,
   DROP_REASONS,
+  HTTP_VERSIONS,
   type PlainHistogram,
   PUBLISH_STATUSES,
   REJECT_REASONS,
@@ -17,6 +18,8 @@ export interface MetricSources {
   readonly stats: Stats;
   /** The certificate being served, when TLS is on. */
   readonly tls?: { readonly current: { readonly validTo: number } } | undefined;
+  /** Present with --http2: the wshub_http2_* metrics exist only then. */
+  readonly http2?: { readonly sessionCount: number } | undefined;
   /** Present when a backplane is configured (issue 6): the wshub_backplane_* metrics exist only then. */
   readonly backplaneConnected?: () => boolean;
   /** Room history (issue 16): 'memory' on a single node, 'redis' with the backplane; absent without --history-size. */
@@ -122,6 +125,59 @@ export function createMetricsRegistry(sources: MetricSources): Registry {
         for (const reason of REJECT_REASONS) set(stats.upgradesRejected[reason], { reason });
       },
     },
+  );
+
+  mirrorCounter(
+    registry,
+    'wshub_connections_by_http_version_total',
+    'WebSocket connections accepted, by the HTTP version of the handshake: 1.1 (Upgrade) or 2 (extended CONNECT, --http2)',
+    {
+      labelNames: ['http_version'],
+      read: (set) => {
+        for (const version of HTTP_VERSIONS)
+          set(stats.connectionsByHttpVersion[version], { http_version: version });
+      },
+    },
+  );
+  const http2 = sources.http2;
+  if (http2) {
+    new Gauge({
+      name: 'wshub_http2_connections',
+      help: 'HTTP/2 connections open on the WebSocket port (each may carry many WebSocket streams)',
+      registers: [registry],
+      collect() {
+        this.set(http2.sessionCount);
+      },
+    });
+    mirrorCounter(
+      registry,
+      'wshub_http2_connections_total',
+      'HTTP/2 connections opened on the WebSocket port',
+      {
+        read: (set) => set(stats.http2Sessions),
+      },
+    );
+    mirrorCounter(
+      registry,
+      'wshub_http2_goaways_total',
+      'GOAWAY frames sent at shutdown, one per HTTP/2 connection then open',
+      { read: (set) => set(stats.http2GoAways) },
+    );
+  }
+
+  new Gauge({
+    name: 'wshub_shutdown_phase',
+    help: 'Graceful shutdown: 0 serving, 1 drain delay (readiness 503, still accepting), 2 closing connections over the drain window, 3 waiting for the last close handshakes',
+    registers: [registry],
+    collect() {
+      this.set(stats.shutdownPhase);
+    },
+  });
+  mirrorCounter(
+    registry,
+    'wshub_drain_accepted_connections_total',
+    'WebSocket connections accepted during --drain-delay (readiness already 503)',
+    { read: (set) => set(stats.acceptedWhileDraining) },
   );
 
   mirrorCounter(registry, 'wshub_publish_requests_total', 'POST /publish requests, by HTTP status', {

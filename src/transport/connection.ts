@@ -4,10 +4,11 @@ import { WebSocket } from 'ws';
 import type { Peer } from '../hub/hub.js';
 import type { OutboundMessage } from '../hub/message.js';
 import type { Fields } from '../log.js';
-import type { DisconnectReason } from '../stats.js';
+import type { DisconnectReason, HttpVersion } from '../stats.js';
 import { formatPeer } from './address.js';
 import { quietRepeatedEnds } from './end-once.js';
 import type { FaultPlan } from './fault-injection.js';
+import { isHttp2Stream } from './http2.js';
 import type { Outbound, OutboundTarget } from './outbound.js';
 
 /** What a connection reports its events to (the transport). */
@@ -75,6 +76,11 @@ export class Connection extends WebSocket implements Peer, OutboundTarget {
   get peer(): string {
     const socket = this._socket;
     return socket === null ? 'unknown' : formatPeer(socket.remoteAddress, socket.remotePort);
+  }
+
+  /** Which HTTP version carried the handshake: '2' for an extended CONNECT on an HTTP/2 stream (RFC 8441). */
+  get httpVersion(): HttpVersion {
+    return isHttp2Stream(this._socket) ? '2' : '1.1';
   }
 
   /** The error that ended the socket, if one did (Node keeps it on the stream). */
@@ -159,5 +165,10 @@ export class Connection extends WebSocket implements Peer, OutboundTarget {
 
 /** The log fields that identify a connection (issue 8: JSON logs join on them). */
 export function connectionFields(connection: Connection): Fields {
-  return { remote_addr: connection.peer, conn_id: connection.id, room: connection.room };
+  return {
+    remote_addr: connection.peer,
+    conn_id: connection.id,
+    room: connection.room,
+    http_version: connection.httpVersion,
+  };
 }

@@ -25,6 +25,17 @@ export interface WebSocketHttpOptions {
   readonly tls?: TlsServerOptions | undefined;
   /** Plain HTTP endpoints by exact path (the console, the publish API), tried before 426/404. */
   readonly routes?: ReadonlyMap<string, PlainRoute>;
+  /** --http2: with TLS, ALPN offers h2 (the caller attaches an Http2Front to take those connections). */
+  readonly http2?: boolean;
+}
+
+/** Answers a plain request of the WebSocket port: a route in `routes`, else 426 on the WebSocket path, else 404. */
+export function plainRequestHandler(routes: ReadonlyMap<string, PlainRoute> | undefined): PlainRoute {
+  return function handlePlainRequest(request, response) {
+    const route = routes?.get(pathOf(request.url));
+    if (route !== undefined) route(request, response);
+    else answerUpgradeRequiredOrNotFound(request, response);
+  };
 }
 
 export interface TlsServerOptions {
@@ -55,19 +66,20 @@ export function createWebSocketHttpServer(options: WebSocketHttpOptions): Server
     connectionsCheckingInterval: Math.min(1000, Math.max(25, Math.floor(timeout / 4))),
   };
   const tls = options.tls;
-  const routes = options.routes;
-  const handlePlainRequest = (request: IncomingMessage, response: ServerResponse): void => {
-    const route = routes?.get(pathOf(request.url));
-    if (route !== undefined) route(request, response);
-    else answerUpgradeRequiredOrNotFound(request, response);
-  };
+  const handlePlainRequest = plainRequestHandler(options.routes);
   let server: Server;
   if (tls === undefined) {
     server = createServer(httpOptions, handlePlainRequest);
   } else {
     // The TLS handshake gets the same deadline as the HTTP request head.
     const httpsServer = createHttpsServer(
-      { ...httpOptions, ...tls.secureContext, handshakeTimeout: timeout },
+      {
+        ...httpOptions,
+        ...tls.secureContext,
+        handshakeTimeout: timeout,
+        // --http2: ALPN offers h2 first (RFC 7301: the server picks); Http2Front takes those connections.
+        ...(options.http2 ? { ALPNProtocols: ['h2', 'http/1.1'] } : {}),
+      },
       handlePlainRequest,
     );
     // https.Server re-emits every 'tlsClientError' as 'clientError'. A failed TLS
@@ -94,11 +106,13 @@ export function createWebSocketHttpServer(options: WebSocketHttpOptions): Server
 
 function answerUpgradeRequiredOrNotFound(request: IncomingMessage, response: ServerResponse): void {
   if (matchWebSocketPath(pathOf(request.url)).kind === 'websocket') {
-    const body =
-      '426 Upgrade Required: this endpoint speaks WebSocket (RFC 6455); connect with a WebSocket client\n';
+    // Over HTTP/2 there is no Upgrade (RFC 9113 §8.6): a WebSocket is an extended CONNECT (RFC 8441).
+    const http2 = request.httpVersion === '2.0';
+    const body = http2
+      ? '426 Upgrade Required: this endpoint speaks WebSocket; over HTTP/2 open it with an extended CONNECT (RFC 8441)\n'
+      : '426 Upgrade Required: this endpoint speaks WebSocket (RFC 6455); connect with a WebSocket client\n';
     response.writeHead(426, {
-      Upgrade: 'websocket',
-      Connection: 'Upgrade',
+      ...(http2 ? {} : { Upgrade: 'websocket', Connection: 'Upgrade' }),
       'Sec-WebSocket-Version': '13',
       'Content-Type': 'text/plain; charset=utf-8',
       'Content-Length': Buffer.byteLength(body),

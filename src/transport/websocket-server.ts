@@ -1,5 +1,6 @@
 import type { IncomingMessage } from 'node:http';
 import { STATUS_CODES } from 'node:http';
+import type { IncomingHttpHeaders, ServerHttp2Stream } from 'node:http2';
 import type { Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 import { type PerMessageDeflateOptions, type ServerOptions, WebSocket, WebSocketServer } from 'ws';
@@ -16,10 +17,11 @@ import {
 } from './compression.js';
 import { Connection, type ConnectionOwner, connectionFields, type FaultState } from './connection.js';
 import { describeFaults, type FaultPlan, MAX_DELAYED_MESSAGES } from './fault-injection.js';
+import { isHttp2Stream, respondOnStream } from './http2.js';
 import { Keepalive, type KeepaliveOptions } from './keepalive.js';
 import { directWriteFd, Outbound } from './outbound.js';
 import type { Admission, UpgradeGate } from './upgrade-gate.js';
-import { installReceiverGuard } from './ws-adapter.js';
+import { type HandshakeAnswer, handleUpgradeOverStream, installReceiverGuard } from './ws-adapter.js';
 
 type AdmittedUpgrade = Extract<Admission, { ok: true }>;
 
@@ -146,13 +148,43 @@ export class WebSocketTransport implements ConnectionOwner {
     }
     if (this.options.perMessageDeflate) declineInvalidDeflateOffers(request);
     this.upgrading = admission;
-    this.serverFor(request).handleUpgrade(request, socket, head, this.upgraded);
+    if (isHttp2Stream(socket)) {
+      handleUpgradeOverStream(
+        this.serverFor(request),
+        request,
+        socket,
+        answerOnStream(socket),
+        this.upgraded,
+      );
+    } else {
+      this.serverFor(request).handleUpgrade(request, socket, head, this.upgraded);
+    }
     // ws completes an upgrade synchronously; if it did not call back, it refused the
     // request itself (e.g. a malformed Sec-WebSocket-Protocol) or the socket was gone.
     if (this.upgrading !== undefined) {
       this.upgrading = undefined;
       this.countRefusal(socket, 'bad_handshake', 400, 'refused by the WebSocket library');
     }
+  };
+
+  /**
+   * An extended CONNECT on an HTTP/2 stream (RFC 8441 §4, --http2). It is admitted and
+   * negotiated exactly as an HTTP/1.1 upgrade: the same gate (path, draining, version, origin,
+   * limits, faults) and ws's own negotiation (permessage-deflate from `sec-websocket-extensions`),
+   * given the request as HTTP/1.1 would carry it. The answer is a 200 (or the refusal's status)
+   * on the stream, and the stream then carries RFC 6455 frames.
+   */
+  readonly handleExtendedConnect = (stream: ServerHttp2Stream, headers: IncomingHttpHeaders): void => {
+    if (headers[':protocol'] !== 'websocket') {
+      this.refuse(
+        stream,
+        'bad_handshake',
+        400,
+        'an extended CONNECT must carry :protocol websocket (RFC 8441)',
+      );
+      return;
+    }
+    this.handleUpgrade(http1ViewOf(stream, headers), stream, EMPTY_HEAD);
   };
 
   /**
@@ -240,6 +272,7 @@ export class WebSocketTransport implements ConnectionOwner {
     this.options.gate.opened(clientAddress);
     this.keepalive.track(connection);
     this.options.stats.connectionsTotal++;
+    this.options.stats.connectionsByHttpVersion[connection.httpVersion]++;
     const fields = connectionFields(connection);
     this.options.logger.info(`WebSocket connected: ${fields.remote_addr}`, fields);
     this.options.hub.join(connection, since);
@@ -349,6 +382,7 @@ export class WebSocketTransport implements ConnectionOwner {
       remote_addr: peer,
       conn_id: connection.id,
       room: connection.room,
+      http_version: connection.httpVersion,
       close_code: code,
       reason: connection.serverCloseReason,
     });
@@ -429,6 +463,45 @@ const CLIENT_ERROR_ANSWERS: Readonly<
 // socket is destroyed either way, and the error must not go unhandled.
 function ignoreSocketError(): void {}
 
+const EMPTY_HEAD = Buffer.alloc(0);
+/**
+ * RFC 8441 §5: no Sec-WebSocket-Key over HTTP/2. ws's handshake needs one to compute an accept
+ * value that is then dropped with the rest of the HTTP/1.1-only answer (ws-adapter.ts).
+ */
+const UNUSED_KEY = 'AAAAAAAAAAAAAAAAAAAAAA==';
+
+/**
+ * An extended CONNECT as the HTTP/1.1 upgrade request it stands for (RFC 8441 §5: the same
+ * path, query and header fields; GET + Upgrade instead of CONNECT + :protocol). Its `socket` is
+ * the stream, which carries the client's address (markStreamPeer).
+ */
+function http1ViewOf(stream: ServerHttp2Stream, h2Headers: IncomingHttpHeaders): IncomingMessage {
+  const headers: Record<string, string | string[] | undefined> = {};
+  for (const [name, value] of Object.entries(h2Headers)) if (!name.startsWith(':')) headers[name] = value;
+  headers.host = h2Headers[':authority'] ?? headers.host;
+  headers.upgrade = 'websocket';
+  headers.connection = 'Upgrade';
+  headers['sec-websocket-key'] = UNUSED_KEY;
+  return {
+    method: 'GET',
+    url: h2Headers[':path'] ?? '/',
+    httpVersion: '2.0',
+    headers,
+    socket: stream,
+  } as unknown as IncomingMessage;
+}
+
+/** ws's handshake answer, on an HTTP/2 stream: its 101 becomes a 200 (RFC 8441 §5), a refusal keeps its status. */
+function answerOnStream(stream: ServerHttp2Stream): (reply: HandshakeAnswer) => void {
+  return (reply) => {
+    if (reply.status === 101) {
+      if (!stream.destroyed && !stream.headersSent) stream.respond({ ':status': 200, ...reply.headers });
+    } else {
+      respondOnStream(stream, reply.status, reply.headers, reply.body);
+    }
+  };
+}
+
 /** Answers a refused upgrade with a plain HTTP response and closes the socket. */
 export function rejectUpgrade(
   socket: Duplex,
@@ -436,6 +509,16 @@ export function rejectUpgrade(
   headers: Readonly<Record<string, string>> = {},
   detail?: string,
 ): void {
+  if (isHttp2Stream(socket)) {
+    // The HTTP/2 connection stays: only this stream is answered and ended.
+    respondOnStream(
+      socket,
+      status,
+      headers,
+      `${status} ${STATUS_CODES[status] ?? ''}${detail ? `: ${detail}` : ''}\n`,
+    );
+    return;
+  }
   socket.on('error', ignoreSocketError);
   if (!socket.writable) {
     socket.destroy();

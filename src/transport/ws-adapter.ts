@@ -1,4 +1,13 @@
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import {
+  Http2ServerRequest,
+  Http2ServerResponse,
+  type IncomingHttpHeaders,
+  type ServerHttp2Stream,
+} from 'node:http2';
+import type { Duplex } from 'node:stream';
 import * as wsModule from 'ws';
+import { WebSocket, type WebSocketServer } from 'ws';
 import type { Logger } from '../log.js';
 
 /**
@@ -141,3 +150,159 @@ function erroredFlagWorks(ReceiverCtor: ReceiverClass): boolean {
 
 function ignore(): void {}
 const erroredOf = (receiver: ReceiverInstance): unknown => receiver._errored;
+
+// --- WebSockets over HTTP/2 (issue 17): ws and Node used where they do not document it.
+
+/** A handshake answer ws wrote as HTTP/1.1 text, as a status and headers another protocol can send. */
+export interface HandshakeAnswer {
+  readonly status: number;
+  /** Header names in lower case; HTTP/1.1 connection-specific ones (Connection, Upgrade, Sec-WebSocket-Accept) removed. */
+  readonly headers: Record<string, string>;
+  readonly body: string;
+}
+
+/**
+ * RFC 9113 §8.2.2: connection-specific header fields must not appear in HTTP/2; RFC 8441 §5:
+ * Sec-WebSocket-Key/Accept are not used. What is left of ws's 101 is what the extended CONNECT
+ * answer carries (Sec-WebSocket-Extensions, Sec-WebSocket-Protocol).
+ */
+const HTTP1_ONLY_HEADERS = new Set(['connection', 'upgrade', 'sec-websocket-accept', 'content-length']);
+
+export function parseHttp1Answer(text: string): HandshakeAnswer {
+  const end = text.indexOf('\r\n\r\n');
+  const head = end === -1 ? text : text.slice(0, end);
+  const body = end === -1 ? '' : text.slice(end + 4);
+  const [statusLine = '', ...lines] = head.split('\r\n');
+  const status = Number(/^HTTP\/1\.1 (\d{3})/.exec(statusLine)?.[1] ?? 500);
+  const headers: Record<string, string> = {};
+  for (const line of lines) {
+    const colon = line.indexOf(':');
+    if (colon <= 0) continue;
+    const name = line.slice(0, colon).trim().toLowerCase();
+    if (!HTTP1_ONLY_HEADERS.has(name)) headers[name] = line.slice(colon + 1).trim();
+  }
+  return { status, headers, body };
+}
+
+type Write = (chunk: unknown, ...rest: unknown[]) => unknown;
+interface Interceptable {
+  write: Write;
+  end: Write;
+}
+
+/**
+ * Runs ws's server handshake over a stream that is not an HTTP/1.1 socket: an HTTP/2 stream
+ * answering an extended CONNECT (RFC 8441). ws negotiates exactly as for HTTP/1.1
+ * (permessage-deflate, subprotocol) and answers in HTTP/1.1 text: the 101 with ONE
+ * `socket.write()` immediately before `setSocket()` (ws 8 lib/websocket-server.js
+ * `completeUpgrade`), a refusal with ONE `socket.end()` (`abortHandshake`). Both calls are taken
+ * off the stream for the duration of this synchronous call and handed to `answer` as a status
+ * and headers; every byte ws writes after is a WebSocket frame and goes to the stream.
+ */
+export function handleUpgradeOverStream(
+  wss: WebSocketServer,
+  request: IncomingMessage,
+  stream: Duplex,
+  answer: (reply: HandshakeAnswer) => void,
+  callback: (ws: WebSocket, request: IncomingMessage) => void,
+): void {
+  const target = stream as unknown as Interceptable;
+  const own = target as unknown as Record<string, unknown>;
+  let answered = false;
+  const restore = (): void => {
+    delete own.write;
+    delete own.end;
+  };
+  const intercept = (chunk: unknown): boolean => {
+    restore();
+    if (!answered) {
+      answered = true;
+      answer(parseHttp1Answer(String(chunk)));
+    }
+    return true;
+  };
+  target.write = intercept;
+  target.end = function interceptEnd(chunk: unknown) {
+    intercept(chunk);
+    return stream;
+  };
+  try {
+    wss.handleUpgrade(request, stream, Buffer.alloc(0), callback);
+  } finally {
+    restore();
+  }
+}
+
+interface SocketAttachable {
+  _isServer: boolean;
+  setSocket(
+    socket: Duplex,
+    head: Buffer,
+    options: { maxPayload: number; allowSynchronousEvents: boolean; skipUTF8Validation: boolean },
+  ): void;
+  emitClose(): void;
+}
+
+/**
+ * A client-side WebSocket with no transport yet, for one that will run over an HTTP/2 stream
+ * (RFC 8441). ws's client only opens its own HTTP/1.1 connection, so this does what its
+ * `initAsClient` + upgrade handler do: a WebSocket built without an address (ws's server-side
+ * constructor, lib/websocket.js), switched to the client role (`_isServer` false: its frames are
+ * masked, RFC 6455 §5.3, and the server's must not be). Listeners are added before
+ * `attachClientStream`, which emits 'open'.
+ */
+export function createClientWebSocket(): WebSocket {
+  const ws = new WebSocket(null as unknown as string, undefined, {
+    autoPong: true,
+    closeTimeout: 30_000,
+  } as unknown as WebSocket.ClientOptions);
+  (ws as unknown as SocketAttachable)._isServer = false;
+  return ws;
+}
+
+/** Attaches the stream of a 200 answer to an extended CONNECT (ws `setSocket`); no extension is negotiated. */
+export function attachClientStream(ws: WebSocket, stream: Duplex, maxPayload: number): void {
+  (ws as unknown as SocketAttachable).setSocket(stream, Buffer.alloc(0), {
+    maxPayload,
+    allowSynchronousEvents: true,
+    skipUTF8Validation: false,
+  });
+}
+
+/** A client WebSocket that never got a stream: 'error', then 'close' with 1006, as ws reports a failed handshake. */
+export function failClientWebSocket(ws: WebSocket, error: Error): void {
+  if (ws.readyState !== WebSocket.CONNECTING) return;
+  ws.emit('error', error);
+  (ws as unknown as SocketAttachable).emitClose();
+}
+
+type CompatRequest = new (
+  stream: ServerHttp2Stream,
+  headers: IncomingHttpHeaders,
+  options: undefined,
+  rawHeaders: string[],
+) => Http2ServerRequest;
+type CompatResponse = new (stream: ServerHttp2Stream) => Http2ServerResponse;
+
+/**
+ * A plain request on an HTTP/2 stream as the request/response pair of Node's compatibility API,
+ * which the port's plain routes (console, /stats, /publish) use as they use HTTP/1.1's. Node
+ * builds the same pair itself when a server has a 'request' listener (lib/internal/http2/compat.js
+ * `onServerStream`); wshub builds it only for non-CONNECT streams, so a WebSocket stream carries
+ * none of it. The route types are HTTP/1.1's: the compat classes implement the part they use
+ * (method, url, headers, socket address, body events; writeHead, end).
+ */
+export function compatPairOf(
+  stream: ServerHttp2Stream,
+  headers: IncomingHttpHeaders,
+  rawHeaders: string[],
+): [IncomingMessage, ServerResponse] {
+  const request = new (Http2ServerRequest as unknown as CompatRequest)(
+    stream,
+    headers,
+    undefined,
+    rawHeaders,
+  );
+  const response = new (Http2ServerResponse as unknown as CompatResponse)(stream);
+  return [request as unknown as IncomingMessage, response as unknown as ServerResponse];
+}

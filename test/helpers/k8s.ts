@@ -69,7 +69,7 @@ export interface ContainerSpec {
   livenessProbe: Probe;
   readinessProbe: Probe;
   startupProbe?: Probe;
-  lifecycle: { preStop: { sleep?: { seconds: number } } };
+  lifecycle?: { preStop?: { sleep?: { seconds: number } } };
   resources: { requests: Record<string, string>; limits: Record<string, string> };
   securityContext: Record<string, unknown> & { capabilities: { drop: string[] } };
   volumeMounts: Array<{ name: string; mountPath: string }>;

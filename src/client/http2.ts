@@ -1,0 +1,130 @@
+import {
+  type ClientHttp2Session,
+  type ClientHttp2Stream,
+  connect,
+  constants,
+  type IncomingHttpHeaders,
+} from 'node:http2';
+import { WebSocket } from 'ws';
+import { attachClientStream, createClientWebSocket, failClientWebSocket } from '../transport/ws-adapter.js';
+
+export interface Http2ConnectionOptions {
+  readonly ca?: Buffer | undefined;
+  readonly rejectUnauthorized: boolean;
+  readonly maxPayload: number;
+}
+
+/** Bytes one stream may have in flight towards us; the connection's window covers many such streams. */
+const STREAM_WINDOW = 1024 * 1024;
+
+/**
+ * One HTTP/2 connection (h2c with prior knowledge for ws://, h2 by ALPN for wss://) that opens
+ * WebSockets as streams with extended CONNECT (RFC 8441 §4): `wshub client --http2` opens one,
+ * `wshub bench --http2` many per connection. The CONNECT waits for the server's SETTINGS, which
+ * must enable the extended CONNECT (§3).
+ */
+export class Http2WebSocketConnection {
+  readonly session: ClientHttp2Session;
+  private readonly ready: Promise<void>;
+  /** WebSocket streams opened on this connection so far. */
+  opened = 0;
+
+  constructor(
+    url: string,
+    private readonly options: Http2ConnectionOptions,
+  ) {
+    const target = new URL(url);
+    const origin = `${target.protocol === 'wss:' ? 'https:' : 'http:'}//${target.host}`;
+    this.session = connect(origin, {
+      ...(options.ca === undefined ? {} : { ca: options.ca }),
+      rejectUnauthorized: options.rejectUnauthorized,
+      settings: { enablePush: false, initialWindowSize: STREAM_WINDOW },
+    });
+    this.ready = new Promise((resolve, reject) => {
+      const session = this.session;
+      session.once('error', reject);
+      session.once('close', () =>
+        reject(new Error('the HTTP/2 connection closed before the server sent its SETTINGS')),
+      );
+      session.once('remoteSettings', (settings) => {
+        session.setLocalWindowSize(STREAM_WINDOW * 256);
+        if (settings.enableConnectProtocol === true) resolve();
+        else {
+          reject(
+            new Error(
+              'the server does not offer WebSockets over HTTP/2 (no SETTINGS_ENABLE_CONNECT_PROTOCOL; is it started with --http2?)',
+            ),
+          );
+        }
+      });
+    });
+    // Later errors reach the streams; the session's own must not be unhandled.
+    this.session.on('error', ignore);
+    this.ready.catch(ignore);
+  }
+
+  /**
+   * A WebSocket (still CONNECTING) for `url` on a new stream of this connection. It opens when
+   * the server answers 200; any other answer is an 'error' ("Unexpected server response: 503",
+   * as ws words it) and a 'close' with 1006.
+   */
+  open(url: string, timeoutMs = 0): WebSocket {
+    const ws = createClientWebSocket();
+    const target = new URL(url);
+    let stream: ClientHttp2Stream | undefined;
+    let timer: NodeJS.Timeout | undefined;
+    const fail = (error: Error): void => {
+      clearTimeout(timer);
+      if (stream !== undefined && !stream.closed) stream.close(constants.NGHTTP2_CANCEL);
+      failClientWebSocket(ws, error);
+    };
+    // ws's terminate() of a WebSocket still connecting aborts its HTTP/1.1 request; here there is a stream to cancel.
+    const terminate = ws.terminate.bind(ws);
+    ws.terminate = () => {
+      if (ws.readyState === WebSocket.CONNECTING)
+        fail(new Error('WebSocket was closed before the connection was established'));
+      else terminate();
+    };
+    if (timeoutMs > 0) {
+      timer = setTimeout(() => fail(new Error('Opening handshake has timed out')), timeoutMs);
+      timer.unref();
+    }
+    this.ready.then(() => {
+      if (ws.readyState !== WebSocket.CONNECTING) return;
+      try {
+        stream = this.session.request(
+          {
+            ':method': 'CONNECT',
+            ':protocol': 'websocket',
+            ':path': `${target.pathname}${target.search}`,
+            'sec-websocket-version': '13',
+          },
+          { endStream: false },
+        );
+      } catch (error) {
+        fail(error as Error);
+        return;
+      }
+      this.opened++;
+      const opening = stream;
+      opening.on('error', fail);
+      opening.once('response', (headers: IncomingHttpHeaders) => {
+        const status = Number(headers[':status']);
+        if (status === 200 && ws.readyState === WebSocket.CONNECTING) {
+          clearTimeout(timer);
+          attachClientStream(ws, opening, this.options.maxPayload);
+          return;
+        }
+        fail(Object.assign(new Error(`Unexpected server response: ${status}`), { status, headers }));
+      });
+    }, fail);
+    return ws;
+  }
+
+  /** GOAWAY, then the connection closes once its streams have ended. */
+  close(): void {
+    if (!this.session.closed) this.session.close();
+  }
+}
+
+function ignore(): void {}
