@@ -32,9 +32,20 @@ export interface MetricSources {
  * path's own state at scrape time: gauges are exact by construction (they are
  * the size of the live connection set), and counters mirror plain integers.
  */
+/** prom-client default gauges whose names end in _total (see createMetricsRegistry). */
+export const NON_COUNTER_TOTALS = [
+  'nodejs_active_handles_total',
+  'nodejs_active_requests_total',
+  'nodejs_active_resources_total',
+] as const;
+
 export function createMetricsRegistry(sources: MetricSources): Registry {
   const registry = new Registry();
   collectDefaultMetrics({ register: registry });
+  // prom-client names three gauges *_total, which the exposition format reserves for counters
+  // (`promtool check metrics` refuses them, issue 14); each is the sum of the by-type gauge of the
+  // same name without the suffix (nodejs_active_handles{type}, …), which stays.
+  for (const name of NON_COUNTER_TOTALS) registry.removeSingleMetric(name);
   const { connections, stats } = sources;
 
   new Gauge({
