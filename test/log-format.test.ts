@@ -36,10 +36,12 @@ describe('--log-format=json (spawned process)', () => {
         remote_addr: `127.0.0.1:${localPort}`,
         conn_id: 1,
         room: '',
+        http_version: '1.1',
       },
     );
     assert.equal(disconnected.remote_addr, `127.0.0.1:${localPort}`);
     assert.equal(disconnected.conn_id, 1);
+    assert.equal(disconnected.http_version, '1.1');
     assert.equal(disconnected.close_code, 4001);
     assert.ok(
       lines.some((line) => line.msg === 'Received SIGTERM, shutting down' && line.signal === 'SIGTERM'),
