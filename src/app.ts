@@ -129,7 +129,7 @@ export async function start(config: Config, dependencies: AppDependencies): Prom
   try {
     port = await listen(webSocketServer, config.host, config.port, '--host/--port');
   } catch (error) {
-    await joined?.backplane.close();
+    await joined?.close();
     throw error;
   }
   // With --workers the primary says this once, when every worker listens.
@@ -139,12 +139,16 @@ export async function start(config: Config, dependencies: AppDependencies): Prom
     stats,
     tls,
     http2,
-    backplaneConnected: joined && (() => joined.backplane.health().state === 'connected'),
+    backplane: joined && {
+      connected: () => joined.backplane.health().state === 'connected',
+      subscribedRooms: () => joined.relay.subscribedRooms,
+      shards: () => joined.backplane.health().shards ?? [],
+    },
     history: history.kind,
     health,
     logger,
     worker,
-    onListenError: () => Promise.all([closeServer(webSocketServer), joined?.backplane.close()]),
+    onListenError: () => Promise.all([closeServer(webSocketServer), joined?.close()]),
   });
 
   if (!worker) logStartupDetails(logger, config, tls?.current);
@@ -194,7 +198,7 @@ export async function start(config: Config, dependencies: AppDependencies): Prom
       })
         // What this node published and Redis has not stored yet gets a last chance (bounded).
         .then(() => historyInRedis?.outbox.drain(Math.min(config.shutdownTimeout, 2000)))
-        .then(() => Promise.all([joined?.backplane.close(), historyInRedis && quit(historyInRedis.client)]))
+        .then(() => Promise.all([joined?.close(), historyInRedis && quit(historyInRedis.client)]))
         .then(() => {});
       return stopping;
     },

@@ -99,6 +99,12 @@ export class BackplaneStats {
   missed = 0;
   /** Messages on the channel that are not valid envelopes. */
   invalid = 0;
+  /** Rooms whose channel this node subscribed to (a first local member arrived, issue 18). */
+  roomSubscribes = 0;
+  /** Rooms whose channel this node unsubscribed from (the linger after the last member ended). */
+  roomUnsubscribes = 0;
+  /** Times the backplane's layout changed (Redis Cluster slots moved, a replica promoted, a Sentinel switch). */
+  topologyChanges = 0;
   /** From publish on one node to delivery to the local hub on another, in seconds. */
   readonly deliveryLatency = new PlainHistogram(BACKPLANE_LATENCY_BUCKETS);
 }

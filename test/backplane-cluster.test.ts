@@ -49,6 +49,8 @@ describe('backplane: several wshub processes on one Redis', () => {
       TestClient.open(b.url),
       TestClient.open(c.url),
     ]);
+    // A node receives a room's messages once its subscription is active (per-room routing, issue 18).
+    for (const n of [a, b, c]) await waitForMetric(n.metricsUrl, 'wshub_backplane_subscribed_rooms', 1);
     const count = 150;
     const fromA = Array.from({ length: count }, (_, i) =>
       i % 10 === 9 ? `bin:${(i % 256).toString(16).padStart(2, '0')}` : `a${i}`,
@@ -109,12 +111,14 @@ describe('backplane: several wshub processes on one Redis', () => {
       TestClient.open(`ws://127.0.0.1:${b.port}/ws/blue`),
       TestClient.open(b.url),
     ]);
+    await waitForMetric(b.metricsUrl, 'wshub_backplane_subscribed_rooms', 3);
     await aRed.send('red only');
     assert.equal(text(await bRed.next()), 'red only');
     assert.equal(text(await aRed.next()), 'red only');
     // Each room's own marker, sent from A, must be the first thing its clients on B see.
     const aBlue = await TestClient.open(`ws://127.0.0.1:${a.port}/ws/blue`);
     const aLobby = await TestClient.open(a.url);
+    await waitForMetric(a.metricsUrl, 'wshub_backplane_subscribed_rooms', 3);
     await aBlue.send('blue marker');
     await aLobby.send('lobby marker');
     assert.deepEqual(await receiveUntil(bBlue, 'blue marker'), ['blue marker']);
@@ -129,6 +133,7 @@ describe('backplane: several wshub processes on one Redis', () => {
       TestClient.open(b.url),
       TestClient.open(c.url),
     ]);
+    for (const n of [a, b, c]) await waitForMetric(n.metricsUrl, 'wshub_backplane_subscribed_rooms', 1);
     await a1.send('before');
     for (const client of [a1, b1, c1]) assert.equal(text(await client.next()), 'before');
 

@@ -36,6 +36,7 @@ describe('backplane: Redis failures', () => {
       TestClient.open(a.url),
       TestClient.open(b.url),
     ]);
+    await waitForMetric(b.metricsUrl, 'wshub_backplane_subscribed_rooms', 1);
     for (const message of series('pre', 100)) await a1.send(message);
     assert.deepEqual(await texts(b1, 100), series('pre', 100));
 

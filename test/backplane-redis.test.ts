@@ -1,14 +1,14 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { RedisBackplane } from '../src/backplane/redis.js';
-import { parseRedisUrl, type RedisTarget } from '../src/config/redis-url.js';
+import { parseRedisUrl, type RedisServerTarget } from '../src/config/redis-url.js';
 import { RateLimitedLog, silentLogger } from '../src/log.js';
 import { backplaneContract } from './helpers/backplane-contract.js';
 import { RedisServer } from './helpers/redis.js';
 
 backplaneContract('redis', async () => {
   const redis = await RedisServer.start();
-  const target = parseRedisUrl(redis.url) as RedisTarget;
+  const target = parseRedisUrl(redis.url) as RedisServerTarget;
   return {
     create: (counters) =>
       new RedisBackplane({

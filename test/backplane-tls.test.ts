@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { makeCertificate, makeTempDir, requireOpenssl } from './helpers/certs.js';
 import { TestClient } from './helpers/clients.js';
-import { metricValue } from './helpers/metrics.js';
+import { metricValue, waitForMetric } from './helpers/metrics.js';
 import { RedisServer, spawnNode } from './helpers/redis.js';
 import { type SpawnedServer, spawnServer } from './helpers/server.js';
 
@@ -41,6 +41,7 @@ describe('backplane over TLS (rediss://)', () => {
     assert.equal(await metricValue(a.metricsUrl, 'wshub_backplane_connected'), 1);
     const [sender, receiver] = await Promise.all([TestClient.open(a.url), TestClient.open(b.url)]);
     try {
+      await waitForMetric(b.metricsUrl, 'wshub_backplane_subscribed_rooms', 1);
       await sender.send('over tls');
       const got = await receiver.next(10_000);
       assert.equal(got.data.toString(), 'over tls');

@@ -42,6 +42,8 @@ describe('--workers=2 (spawned process)', () => {
       const [sender] = opened;
       const other = opened.find((entry) => entry.instance !== sender?.instance);
       assert.ok(sender && other);
+      // Each worker tells the primary it has a client in the room before it gets the room's messages (issue 18).
+      await waitForMetric(server.metricsUrl, 'wshub_backplane_subscribed_rooms', 2);
       await sender.client.send('across workers');
       for (const { client } of opened) {
         assert.equal((await client.next()).data.toString(), 'across workers');
@@ -219,6 +221,9 @@ describe('--workers=2 with --backplane=redis://… (spawned processes)', () => {
       const opened = [await helloClient(clustered), await helloClient(clustered)];
       assert.notEqual(opened[0]?.instance, opened[1]?.instance, 'one client on each worker');
       const remote = await TestClient.open(single.url);
+      // Each worker and the other replica subscribe the room once a client is in it (issue 18).
+      await waitForMetric(clustered.metricsUrl, 'wshub_backplane_subscribed_rooms', 2);
+      await waitForMetric(single.metricsUrl, 'wshub_backplane_subscribed_rooms', 1);
       await opened[0]?.client.send('from worker A');
       for (const client of [opened[0]?.client, opened[1]?.client, remote]) {
         assert.equal((await client?.next())?.data.toString(), 'from worker A');

@@ -21,6 +21,26 @@
  *   counted in BackplaneCounters.publishFailures. The driver reconnects by
  *   itself with backoff and restores its subscriptions; what other nodes
  *   published in between is not delivered later.
+ *
+ * Per-room routing (issue 18): the relay uses one channel per room
+ * (room-keys.ts) and subscribes to a room's channel only while the node has a
+ * local member in it (plus a short linger after the last one leaves), so a
+ * node receives, decodes and pays for nothing of the rooms it has no client
+ * in. A driver therefore sees many channels come and go:
+ *
+ * - subscribe()/unsubscribe() are cheap and may be called for thousands of
+ *   channels; the driver batches them towards the medium as it sees fit.
+ * - After unsubscribe() resolves, nothing more of that channel reaches the
+ *   handler; a message already on the wire may still arrive between the call
+ *   and its completion, and is delivered to the handler registered then (if any).
+ * - A subscribe() after an unsubscribe() of the same channel (a member came
+ *   back) is ordered after it: the channel ends up subscribed.
+ * - Order, at-most-once and loopback hold per channel, as above. There is no
+ *   order between channels (in Redis Cluster two rooms may live on different
+ *   shards): a node's order is per room.
+ * - A driver for a medium made of several independent parts (Redis Cluster
+ *   shards) keeps delivering the channels of the parts that are up while
+ *   another part is down; health() then says which parts are reachable.
  */
 export interface Backplane {
   /**
@@ -35,6 +55,12 @@ export interface Backplane {
    * unreachable it stays pending, and the driver keeps trying.
    */
   subscribe(channel: string, onMessage: (message: Buffer) => void): Promise<void>;
+  /**
+   * Stops delivering `channel` to this node. Resolves once the medium has
+   * dropped the subscription (at once while disconnected: a reconnect
+   * restores only the channels still subscribed). Never rejects.
+   */
+  unsubscribe(channel: string): Promise<void>;
   /** Cheap and synchronous: for /readyz, the connected gauge and logs. */
   health(): BackplaneHealth;
   /** Stops reconnecting and releases connections; pending publishes are dropped. Idempotent. */
@@ -47,6 +73,20 @@ export interface BackplaneHealth {
   /** 'connected' means publishing works and every subscription is active. */
   readonly state: BackplaneState;
   /** Why it is not connected (the last error), for /readyz and logs; never contains credentials. */
+  readonly detail: string;
+  /**
+   * For a medium made of several parts (Redis Cluster shards): each part's
+   * state, labelled by a bounded name (e.g. the shard's first slot), never an
+   * address. Absent for a single-part medium.
+   */
+  readonly shards?: readonly ShardHealth[];
+}
+
+export interface ShardHealth {
+  /** Bounded label: "slots 0-5460", not an address (addresses change on failover). */
+  readonly shard: string;
+  readonly state: 'connected' | 'disconnected';
+  /** Why it is disconnected; never contains credentials. */
   readonly detail: string;
 }
 
@@ -63,4 +103,6 @@ export class BackplaneCounters {
   received = 0;
   /** Successful reconnections after a lost connection. */
   reconnects = 0;
+  /** Times the medium's layout changed under the driver (Redis Cluster: slots moved, a replica promoted). */
+  topologyChanges = 0;
 }

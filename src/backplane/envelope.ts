@@ -9,7 +9,7 @@ import { isUtf8 } from 'node:buffer';
  *   0       1     version (1)
  *   1       1     flags: bit 0 = binary message; other bits must be 0
  *   2       8     node id (random per process start)
- *   10      8     sequence: per node, +1 per message, unsigned big-endian (≤ 2^53-1)
+ *   10      8     sequence: per node and room, +1 per message, unsigned big-endian (≤ 2^53-1)
  *   18      8     sent at: ms since the Unix epoch, float64 big-endian (publisher's clock)
  *   26      2     room length in bytes, unsigned big-endian
  *   28      n     room, UTF-8

@@ -22,6 +22,11 @@ import type { Backplane, BackplaneCounters, BackplaneHealth, BackplaneState } fr
  *   cannot take. Both losses are counted: publishFailures on the sender, and
  *   the receiver's relay sees the gap in the sender's sequence (missed).
  *
+ * Per-room routing (issue 18) works here as with Redis: a worker subscribes to
+ * a room's channel while it has a member in it, and the broker forwards a
+ * batch only to the workers subscribed to its channel, so a worker without a
+ * member in a room never receives (or deserializes) its messages.
+ *
  * Messages published in one event-loop turn on one channel travel as one IPC
  * message: a single Buffer of [u32 length][bytes]… records, so a burst costs
  * one serialization and one pipe write, not one per message.
@@ -40,6 +45,7 @@ export interface IpcLink {
 /** The messages of the IPC backplane; every wshub IPC message has a `wshub` field naming its kind. */
 export const IPC_SUBSCRIBE = 'backplane:subscribe';
 export const IPC_SUBSCRIBED = 'backplane:subscribed';
+export const IPC_UNSUBSCRIBE = 'backplane:unsubscribe';
 export const IPC_LEAVE = 'backplane:leave';
 export const IPC_BATCH = 'backplane:batch';
 
@@ -52,7 +58,10 @@ interface BatchMessage {
 }
 
 type IpcMessage =
-  | { readonly wshub: typeof IPC_SUBSCRIBE | typeof IPC_SUBSCRIBED; readonly channel: string }
+  | {
+      readonly wshub: typeof IPC_SUBSCRIBE | typeof IPC_SUBSCRIBED | typeof IPC_UNSUBSCRIBE;
+      readonly channel: string;
+    }
   | { readonly wshub: typeof IPC_LEAVE }
   | BatchMessage;
 
@@ -162,6 +171,21 @@ export class IpcBackplane implements Backplane {
       this.awaitingAck.set(channel, [resolve]);
       if (!this.disconnected) this.options.link.send({ wshub: IPC_SUBSCRIBE, channel }, ignoreSendResult);
     });
+  }
+
+  /**
+   * The broker stops forwarding the channel once it reads this (the pipe is
+   * FIFO, so after every batch already sent); there is nothing to wait for.
+   */
+  async unsubscribe(channel: string): Promise<void> {
+    this.handlers.delete(channel);
+    // A pending subscription ends here, so a later subscribe() sends a SUBSCRIBE of its own after this.
+    const waiters = this.awaitingAck.get(channel);
+    this.awaitingAck.delete(channel);
+    for (const resolve of waiters ?? []) resolve();
+    if (!this.closed && !this.disconnected) {
+      this.options.link.send({ wshub: IPC_UNSUBSCRIBE, channel }, ignoreSendResult);
+    }
   }
 
   health(): BackplaneHealth {
@@ -309,6 +333,8 @@ export class IpcBroker {
     if (message.wshub === IPC_SUBSCRIBE) {
       member.channels.add(message.channel);
       from.send({ wshub: IPC_SUBSCRIBED, channel: message.channel }, ignoreSendResult);
+    } else if (message.wshub === IPC_UNSUBSCRIBE) {
+      member.channels.delete(message.channel);
     } else if (message.wshub === IPC_LEAVE) {
       this.members.delete(from);
     } else if (message.wshub === IPC_BATCH) {

@@ -67,6 +67,10 @@ export class MemoryBackplane implements Backplane {
     return new Promise((resolve) => this.waitingForBus.push(resolve));
   }
 
+  async unsubscribe(channel: string): Promise<void> {
+    this.handlers.delete(channel);
+  }
+
   health(): BackplaneHealth {
     return { state: this.state, detail: this.state === 'disconnected' ? 'memory bus unavailable' : '' };
   }

@@ -1,10 +1,28 @@
-import { Redis, type RedisOptions } from 'ioredis';
-import { formatRedisTarget, type RedisTarget } from '../config/redis-url.js';
+import { type Cluster, Redis, type RedisOptions } from 'ioredis';
+import { formatRedisTarget, type RedisSentinelTarget, type RedisServerTarget } from '../config/redis-url.js';
 import type { Logger, RateLimitedLog } from '../log.js';
 import type { Backplane, BackplaneCounters, BackplaneHealth, BackplaneState } from './backplane.js';
 
+/**
+ * How one message goes out on a room's channel. The default is PUBLISH (and
+ * SPUBLISH on Redis Cluster, see cluster.ts); it is the seam where a publish
+ * that also appends to the room's history (issue 16: one Lua script, XADD +
+ * PUBLISH or SPUBLISH, keys from room-keys.ts) replaces the plain command, on
+ * a plain client and on the Cluster client alike (ioredis routes a script by
+ * its first key). It must settle once Redis answered: the driver counts the
+ * message as published (or lost) then and releases its pending bytes.
+ */
+export type RedisPublish<Client extends Redis | Cluster = Redis | Cluster> = (
+  client: Client,
+  channel: string,
+  message: Buffer,
+) => Promise<unknown>;
+
+const plainPublish: RedisPublish<Redis> = (client, channel, message) => client.publish(channel, message);
+
 export interface RedisBackplaneOptions {
-  readonly target: RedisTarget;
+  /** One server, or a primary found through Sentinel (failover: the Sentinels name the new primary on reconnect). */
+  readonly target: RedisServerTarget | RedisSentinelTarget;
   readonly counters: BackplaneCounters;
   readonly logger: Logger;
   readonly limitedLog: RateLimitedLog;
@@ -14,6 +32,8 @@ export interface RedisBackplaneOptions {
   readonly reconnectDelayMaxMs: number;
   /** Called on every (re)connection, once publishing works and every subscription is active. */
   readonly onConnected?: () => void;
+  /** PUBLISH unless given (see RedisPublish). */
+  readonly publish?: RedisPublish;
 }
 
 /** Exponential backoff from RECONNECT_DELAY_MIN_MS, capped at `maxMs`, with jitter. */
@@ -27,15 +47,31 @@ export function reconnectDelay(attempt: number, maxMs: number): number {
 /**
  * Options of one wshub connection to Redis: fail fast (no offline queue, no
  * resend: what must survive an outage is resent by its owner, e.g. the outbox),
- * and reconnect with `retryStrategy`.
+ * and reconnect with `retryStrategy`. Behind Sentinel (issue 18) ioredis asks
+ * the Sentinels for the primary on every (re)connect, and with failoverDetector
+ * also drops the connection as soon as a Sentinel announces +switch-master, so
+ * a failover costs one reconnect, not a timeout.
  */
 export function redisConnectionOptions(
-  target: RedisTarget,
+  target: RedisServerTarget | RedisSentinelTarget,
   retryStrategy: (attempt: number) => number,
 ): RedisOptions {
+  const where: RedisOptions =
+    'kind' in target
+      ? {
+          sentinels: target.sentinels.map(({ host, port }) => ({ host, port })),
+          name: target.masterName,
+          role: 'master',
+          sentinelTLS: target.tls ? {} : undefined,
+          enableTLSForSentinelMode: target.tls,
+          sentinelRetryStrategy: retryStrategy,
+          failoverDetector: true,
+          // A former primary that came back as a replica refuses writes: reconnect (and ask the Sentinels again).
+          reconnectOnError: (error) => error.message.startsWith('READONLY'),
+        }
+      : { host: target.host, port: target.port };
   return {
-    host: target.host,
-    port: target.port,
+    ...where,
     username: target.username || undefined,
     password: target.password || undefined,
     db: target.db,
@@ -54,6 +90,8 @@ export function redisConnectionOptions(
 }
 
 const RECONNECT_DELAY_MIN_MS = 50;
+/** Channels per SUBSCRIBE when a reconnect restores thousands of rooms: bounded commands, few round trips. */
+const SUBSCRIBE_BATCH = 1000;
 const CONNECT_TIMEOUT_MS = 5000;
 
 /**
@@ -75,6 +113,8 @@ export class RedisBackplane implements Backplane {
   private lastError = '';
   private disconnectedAt = 0;
   private closing: Promise<void> | undefined;
+  /** Address of the primary the subscriber last connected to (a change behind Sentinel is a failover). */
+  private primary = '';
 
   constructor(private readonly options: RedisBackplaneOptions) {
     this.where = formatRedisTarget(options.target);
@@ -108,7 +148,7 @@ export class RedisBackplane implements Backplane {
       return false;
     }
     this.pendingBytes += size;
-    this.publisher.publish(channel, message).then(
+    (this.options.publish ?? plainPublish)(this.publisher, channel, message).then(
       () => {
         this.pendingBytes -= size;
         counters.published++;
@@ -123,15 +163,26 @@ export class RedisBackplane implements Backplane {
   }
 
   subscribe(channel: string, onMessage: (message: Buffer) => void): Promise<void> {
-    const isNew = !this.handlers.has(channel);
     this.handlers.set(channel, onMessage);
-    if (this.state === 'closed' || (this.subscriberReady && !isNew)) return Promise.resolve();
-    const active = new Promise<void>((resolve) => this.subscribeWaiters.push(resolve));
-    // Otherwise the next 'ready' subscribes to every channel, this one included.
-    if (this.subscriberReady) {
-      this.subscriber.subscribe(channel).then(this.resolveSubscribeWaiters, this.onSubscribeFailed);
+    if (this.state === 'closed') return Promise.resolve();
+    // Before 'ready' the whole set is subscribed by subscribeAll(); after it, each channel on its own.
+    if (this.subscriber.status !== 'ready') {
+      return new Promise<void>((resolve) => this.subscribeWaiters.push(resolve));
     }
-    return active;
+    return this.subscriber.subscribe(channel).then(
+      () => {},
+      (error: Error) => {
+        this.onSubscribeFailed(error);
+        return new Promise<void>((resolve) => this.subscribeWaiters.push(resolve));
+      },
+    );
+  }
+
+  async unsubscribe(channel: string): Promise<void> {
+    if (!this.handlers.delete(channel) || this.state === 'closed') return;
+    // Ordered after any SUBSCRIBE of the channel on the same connection; a reconnect subscribes only what is left.
+    if (this.subscriber.status !== 'ready') return;
+    await this.subscriber.unsubscribe(channel).catch(() => {});
   }
 
   health(): BackplaneHealth {
@@ -154,17 +205,25 @@ export class RedisBackplane implements Backplane {
   }
 
   private readonly onSubscriberReady = (): void => {
+    const stream = this.subscriber.stream as { remoteAddress?: string; remotePort?: number } | undefined;
+    const primary = `${stream?.remoteAddress ?? ''}:${stream?.remotePort ?? ''}`;
+    if ('kind' in this.options.target && this.primary !== '' && primary !== this.primary) {
+      this.options.counters.topologyChanges++;
+      this.options.logger.info(
+        `Backplane: Sentinel names a new primary for ${this.options.target.masterName} (failover); resubscribing there`,
+      );
+    }
+    this.primary = primary;
     this.subscribeAll();
   };
 
   private subscribeAll(): void {
     const channels = [...this.handlers.keys()];
-    if (channels.length === 0) {
-      this.subscriberReady = true;
-      this.onConnectionChange();
-      return;
+    const batches: Array<Promise<unknown>> = [];
+    for (let i = 0; i < channels.length; i += SUBSCRIBE_BATCH) {
+      batches.push(this.subscriber.subscribe(...channels.slice(i, i + SUBSCRIBE_BATCH)));
     }
-    this.subscriber.subscribe(...channels).then(() => {
+    Promise.all(batches).then(() => {
       if (this.subscriber.status !== 'ready') return;
       this.subscriberReady = true;
       this.onConnectionChange();
@@ -247,7 +306,7 @@ export class RedisBackplane implements Backplane {
 const QUIT_TIMEOUT_MS = 1000;
 
 /** QUIT lets Redis finish the PUBLISHes already sent; an unresponsive server gets the socket closed instead. */
-export async function quit(connection: Redis): Promise<void> {
+export async function quit(connection: Redis | Cluster): Promise<void> {
   if (connection.status === 'ready') {
     let timer: NodeJS.Timeout | undefined;
     const timedOut = new Promise<void>((resolve) => {

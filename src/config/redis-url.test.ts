@@ -3,7 +3,13 @@ import { describe, it } from 'node:test';
 import { ErrorCode, UsageError } from '../errors.js';
 import { loadConfig } from './load.js';
 import { printConfig } from './print.js';
-import { formatRedisTarget, parseRedisUrl, type RedisTarget } from './redis-url.js';
+import {
+  formatRedisTarget,
+  parseRedisUrl,
+  type RedisClusterTarget,
+  type RedisServerTarget,
+  type RedisTarget,
+} from './redis-url.js';
 
 const target = (text: string): RedisTarget => {
   const parsed = parseRedisUrl(text);
@@ -40,7 +46,48 @@ describe('Redis URL', () => {
       db: 3,
     });
     assert.equal(target('redis://:only-password@h:1').password, 'only-password');
-    assert.equal(target('redis://[::1]:7000').host, '::1');
+    assert.equal((target('redis://[::1]:7000') as RedisServerTarget).host, '::1');
+  });
+
+  it('parses redis-cluster:// and redis-sentinel:// host lists (issue 18)', () => {
+    assert.deepEqual(target('redis-cluster://10.0.0.1:7000,10.0.0.2,[::1]:7002'), {
+      kind: 'cluster',
+      tls: false,
+      nodes: [
+        { host: '10.0.0.1', port: 7000 },
+        { host: '10.0.0.2', port: 6379 },
+        { host: '::1', port: 7002 },
+      ],
+      username: '',
+      password: '',
+    });
+    assert.deepEqual(target('rediss-sentinel://app:p%40ss@s1:26380,s2/mymaster/2'), {
+      kind: 'sentinel',
+      tls: true,
+      sentinels: [
+        { host: 's1', port: 26380 },
+        { host: 's2', port: 26379 },
+      ],
+      masterName: 'mymaster',
+      username: 'app',
+      password: 'p@ss',
+      db: 2,
+    });
+    assert.equal(
+      formatRedisTarget(target('rediss-cluster://:secret@a:1,b:2')),
+      'rediss-cluster://:***@a:1,b:2',
+    );
+    assert.equal(
+      formatRedisTarget(target('redis-sentinel://u:secret@a:1,b:2/main')),
+      'redis-sentinel://u:***@a:1,b:2/main/0',
+    );
+    assert.match(parseRedisUrl('redis-cluster://a:1/0') as string, /no databases/);
+    assert.match(parseRedisUrl('redis-sentinel://a:1') as string, /master name is missing/);
+    assert.match(parseRedisUrl('redis-sentinel://a:1/m/x') as string, /database "x"/);
+    assert.match(parseRedisUrl('redis-cluster://a:1,,b:2') as string, /"" is not host:port/);
+    assert.match(parseRedisUrl('redis-cluster://a:99999') as string, /port 99999/);
+    assert.equal(parseRedisUrl('redis-cluster://'), 'no host');
+    assert.match(parseRedisUrl('redis-cluster://a:1?x=1') as string, /query/);
   });
 
   it('says what is wrong with a bad URL', () => {
@@ -66,8 +113,16 @@ describe('backplane settings', () => {
 
   it('is off by default and reads --backplane, WSHUB_BACKPLANE and the YAML backplane: section', () => {
     assert.equal(loadConfig(broadcast, {}).config.backplane, undefined);
-    assert.equal(loadConfig([...broadcast, '--backplane=redis://a:1'], {}).config.backplane?.host, 'a');
-    assert.equal(loadConfig(broadcast, { WSHUB_BACKPLANE: 'redis://b:2' }).config.backplane?.port, 2);
+    const server = (config: { backplane?: unknown }) => config.backplane as RedisServerTarget | undefined;
+    assert.equal(server(loadConfig([...broadcast, '--backplane=redis://a:1'], {}).config)?.host, 'a');
+    assert.equal(server(loadConfig(broadcast, { WSHUB_BACKPLANE: 'redis://b:2' }).config)?.port, 2);
+    assert.equal(
+      (
+        loadConfig(broadcast, { WSHUB_BACKPLANE: 'redis-cluster://c:3,d:4' }).config
+          .backplane as RedisClusterTarget
+      ).nodes[1]?.host,
+      'd',
+    );
     const yaml = [
       'server:',
       '  mode: broadcast',
@@ -116,6 +171,11 @@ describe('backplane settings', () => {
   });
 
   it('rejects a bad channel name', () => {
+    // Braces would turn the prefix into every room's hash tag: all rooms on one Redis Cluster slot.
+    assert.match(
+      failure(() => loadConfig([...broadcast, '--backplane-channel=app{x}'], {})).message,
+      /no braces/,
+    );
     const error = failure(() => loadConfig([...broadcast, '--backplane-channel=has space'], {}));
     assert.equal(error.code, ErrorCode.INVALID_VALUE);
   });

@@ -128,17 +128,18 @@ export const SETTINGS = {
     flag: 'backplane',
     kind: redisUrl(),
     default: undefined,
-    doc: 'Redis that joins several wshub nodes in broadcast mode, as redis://[user:pass@]host:port[/db] or rediss:// (TLS); empty: single node',
+    doc: 'Redis that joins several wshub nodes in broadcast mode: redis://[user:pass@]host:port[/db], redis-cluster://host:port[,host:port…] (sharded pub/sub), redis-sentinel://host:port[,…]/MASTER_NAME[/db]; rediss… for TLS; empty: single node',
   }),
   backplaneChannel: setting({
     key: 'backplane.channel',
     flag: 'backplane-channel',
     kind: text({
-      pattern: /^[A-Za-z0-9._:{}/-]{1,200}$/,
-      expected: 'a Redis channel name of 1 to 200 letters, digits and . _ : { } / -',
+      // No braces: every room's channel is `<this>:{<room>}`, and Redis Cluster hashes the first {…} it finds.
+      pattern: /^[A-Za-z0-9._:/-]{1,200}$/,
+      expected: 'a Redis channel prefix of 1 to 200 letters, digits and . _ : / - (no braces)',
     }),
     default: 'wshub',
-    doc: 'Redis pub/sub channel of the backplane; the nodes that share it form one cluster',
+    doc: 'Prefix of the backplane channels (each room has one: <prefix>:{<room>}); the nodes that share it form one cluster',
   }),
   backplaneRequired: setting({
     key: 'backplane.required',
@@ -153,6 +154,13 @@ export const SETTINGS = {
     kind: bytes(64 * KiB, 1024 * MiB),
     default: 16 * MiB,
     doc: 'Bytes sent to Redis and not yet acknowledged, at most; beyond that messages for other nodes are dropped',
+  }),
+  backplaneRoomLinger: setting({
+    key: 'backplane.roomLinger',
+    flag: 'backplane-room-linger',
+    kind: duration(0, 10 * 60 * SECOND),
+    default: 5 * SECOND,
+    doc: "How long a node stays subscribed to a room's channel after its last local client left (0: unsubscribe at once)",
   }),
   backplaneReconnectMax: setting({
     key: 'backplane.reconnectDelayMax',

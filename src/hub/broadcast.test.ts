@@ -55,6 +55,8 @@ describe('BroadcastHub', () => {
         assert.equal(peer.got.length, relayed.length + 1, 'local delivery comes first');
         relayed.push([room, data.toString(), isBinary]);
       },
+      roomOpened: () => {},
+      roomClosed: () => {},
     });
     hub.receive(peer, Buffer.from('x'), false);
     assert.deepEqual(relayed, [['r', 'x', false]]);
@@ -86,5 +88,27 @@ describe('BroadcastHub', () => {
       { room: 'b', members: 1, messages: 0, delivered: 0 },
     ]);
     assert.deepEqual(hub.busiestRooms(0), []);
+  });
+
+  it('tells the relay when a room gets its first local peer and loses its last (issue 18)', () => {
+    const hub = new BroadcastHub({ excludeSender: false });
+    const early = new RecordingPeer(1, 'early');
+    hub.join(early);
+    const events: string[] = [];
+    hub.attachRelay({
+      publish: () => {},
+      roomOpened: (room) => events.push(`open ${room}`),
+      roomClosed: (room) => events.push(`close ${room}`),
+    });
+    assert.deepEqual(events, ['open early'], 'rooms that existed before the relay are opened too');
+    const [a, b] = [new RecordingPeer(2, 'r'), new RecordingPeer(3, 'r')];
+    hub.join(a);
+    hub.join(b);
+    hub.leave(a);
+    hub.leave(a);
+    assert.deepEqual(events, ['open early', 'open r']);
+    hub.leave(b);
+    hub.join(new RecordingPeer(4, ''));
+    assert.deepEqual(events, ['open early', 'open r', 'close r', 'open ']);
   });
 });

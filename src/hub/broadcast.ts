@@ -9,6 +9,10 @@ import { SequencedRooms, type SequencedRoomsOptions } from './sequenced.js';
  */
 export interface BroadcastRelay {
   publish(room: string, data: Buffer, isBinary: boolean): void;
+  /** `room` got its first local peer: from now on this node wants the room's messages from elsewhere (issue 18). */
+  roomOpened(room: string): unknown;
+  /** `room` lost its last local peer: this node no longer needs its messages. */
+  roomClosed(room: string): void;
 }
 
 export interface BroadcastHubOptions {
@@ -77,6 +81,7 @@ export class BroadcastHub implements Hub {
   /** Forwards every client broadcast, after local delivery, to `relay` (e.g. a backplane). */
   attachRelay(relay: BroadcastRelay): void {
     this.relay = relay;
+    for (const room of this.rooms.keys()) relay.roomOpened(room);
   }
 
   join(peer: Peer, since?: Position): void {
@@ -86,6 +91,7 @@ export class BroadcastHub implements Hub {
     if (members === undefined) {
       members = new Room();
       this.rooms.set(peer.room, members);
+      this.relay?.roomOpened(peer.room);
     }
     members.add(peer);
   }
@@ -94,7 +100,10 @@ export class BroadcastHub implements Hub {
     this.sequenced?.leave(peer);
     const members = this.rooms.get(peer.room);
     if (members === undefined || !members.delete(peer)) return;
-    if (members.size === 0) this.rooms.delete(peer.room);
+    if (members.size === 0) {
+      this.rooms.delete(peer.room);
+      this.relay?.roomClosed(peer.room);
+    }
   }
 
   receive(sender: Peer, data: Buffer, isBinary: boolean): void {

@@ -21,9 +21,18 @@ export interface MetricSources {
   /** Present with --http2: the wshub_http2_* metrics exist only then. */
   readonly http2?: { readonly sessionCount: number } | undefined;
   /** Present when a backplane is configured (issue 6): the wshub_backplane_* metrics exist only then. */
-  readonly backplaneConnected?: () => boolean;
+  readonly backplane?: BackplaneSource | undefined;
   /** Room history (issue 16): 'memory' on a single node, 'redis' with the backplane; absent without --history-size. */
   readonly history?: 'memory' | 'redis';
+}
+
+/** What the metrics read from the backplane at scrape time (issue 18); a structural type, metrics/ does not import backplane/. */
+export interface BackplaneSource {
+  readonly connected: () => boolean;
+  /** Rooms whose channel the node is subscribed to. */
+  readonly subscribedRooms: () => number;
+  /** Per-part state of a medium made of parts (Redis Cluster shards); bounded labels, never addresses. */
+  readonly shards: () => ReadonlyArray<{ readonly shard: string; readonly state: string }>;
 }
 
 /**
@@ -242,7 +251,7 @@ export function createMetricsRegistry(sources: MetricSources): Registry {
       },
     });
   }
-  if (sources.backplaneConnected) registerBackplaneMetrics(registry, stats, sources.backplaneConnected);
+  if (sources.backplane) registerBackplaneMetrics(registry, stats, sources.backplane);
   if (sources.history) registerHistoryMetrics(registry, stats, sources.history);
   return registry;
 }
@@ -321,7 +330,27 @@ function registerHistoryMetrics(registry: Registry, stats: Stats, store: 'memory
   );
 }
 
-function registerBackplaneMetrics(registry: Registry, stats: Stats, isConnected: () => boolean): void {
+function registerBackplaneMetrics(registry: Registry, stats: Stats, source: BackplaneSource): void {
+  const isConnected = source.connected;
+  new Gauge({
+    name: 'wshub_backplane_subscribed_rooms',
+    help: 'Rooms whose backplane channel this node is subscribed to, once the backplane confirmed it (it has a client in them, or had within --backplane-room-linger)',
+    registers: [registry],
+    collect() {
+      this.set(source.subscribedRooms());
+    },
+  });
+  new Gauge({
+    name: 'wshub_backplane_shard_connected',
+    help: 'Redis Cluster: 1 while this node reaches the master of the shard (labelled by its slot ranges) and holds its subscriptions, else 0',
+    labelNames: ['shard'],
+    registers: [registry],
+    aggregator: 'min',
+    collect() {
+      this.reset();
+      for (const { shard, state } of source.shards()) this.set({ shard }, state === 'connected' ? 1 : 0);
+    },
+  });
   new Gauge({
     name: 'wshub_backplane_connected',
     help: '1 while the backplane (Redis, or the primary with --workers) is connected and subscribed, else 0',
@@ -343,6 +372,26 @@ function registerBackplaneMetrics(registry: Registry, stats: Stats, isConnected:
       'wshub_backplane_messages_received_total',
       'Messages from other nodes delivered to this node’s clients',
       () => backplane.receivedFromOtherNodes,
+    ],
+    [
+      'wshub_backplane_messages_inbound_total',
+      'Every message the backplane delivered to this node, its own included: with per-room routing only those of rooms it subscribes to',
+      () => backplane.received,
+    ],
+    [
+      'wshub_backplane_room_subscribes_total',
+      'Room channels this node subscribed to (a first local client joined the room)',
+      () => backplane.roomSubscribes,
+    ],
+    [
+      'wshub_backplane_room_unsubscribes_total',
+      'Room channels this node unsubscribed from (the last local client left and the linger ended)',
+      () => backplane.roomUnsubscribes,
+    ],
+    [
+      'wshub_backplane_topology_changes_total',
+      'Changes of the backplane layout seen by this node (Redis Cluster slots moved or a replica promoted, a Sentinel failover)',
+      () => backplane.topologyChanges,
     ],
     [
       'wshub_backplane_publish_errors_total',

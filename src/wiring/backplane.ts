@@ -1,6 +1,7 @@
 import type { Backplane } from '../backplane/backplane.js';
 import { IpcBackplane } from '../backplane/ipc.js';
 import { RedisBackplane } from '../backplane/redis.js';
+import { RedisClusterBackplane } from '../backplane/redis-cluster.js';
 import { BackplaneRelay } from '../backplane/relay.js';
 import { formatRedisTarget } from '../config/redis-url.js';
 import type { Config } from '../config/settings.js';
@@ -30,6 +31,8 @@ export interface JoinedBackplane {
   readonly relay: BackplaneRelay;
   /** The backplane's address with the password redacted. */
   readonly where: string;
+  /** Stops the relay's linger timer and closes the backplane. */
+  close(): Promise<void>;
 }
 
 /**
@@ -54,6 +57,21 @@ export function joinBackplane(config: Config, parts: BackplaneParts): JoinedBack
       maxPendingBytes: config.backplaneMaxPending,
     });
     where = 'the primary process (IPC)';
+  } else if (
+    config.backplane !== undefined &&
+    'kind' in config.backplane &&
+    config.backplane.kind === 'cluster'
+  ) {
+    where = formatRedisTarget(config.backplane);
+    backplane = new RedisClusterBackplane({
+      target: config.backplane,
+      counters: stats.backplane,
+      logger: parts.logger,
+      limitedLog,
+      maxPendingBytes: config.backplaneMaxPending,
+      reconnectDelayMaxMs: config.backplaneReconnectMax,
+      onConnected: history && (() => hub.resync()),
+    });
   } else if (config.backplane !== undefined) {
     where = formatRedisTarget(config.backplane);
     backplane = new RedisBackplane({
@@ -78,17 +96,23 @@ export function joinBackplane(config: Config, parts: BackplaneParts): JoinedBack
     nodeId: history?.nodeId,
     outbox: history?.outbox,
     deliverPositioned: history && ((room, epoch, entry) => hub.positioned(room, epoch, entry)),
+    roomLingerMs: config.backplaneRoomLinger,
   });
   hub.attachRelay(relay);
-  void relay.start();
   health.addCheck('backplane', () => backplane.health().state === 'connected', {
     required: config.backplaneRequired,
     describe: () => {
-      const { state, detail } = backplane.health();
-      return `${state}${detail === '' ? '' : ` (${detail})`}, ${where}`;
+      const { state, detail, shards } = backplane.health();
+      const shardStates =
+        shards === undefined ? '' : `, shards: ${shards.map((s) => `${s.shard} ${s.state}`).join(', ')}`;
+      return `${state}${detail === '' ? '' : ` (${detail})`}, ${where}${shardStates}`;
     },
   });
-  return { backplane, relay, where };
+  const close = (): Promise<void> => {
+    relay.close();
+    return backplane.close();
+  };
+  return { backplane, relay, where, close };
 }
 
 /** The startup line naming the backplane; a worker's IPC relay is the primary's business (it logs it once). */

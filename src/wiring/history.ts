@@ -1,8 +1,9 @@
 import { randomBytes } from 'node:crypto';
-import { Redis } from 'ioredis';
+import { Redis, Cluster as RedisCluster } from 'ioredis';
 import { decodeEnvelope, NODE_ID_BYTES } from '../backplane/envelope.js';
 import { Outbox } from '../backplane/outbox.js';
 import { reconnectDelay, redisConnectionOptions } from '../backplane/redis.js';
+import { clusterClientOptions } from '../backplane/redis-cluster.js';
 import { roomHistoryKey, roomMetaKey } from '../backplane/room-keys.js';
 import { formatRedisTarget, type RedisTarget } from '../config/redis-url.js';
 import type { Config } from '../config/settings.js';
@@ -17,7 +18,7 @@ export interface RedisHistoryParts {
   readonly nodeId: Buffer;
   readonly store: RedisHistory;
   readonly outbox: Outbox;
-  readonly client: Redis;
+  readonly client: Redis | RedisCluster;
   /** Hub callbacks, set once the hub exists. */
   onReady: () => void;
 }
@@ -37,10 +38,20 @@ function redisHistory(
   const node = nodeId.toString('hex');
   const base = config.backplaneChannel;
   const where = formatRedisTarget(target);
-  const client = new Redis({
-    ...redisConnectionOptions(target, (attempt) => reconnectDelay(attempt, config.backplaneReconnectMax)),
-    connectionName: 'wshub-history',
-  });
+  const onCluster = 'kind' in target && target.kind === 'cluster';
+  // On a Redis Cluster the scripts run through the Cluster client, routed by the room's slot (issue 18).
+  const client: Redis | RedisCluster =
+    'kind' in target && target.kind === 'cluster'
+      ? new RedisCluster(
+          target.nodes.map(({ host, port }) => ({ host, port })),
+          clusterClientOptions(target, config.backplaneReconnectMax, 'wshub-history'),
+        )
+      : new Redis({
+          ...redisConnectionOptions(target, (attempt) =>
+            reconnectDelay(attempt, config.backplaneReconnectMax),
+          ),
+          connectionName: 'wshub-history',
+        });
   client.on('error', (error: Error) =>
     limitedLog.log('backplane_error', 'warn', `Backplane error (${where}, history): ${error.message}`),
   );
@@ -63,7 +74,7 @@ function redisHistory(
       store.publish({
         room: message.room,
         channel: message.channel,
-        command: 'PUBLISH',
+        command: onCluster ? 'SPUBLISH' : 'PUBLISH',
         node,
         sequence: message.sequence,
         lost: message.lost,

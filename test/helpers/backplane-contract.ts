@@ -69,6 +69,12 @@ export function backplaneContract(
       return created;
     }
 
+    // A medium of several parts (Redis Cluster shards) is down once every part is seen down.
+    const isDown = (backplane: Backplane): boolean => {
+      const health = backplane.health();
+      return health.state === 'disconnected' && (health.shards ?? []).every((s) => s.state !== 'connected');
+    };
+
     const got = (n: Node, channel: string): string[] =>
       (n.received.get(channel) ?? []).map((message) => message.toString());
 
@@ -134,6 +140,39 @@ export function backplaneContract(
       assert.equal(third?.equals(large), true);
     });
 
+    it('unsubscribes one channel: nothing more of it arrives, others go on, subscribing again works', async () => {
+      const a = await node('stay', 'leave');
+      const b = await node('stay', 'leave');
+      a.backplane.publish('leave', Buffer.from('1'));
+      await waitUntil(() => got(b, 'leave').length === 1, 'the first message');
+      await b.backplane.unsubscribe('leave');
+      await b.backplane.unsubscribe('never-subscribed');
+      a.backplane.publish('leave', Buffer.from('2'));
+      a.backplane.publish('stay', Buffer.from('still here'));
+      await waitUntil(() => got(b, 'stay').length === 1 && got(a, 'leave').length === 2, 'delivery');
+      await new Promise((resolve) => setTimeout(resolve, 50));
+      assert.deepEqual(got(b, 'leave'), ['1']);
+      assert.equal(b.counters.received, 2, 'the unsubscribed channel never reached the driver');
+      // Unsubscribe and subscribe again without waiting: the subscription wins (it came last).
+      void b.backplane.unsubscribe('leave');
+      await b.backplane.subscribe('leave', (message) => b.received.get('leave')?.push(Buffer.from(message)));
+      a.backplane.publish('leave', Buffer.from('3'));
+      await waitUntil(() => got(b, 'leave').length === 2, 'the message after subscribing again');
+      assert.deepEqual(got(b, 'leave'), ['1', '3']);
+    });
+
+    it('holds thousands of channels (one per room) and delivers each only to its subscribers', async () => {
+      const rooms = Array.from({ length: 3000 }, (_, i) => `room-${i}`);
+      const a = await node();
+      const b = await node(...rooms.filter((_, i) => i % 2 === 0));
+      for (const room of rooms) a.backplane.publish(room, Buffer.from(room));
+      await waitUntil(() => b.counters.received === rooms.length / 2, 'the even rooms');
+      await new Promise((resolve) => setTimeout(resolve, 50));
+      assert.equal(b.counters.received, rooms.length / 2);
+      assert.deepEqual(got(b, 'room-2'), ['room-2']);
+      assert.equal(b.received.has('room-1'), false);
+    });
+
     const recover = (): Promise<void> => {
       if (harness.recover === undefined) throw new Error(`${driver}: the harness cannot recover the medium`);
       return harness.recover();
@@ -146,10 +185,7 @@ export function backplaneContract(
         a.backplane.publish('lost', Buffer.from('before'));
         await waitUntil(() => got(b, 'lost').length === 1, 'the first message');
         await harness.outage();
-        await waitUntil(
-          () => [a, b].every((n) => n.backplane.health().state === 'disconnected'),
-          'both notice the loss',
-        );
+        await waitUntil(() => [a, b].every((n) => isDown(n.backplane)), 'both notice the loss');
         assert.notEqual(a.backplane.health().detail, '');
         assert.equal(a.backplane.publish('lost', Buffer.from('lost')), false);
         assert.equal(a.counters.publishFailures, 1);
@@ -173,10 +209,7 @@ export function backplaneContract(
         await waitUntil(() => got(b, 'outage').length === 1, 'the first message');
 
         await harness.outage();
-        await waitUntil(
-          () => [a, b].every((n) => n.backplane.health().state === 'disconnected'),
-          'both notice the outage',
-        );
+        await waitUntil(() => [a, b].every((n) => isDown(n.backplane)), 'both notice the outage');
         assert.notEqual(a.backplane.health().detail, '');
         assert.equal(a.backplane.publish('outage', Buffer.from('lost')), false);
         assert.equal(a.counters.publishFailures, 1);
@@ -195,10 +228,30 @@ export function backplaneContract(
       });
 
     if (mediumRecovers)
+      it('restores only the channels still subscribed after an outage, thousands of them', async () => {
+        const rooms = Array.from({ length: 2500 }, (_, i) => `restored-${i}`);
+        const a = await node();
+        const b = await node(...rooms, 'dropped');
+        await harness.outage();
+        await waitUntil(() => isDown(b.backplane), 'the outage is noticed');
+        await b.backplane.unsubscribe('dropped');
+        await recover();
+        await waitUntil(
+          () => [a, b].every((n) => n.backplane.health().state === 'connected'),
+          'both reconnect and resubscribe',
+        );
+        for (const room of [...rooms, 'dropped']) a.backplane.publish(room, Buffer.from(room));
+        await waitUntil(() => b.counters.received === rooms.length, 'every restored room');
+        await new Promise((resolve) => setTimeout(resolve, 50));
+        assert.equal(b.counters.received, rooms.length);
+        assert.deepEqual(got(b, 'dropped'), []);
+      });
+
+    if (mediumRecovers)
       it('subscribes while the medium is down and becomes active once it is back', async () => {
         const a = await node();
         await harness.outage();
-        await waitUntil(() => a.backplane.health().state === 'disconnected', 'the outage is noticed');
+        await waitUntil(() => isDown(a.backplane), 'the outage is noticed');
         let active = false;
         const subscribed = a.backplane
           .subscribe('late', () => {})

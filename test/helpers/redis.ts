@@ -30,6 +30,7 @@ export class RedisServer {
     private readonly binary: string,
     private readonly extraArgs: readonly string[],
     private readonly tls: RedisTlsFiles | undefined,
+    private readonly configFile: string | undefined,
   ) {}
 
   get url(): string {
@@ -42,7 +43,13 @@ export class RedisServer {
 
   /** Starts a server on a free port. Fails (never skips) when redis-server is not installed. */
   static async start(
-    options: { binary?: string; args?: readonly string[]; tls?: RedisTlsFiles } = {},
+    options: {
+      binary?: string;
+      args?: readonly string[];
+      tls?: RedisTlsFiles;
+      /** A config file first on the command line (Sentinel needs one it can write to). */
+      configFile?: string;
+    } = {},
   ): Promise<RedisServer> {
     let lastError: unknown;
     for (let attempt = 0; attempt < 5; attempt++) {
@@ -51,6 +58,7 @@ export class RedisServer {
         options.binary ?? 'redis-server',
         options.args ?? [],
         options.tls,
+        options.configFile,
       );
       try {
         await server.start();
@@ -69,6 +77,7 @@ export class RedisServer {
     const child = spawn(
       this.binary,
       [
+        ...(this.configFile === undefined ? [] : [this.configFile]),
         ...(this.tls
           ? [
               '--port',
@@ -116,7 +125,8 @@ export class RedisServer {
       child.stdout?.setEncoding('utf8');
       child.stdout?.on('data', function collectUntilReady(chunk: string) {
         if (output.length < 64 * 1024) output += chunk;
-        if (output.includes('Ready to accept connections')) {
+        // A Sentinel never says "Ready": it is once it has its id.
+        if (output.includes('Ready to accept connections') || output.includes('Sentinel ID is')) {
           clearTimeout(timer);
           resolve();
         }
