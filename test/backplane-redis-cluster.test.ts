@@ -222,10 +222,7 @@ describe('backplane: Redis Cluster (sharded pub/sub), three wshub nodes', () => 
       ((await metricValue(a.metricsUrl, 'wshub_backplane_publish_errors_total')) ?? 0) > 0,
       'the dead shard refused fast',
     );
-    assert.ok(
-      ((await metricValue(b.metricsUrl, 'wshub_backplane_messages_missed_total')) ?? 0) > 0,
-      'B saw the gap',
-    );
+    // Refused at once by A (counted above), so not a gap B could see: A reuses those sequence numbers.
     await waitUntil(async () => (await fetch(`${a.metricsUrl}/readyz`)).status === 200, 'ready again');
     assert.equal(await waitForMetric(a.metricsUrl, 'wshub_backplane_connected', 1, {}, 10_000), 1);
     const label = victim.ranges.map(([from, to]) => `${from}-${to}`).join(',');

@@ -45,7 +45,9 @@ export function clusterClientOptions(
     enableReadyCheck: true,
     scaleReads: 'master',
     slotsRefreshInterval: SLOTS_REFRESH_INTERVAL_MS,
-    retryDelayOnFailover: 100,
+    // No resend of a command whose connection closed (Redis may have run it: a resend could publish
+    // twice); refusals Redis answered without running the command (CLUSTERDOWN, TRYAGAIN, MOVED) are retried.
+    retryDelayOnFailover: 0,
     retryDelayOnClusterDown: 100,
     retryDelayOnTryAgain: 100,
     clusterRetryStrategy: (attempt) => reconnectDelay(attempt, reconnectDelayMaxMs),

@@ -219,7 +219,9 @@ export function backplaneContract(
           () => [a, b].every((n) => n.backplane.health().state === 'connected'),
           'both reconnect and resubscribe',
         );
-        assert.equal(a.counters.reconnects, 1);
+        // A medium of parts (cluster shards restarting one by one) may come back in more than one step.
+        if (a.backplane.health().shards === undefined) assert.equal(a.counters.reconnects, 1);
+        else assert.ok(a.counters.reconnects >= 1);
         assert.equal(a.backplane.health().detail, '');
         assert.equal(a.backplane.publish('outage', Buffer.from('after')), true);
         await waitUntil(() => got(b, 'outage').length === 2, 'the message after the outage');

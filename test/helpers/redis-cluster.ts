@@ -48,13 +48,14 @@ export class RedisClusterFixture {
   ) {}
 
   static async start(
-    options: { masters?: number; nodeTimeoutMs?: number } = {},
+    options: { masters?: number; replicas?: 0 | 1; nodeTimeoutMs?: number } = {},
   ): Promise<RedisClusterFixture> {
     const masters = options.masters ?? 3;
+    const replicas = options.replicas ?? 1;
     const dir = mkdtempSync(join(tmpdir(), 'wshub-redis-cluster-'));
     const servers: RedisServer[] = [];
     try {
-      for (let i = 0; i < masters * 2; i++) {
+      for (let i = 0; i < masters * (1 + replicas); i++) {
         servers.push(
           await RedisServer.start({
             args: [
@@ -79,13 +80,13 @@ export class RedisClusterFixture {
           'create',
           ...servers.map((server) => `127.0.0.1:${server.port}`),
           '--cluster-replicas',
-          '1',
+          String(replicas),
           '--cluster-yes',
         ],
         { timeout: 60_000 },
       );
       const fixture = new RedisClusterFixture(servers, dir);
-      await fixture.waitUntilHealthy(masters);
+      await fixture.waitUntilHealthy(masters, replicas);
       return fixture;
     } catch (error) {
       await Promise.all(servers.map((server) => server.kill()));
@@ -155,8 +156,8 @@ export class RedisClusterFixture {
     return server;
   }
 
-  /** Waits until every running node says cluster_state:ok and `masters` masters each have a replica. */
-  async waitUntilHealthy(masters: number, timeoutMs = 60_000): Promise<void> {
+  /** Waits until every running node says cluster_state:ok and `masters` masters each have their replicas. */
+  async waitUntilHealthy(masters: number, replicas: 0 | 1 = 1, timeoutMs = 60_000): Promise<void> {
     await waitUntil(
       async () => {
         try {
@@ -165,12 +166,12 @@ export class RedisClusterFixture {
             if (!/cluster_state:ok/.test(String(info))) return false;
           }
           const shards = await this.shards();
-          return shards.length === masters && shards.every((shard) => shard.replicaPorts.length > 0);
+          return shards.length === masters && shards.every((shard) => shard.replicaPorts.length >= replicas);
         } catch {
           return false;
         }
       },
-      `the Redis Cluster is ok with ${masters} masters, each with a replica`,
+      `the Redis Cluster is ok with ${masters} masters, each with ${replicas} replica(s)`,
       timeoutMs,
     );
   }
