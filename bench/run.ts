@@ -942,18 +942,24 @@ async function scaleoutSection(): Promise<void> {
     // Started a few at a time: thirteen Node processes starting at once on a small box take longer
     // than a start is given.
     const servers: BenchServer[] = [];
-    for (let i = 0; i <= nodeCount; i += 4) {
-      const batch = Array.from({ length: Math.min(4, nodeCount + 1 - i) }, (_, k) => i + k);
-      servers.push(
-        ...(await Promise.all(
+    try {
+      for (let i = 0; i <= nodeCount; i += 4) {
+        const batch = Array.from({ length: Math.min(4, nodeCount + 1 - i) }, (_, k) => i + k);
+        const started = await Promise.allSettled(
           batch.map((n) =>
             start(
               n === nodeCount ? 'scaleout-publisher' : `scaleout-node-${n + 1}`,
               n === nodeCount ? [...flags, '--broadcast-exclude-sender'] : flags,
             ),
           ),
-        )),
-      );
+        );
+        for (const result of started) if (result.status === 'fulfilled') servers.push(result.value);
+        const failed = started.find((result) => result.status === 'rejected');
+        if (failed) throw (failed as PromiseRejectedResult).reason;
+      }
+    } catch (error) {
+      await Promise.all(servers.map((server) => server.stop()));
+      throw error;
     }
     const publisher = servers[nodeCount] as BenchServer;
     const weights = Array.from({ length: nodeCount }, (_, i) => i + 1);
