@@ -9,6 +9,7 @@ import type {
   ShardHealth,
 } from './backplane.js';
 import { keySlot, SLOT_COUNT } from './key-slot.js';
+import { PendingPublishes } from './pending-publishes.js';
 import { type RedisPublish, reconnectDelay } from './redis.js';
 
 export interface RedisClusterBackplaneOptions {
@@ -140,7 +141,7 @@ export class RedisClusterBackplane implements Backplane {
   private readonly shards = new Map<string, Shard>();
   /** Master address per slot; '' while unknown. */
   private slotOwner: string[] = new Array<string>(SLOT_COUNT).fill('');
-  private pendingBytes = 0;
+  private readonly pending: PendingPublishes;
   private state: BackplaneState = 'connecting';
   private lastError = '';
   private closed = false;
@@ -149,6 +150,9 @@ export class RedisClusterBackplane implements Backplane {
   private connectedOnce = false;
 
   constructor(private readonly options: RedisClusterBackplaneOptions) {
+    this.pending = new PendingPublishes(options.maxPendingBytes, options.counters, (why) =>
+      this.logDrop(why),
+    );
     const { target } = options;
     this.where = formatRedisTarget(target);
     this.cluster = new Cluster(
@@ -177,25 +181,9 @@ export class RedisClusterBackplane implements Backplane {
       this.logDrop(`shard ${shard?.label ?? 'of this room'} is unreachable`);
       return false;
     }
-    const size = message.length;
-    if (this.pendingBytes + size > this.options.maxPendingBytes) {
-      counters.publishFailures++;
-      this.logDrop(`more than ${this.options.maxPendingBytes} bytes are waiting for Redis`);
-      return false;
-    }
-    this.pendingBytes += size;
-    (this.options.publish ?? sharedPublish)(this.cluster, channel, message).then(
-      () => {
-        this.pendingBytes -= size;
-        counters.published++;
-      },
-      (error: Error) => {
-        this.pendingBytes -= size;
-        counters.publishFailures++;
-        this.logDrop(error.message);
-      },
+    return this.pending.send(message, () =>
+      (this.options.publish ?? sharedPublish)(this.cluster, channel, message),
     );
-    return true;
   }
 
   subscribe(channel: string, onMessage: (message: Buffer) => void): Promise<void> {

@@ -2,6 +2,7 @@ import { type Cluster, Redis, type RedisOptions } from 'ioredis';
 import { formatRedisTarget, type RedisSentinelTarget, type RedisServerTarget } from '../config/redis-url.js';
 import type { Logger, RateLimitedLog } from '../log.js';
 import type { Backplane, BackplaneCounters, BackplaneHealth, BackplaneState } from './backplane.js';
+import { PendingPublishes } from './pending-publishes.js';
 
 /**
  * How one message goes out on a room's channel. The default is PUBLISH (and
@@ -108,7 +109,7 @@ export class RedisBackplane implements Backplane {
   private readonly where: string;
   private subscriberReady = false;
   private subscribeWaiters: Array<() => void> = [];
-  private pendingBytes = 0;
+  private readonly pending: PendingPublishes;
   private state: BackplaneState = 'connecting';
   private lastError = '';
   private disconnectedAt = 0;
@@ -117,6 +118,9 @@ export class RedisBackplane implements Backplane {
   private primary = '';
 
   constructor(private readonly options: RedisBackplaneOptions) {
+    this.pending = new PendingPublishes(options.maxPendingBytes, options.counters, (why) =>
+      this.logDrop(why),
+    );
     this.where = formatRedisTarget(options.target);
     const { target } = options;
     const common = redisConnectionOptions(target, (attempt) => this.reconnectDelay(attempt));
@@ -141,25 +145,9 @@ export class RedisBackplane implements Backplane {
       this.logDrop(this.state === 'closed' ? 'the backplane is closed' : 'Redis is not connected');
       return false;
     }
-    const size = message.length;
-    if (this.pendingBytes + size > this.options.maxPendingBytes) {
-      counters.publishFailures++;
-      this.logDrop(`more than ${this.options.maxPendingBytes} bytes are waiting for Redis`);
-      return false;
-    }
-    this.pendingBytes += size;
-    (this.options.publish ?? plainPublish)(this.publisher, channel, message).then(
-      () => {
-        this.pendingBytes -= size;
-        counters.published++;
-      },
-      (error: Error) => {
-        this.pendingBytes -= size;
-        counters.publishFailures++;
-        this.logDrop(error.message);
-      },
+    return this.pending.send(message, () =>
+      (this.options.publish ?? plainPublish)(this.publisher, channel, message),
     );
-    return true;
   }
 
   subscribe(channel: string, onMessage: (message: Buffer) => void): Promise<void> {
