@@ -92,6 +92,15 @@ export interface SpawnResult {
   readonly exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
 }
 
+/**
+ * Servers a test file started and did not stop: killed when the test process exits, so a test
+ * that failed or timed out does not leave a server running (they piled up on loaded machines).
+ */
+const liveChildren = new Set<ChildProcess>();
+process.once('exit', () => {
+  for (const child of liveChildren) child.kill('SIGKILL');
+});
+
 /** Runs the wshub binary as a user would, capturing its output line by line. */
 export function runWshub(
   args: string[],
@@ -102,6 +111,8 @@ export function runWshub(
     env: { PATH: process.env.PATH ?? '', TZ: process.env.TZ ?? '', ...env },
     stdio: [options.stdin ?? 'ignore', 'pipe', 'pipe'],
   });
+  liveChildren.add(child);
+  child.once('exit', () => liveChildren.delete(child));
   const stdout = new LineLog();
   const stderr = new LineLog();
   pipeLines(child.stdout, stdout);
@@ -122,17 +133,27 @@ export async function spawnServer(
   const failed = run.exited.then(({ code }) => {
     throw new Error(`wshub exited with ${code} before it was ready:\n${run.stderr.lines.join('\n')}`);
   });
-  const started = await Promise.race([run.stdout.waitFor(/Starting WebSocket server on \S+:(\d+)$/), failed]);
-  const port = Number(/:(\d+)$/.exec(started)?.[1]);
+  let port: number;
   let metricsPort: number | undefined;
-  if (!args.includes('--no-metrics')) {
-    const metricsLine = await Promise.race([
-      run.stdout.waitFor(/Starting metrics server on \S*:(\d+)$/),
+  try {
+    const started = await Promise.race([
+      run.stdout.waitFor(/Starting WebSocket server on \S+:(\d+)$/),
       failed,
     ]);
-    metricsPort = Number(/:(\d+)$/.exec(metricsLine)?.[1]);
+    port = Number(/:(\d+)$/.exec(started)?.[1]);
+    if (!args.includes('--no-metrics')) {
+      const metricsLine = await Promise.race([
+        run.stdout.waitFor(/Starting metrics server on \S*:(\d+)$/),
+        failed,
+      ]);
+      metricsPort = Number(/:(\d+)$/.exec(metricsLine)?.[1]);
+    }
+  } catch (error) {
+    run.child.kill('SIGKILL');
+    throw error;
+  } finally {
+    failed.catch(() => {});
   }
-  failed.catch(() => {});
   return {
     ...run,
     port,
