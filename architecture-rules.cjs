@@ -23,7 +23,7 @@ const FOLDERS = [
   'publish',
   'client',
 ];
-const FILES = ['app', 'cli', 'stats', 'log', 'errors', 'version'];
+const FILES = ['app', 'cli', 'stats', 'log', 'errors', 'version', 'disconnects'];
 const escapeRegExp = (text) => text.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
 
 /** A short name of the table ("hub", "stats", "test/helpers") as a path pattern. */

@@ -3,24 +3,10 @@
  * metrics/ reads them at scrape time: metrics sit beside the path, never in it.
  */
 
-/** Why the server ended a connection. A bounded set: these become metric labels. */
-export const DISCONNECT_REASONS = [
-  'shutdown',
-  'shutdown_timeout',
-  'protocol_error',
-  'invalid_utf8',
-  'message_too_large',
-  'write_error',
-  'slow_consumer',
-  'too_many_fragments',
-  'too_many_buffered_chunks',
-  'invalid_compressed_data',
-  'ping_timeout',
-  'idle_timeout',
-  'max_lifetime',
-  'fault_injection',
-] as const;
-export type DisconnectReason = (typeof DISCONNECT_REASONS)[number];
+import { DISCONNECT_REASONS, type DisconnectReason } from './disconnects.js';
+
+/** Why the server ended a connection: the labels of the close catalogue (src/disconnects.ts). */
+export { DISCONNECT_REASONS, type DisconnectReason };
 
 /**
  * Why an upgrade request on the WebSocket port was refused (transport/upgrade-gate.ts

@@ -12,8 +12,8 @@ type End = (...args: unknown[]) => unknown;
  * Counts, per server-side socket and ws receiver, the end() calls that reach Node's own end().
  * ws repeats end() on both after every close handshake; each repeat makes Node build an
  * ERR_STREAM_ALREADY_FINISHED error nobody sees (issue 5: the largest cost of a connect and
- * close). wshub stops the repeats (transport/end-once.ts); this fails if a ws upgrade moves
- * them past it.
+ * close). wshub's socket listeners and writer end each stream once (issue 14); this fails if
+ * a change makes them end one twice.
  */
 class EndCounter {
   readonly sockets = new Map<object, number>();

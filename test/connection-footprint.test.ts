@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { once } from 'node:events';
+import { EventEmitter, once } from 'node:events';
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo, Socket } from 'node:net';
 import { performance } from 'node:perf_hooks';
@@ -19,9 +19,9 @@ import { waitUntil } from './helpers/wait.js';
  * listener, closure or symbol property per connection to what ws itself sets up
  * (each would be kept by every idle connection); its events still arrive.
  */
-const CONNECTION_EVENTS = ['message', 'close', 'error', 'pong', 'ping'] as const;
+const RECEIVER_EVENTS = ['message', 'conclude', 'error', 'pong', 'ping', 'drain'] as const;
 
-const socketOf = (connection: Connection): Socket => (connection as unknown as { _socket: Socket })._socket;
+const socketOf = (connection: Connection): Socket => connection.socket as Socket;
 
 describe('what an idle connection keeps', () => {
   const stats = new Stats();
@@ -83,8 +83,14 @@ describe('what an idle connection keeps', () => {
     await waitUntil(() => transport.connections.size === 1, 'the transport has the connection');
     const [connection] = transport.connections as Set<Connection>;
     assert.ok(connection);
-    for (const event of CONNECTION_EVENTS) {
-      assert.equal(connection.listenerCount(event), 0, `a '${event}' listener on the connection`);
+    assert.ok(
+      !(connection instanceof EventEmitter),
+      'the connection is no event emitter: nothing to listen to',
+    );
+    // ws's WebSocket puts six listeners on its receiver; wshub's receiver hands its events over in emit().
+    const receiver = connection.receiver as unknown as EventEmitter;
+    for (const event of [...RECEIVER_EVENTS, 'finish']) {
+      assert.equal(receiver.listenerCount(event), 0, `a '${event}' listener on the receiver`);
     }
     const socket = socketOf(connection);
     const wsOnly = await plainSocket;
@@ -95,8 +101,9 @@ describe('what an idle connection keeps', () => {
         `'${event}' listeners on the socket beyond ws's own`,
       );
     }
-    const symbols = (target: object): string[] => Object.getOwnPropertySymbols(target).map(String);
-    assert.deepEqual(symbols(socket), symbols(wsOnly), 'symbol properties on the socket beyond ws’s own');
+    // ws marks the socket with its WebSocket, wshub with its Connection: one symbol either way.
+    const symbols = (target: object): number => Object.getOwnPropertySymbols(target).length;
+    assert.equal(symbols(socket), symbols(wsOnly), 'symbol properties on the socket beyond ws’s own');
 
     await client.send('still echoed');
     assert.equal((await client.next()).data.toString(), 'still echoed');

@@ -1,5 +1,6 @@
 import type { Server } from 'node:net';
 import { formatDuration } from '../config/duration.js';
+import { DISCONNECT } from '../disconnects.js';
 import type { Logger } from '../log.js';
 import type { Stats } from '../stats.js';
 import type { Connection } from '../transport/connection.js';
@@ -97,7 +98,7 @@ export async function shutDown(parts: ShutdownParts): Promise<void> {
         `Shutdown deadline reached: terminating ${left} connection${left === 1 ? '' : 's'} still open`,
         { connections: left },
       );
-      for (const connection of [...transport.connections]) connection.terminateBecause('shutdown_timeout');
+      for (const connection of [...transport.connections]) connection.disconnect(DISCONNECT.shutdown_timeout);
       await transport.allClosed();
     }
   }
@@ -117,7 +118,7 @@ export async function shutDown(parts: ShutdownParts): Promise<void> {
 export const SHUTDOWN_PHASES = { serving: 0, delay: 1, closing: 2, waiting: 3 } as const;
 
 function closeGoingAway(connection: Connection): void {
-  connection.closeBecause('shutdown', 1001, 'server shutting down');
+  connection.disconnect(DISCONNECT.shutdown);
 }
 
 /**

@@ -2,12 +2,7 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { constants, inflateRawSync } from 'node:zlib';
 import fc from 'fast-check';
-import {
-  deflateMessage,
-  offeredServerWindowBits,
-  sharedDeflateWindowBits,
-  validDeflateOffers,
-} from './compression.js';
+import { deflateMessage, offeredServerWindowBits, validDeflateOffers } from './compression.js';
 
 describe('validDeflateOffers', () => {
   it('keeps valid offers, canonically, in order', () => {
@@ -87,27 +82,6 @@ describe('offeredServerWindowBits', () => {
       ),
       9,
     );
-  });
-});
-
-describe('sharedDeflateWindowBits', () => {
-  const negotiated = (params: object | undefined): object => ({
-    _extensions: params === undefined ? {} : { 'permessage-deflate': { params } },
-  });
-
-  it('shares only under server_no_context_takeover (RFC 7692 §7.1.1.1), per server window', () => {
-    assert.equal(sharedDeflateWindowBits(negotiated(undefined)), undefined, 'no extension');
-    assert.equal(
-      sharedDeflateWindowBits(negotiated({ server_max_window_bits: 12 })),
-      undefined,
-      'context takeover: the bytes differ per connection',
-    );
-    assert.equal(
-      sharedDeflateWindowBits(negotiated({ server_no_context_takeover: true, server_max_window_bits: 10 })),
-      10,
-    );
-    assert.equal(sharedDeflateWindowBits(negotiated({ server_no_context_takeover: true })), 15);
-    assert.equal(sharedDeflateWindowBits({}), undefined, 'a ws that keeps its state elsewhere: not shared');
   });
 });
 

@@ -14,7 +14,7 @@ export function perMessageDeflateOptions(threshold: number, level: number): PerM
     // This is what makes ws honour `threshold` (it can only skip small messages
     // when no shared history depends on them), and it makes a message's
     // compressed bytes the same for every receiver, so a broadcast is
-    // compressed once per server window size (see sharedDeflateWindowBits).
+    // compressed once per server window size (see WriterGroup in writer.ts).
     serverNoContextTakeover: true,
     // server_max_window_bits=12 (§7.1.2.1; the server may announce it unasked):
     // a 4 KiB window holds a typical JSON message whole, and without context
@@ -97,39 +97,6 @@ export function validDeflateOffers(header: string): string | undefined {
     if (valid) kept.push(canonical.join('; '));
   }
   return kept.length > 0 ? kept.join(', ') : undefined;
-}
-
-/** What ws negotiated for permessage-deflate (lib/permessage-deflate.js `params`, normalized values). */
-interface NegotiatedDeflate {
-  readonly params?: {
-    readonly server_no_context_takeover?: boolean;
-    readonly server_max_window_bits?: number;
-  };
-}
-
-/**
- * The server window (bits) of a connection whose compressed messages may be
- * shared with other connections, or undefined when they may not.
- *
- * Sharing one compressed payload is correct exactly when server_no_context_takeover
- * is in effect (RFC 7692 §7.1.1.1): then each message is compressed from an empty
- * history, so its bytes do not depend on what the connection was sent before. With
- * context takeover every connection's deflate stream is different, and such a
- * connection keeps ws's per-connection compression. wshub requires no context
- * takeover of every client (perMessageDeflateOptions), so in practice all
- * compressing connections share; they differ only in the window a client may have
- * asked to be smaller (§7.1.2.1), and a payload compressed with window W is only
- * valid for receivers that negotiated at least W, hence one payload per window.
- * ws keeps the negotiated parameters in a private field (`_extensions`).
- */
-export function sharedDeflateWindowBits(connection: object): number | undefined {
-  const extensions = (connection as { _extensions?: Record<string, NegotiatedDeflate | undefined> })
-    ._extensions;
-  const params = extensions?.['permessage-deflate']?.params;
-  if (params?.server_no_context_takeover !== true) return undefined;
-  const bits = params.server_max_window_bits;
-  // No server_max_window_bits in the agreement: the sender may use up to 15 (§7.1.2.1).
-  return typeof bits === 'number' ? bits : constants.Z_DEFAULT_WINDOWBITS;
 }
 
 /** zlib options for compressing a message once for many receivers (the same as ws's per-connection stream). */

@@ -1,8 +1,9 @@
 import { performance } from 'node:perf_hooks';
-import { WebSocket } from 'ws';
+import { DISCONNECT } from '../disconnects.js';
 import type { RateLimitedLog } from '../log.js';
 import type { Stats } from '../stats.js';
 import { type Connection, connectionFields } from './connection.js';
+import { OPEN } from './writer.js';
 
 export interface KeepaliveOptions {
   /** Ping every open connection this often; 0 sends no pings. */
@@ -101,7 +102,7 @@ export class Keepalive {
     const { pingIntervalMs, pingTimeoutMs, idleTimeoutMs } = this.options;
     const now = performance.now();
     for (const connection of this.connections) {
-      if (connection.readyState !== WebSocket.OPEN) continue;
+      if (connection.readyState !== OPEN) continue;
       if (connection.pingSentAt >= 0) {
         if (now - connection.pingSentAt >= pingTimeoutMs) {
           this.limitedLog.log(
@@ -110,7 +111,7 @@ export class Keepalive {
             `WebSocket ping timeout: ${connection.peer} did not answer a ping within ${pingTimeoutMs}ms; terminating`,
             { ...connectionFields(connection), reason: 'ping_timeout' },
           );
-          connection.terminateBecause('ping_timeout');
+          connection.disconnect(DISCONNECT.ping_timeout);
           continue;
         }
       } else if (pingIntervalMs > 0 && now >= connection.nextPingAt) {
@@ -130,7 +131,7 @@ export class Keepalive {
             `WebSocket idle timeout: closing ${connection.peer} (no message for ${idleTimeoutMs}ms)`,
             { ...connectionFields(connection), reason: 'idle_timeout' },
           );
-          connection.closeBecause('idle_timeout', 1000, 'idle timeout');
+          connection.disconnect(DISCONNECT.idle_timeout);
           continue;
         }
       }
@@ -141,7 +142,7 @@ export class Keepalive {
           `WebSocket connection lifetime reached: closing ${connection.peer} so it reconnects`,
           { ...connectionFields(connection), reason: 'max_lifetime' },
         );
-        connection.closeBecause('max_lifetime', 1001, 'connection lifetime reached, please reconnect');
+        connection.disconnect(DISCONNECT.max_lifetime);
       }
     }
   };

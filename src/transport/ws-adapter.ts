@@ -5,18 +5,253 @@ import {
   type IncomingHttpHeaders,
   type ServerHttp2Stream,
 } from 'node:http2';
-import type { Duplex } from 'node:stream';
+import { createRequire } from 'node:module';
+import type { Duplex, Writable } from 'node:stream';
+import { constants as zlibConstants } from 'node:zlib';
 import * as wsModule from 'ws';
-import { WebSocket, type WebSocketServer } from 'ws';
+import { WebSocket, WebSocketServer } from 'ws';
 import type { Logger } from '../log.js';
 
 /**
- * The one module that reads private members of `ws` (and of Node objects ws hands out).
- * `ws` is pinned to an exact version in package.json; every private shape used here is
- * checked once at startup, and when one is missing the module logs one line naming it and
- * takes the fallback documented beside the check, never a silent slow path or a crash.
- * test/ws-adapter.test.ts has a test per private dependency, named for what it guards.
+ * The ONE module that relies on what `ws` and Node do not document (issue 14). `ws` is
+ * pinned to an exact version (package.json); every shape relied on here is checked once
+ * at startup by `checkWsShapes()`, which names what is missing in one log line and
+ * switches to the documented fallback (never a silent slow path), and each has a test
+ * named for what it guards (ws-adapter.test.ts).
+ *
+ * What wshub takes from ws: the HTTP handshake (WebSocketServer.handleUpgrade, with
+ * permessage-deflate negotiation) and the frame parser (`Receiver`). Everything written
+ * to a client goes through wshub's own writer (writer.ts); ws's WebSocket and Sender
+ * classes are not used for client connections.
+ *
+ * The private shapes:
+ * 1. The handshake protocol of WebSocketServer.completeUpgrade (lib/websocket-server.js):
+ *    it constructs `options.WebSocket` as `new C(null, undefined, options)`, assigns the
+ *    negotiated extensions to `_extensions` and the subprotocol to `_protocol`, then calls
+ *    `setSocket(socket, head, { maxPayload, maxFragments, maxBufferedChunks,
+ *    allowSynchronousEvents, skipUTF8Validation })`. No fallback: without it no
+ *    connection can be served, so startup fails with one line (`WsShapeError`).
+ * 2. The `Receiver` class (exported, undocumented): its constructor options and its
+ *    events `message`, `ping`, `pong`, `conclude`, `drain` and `error`, emitted through
+ *    `this.emit` (the connection's receiver subclass gets them in `emit`, without six
+ *    listeners per connection). No fallback (as 1).
+ * 3. `PerMessageDeflate#params` (the negotiated parameters) and `#cleanup()` (frees the
+ *    inflate stream). Fallback when missing: compression is not offered (`--compression`
+ *    logs that it is off), since shared compressed frames could not be sized to the window.
+ * 4. net.Socket `_handle` and `_handle.fd` (the libuv handle's descriptor), for the writer's
+ *    direct write(2) fast path. Fallback: every write goes through the stream (slower for
+ *    one-message turns, same bytes).
+ * 5. `Receiver#_write` and `#_errored`, for the receiver guard against the permessage-deflate
+ *    remote crash (installReceiverGuard below): the one sanctioned patch of ws, installed
+ *    once per process. Fallbacks described there.
  */
+
+/** ws's Receiver as wshub uses it: a Writable that parses client frames. */
+export interface WsReceiver extends Writable {
+  emit(event: string | symbol, ...args: unknown[]): boolean;
+}
+
+export interface ReceiverOptions {
+  readonly allowSynchronousEvents?: boolean;
+  readonly extensions: object;
+  readonly isServer: true;
+  readonly maxPayload?: number;
+  readonly maxFragments?: number;
+  readonly maxBufferedChunks?: number;
+  readonly skipUTF8Validation?: boolean;
+  readonly binaryType: 'nodebuffer';
+}
+
+type WsReceiverClass = new (options: ReceiverOptions) => WsReceiver;
+
+const ws = wsModule as unknown as {
+  Receiver?: WsReceiverClass;
+  PerMessageDeflate?: { prototype: object; extensionName?: string };
+};
+
+/** A shape ws does not have (an upgrade past the pinned version): wshub cannot serve without it. */
+export class WsShapeError extends Error {}
+
+/** ws's frame parser class (shape 2). Subclassed once by the connection module, never patched per connection. */
+export const ReceiverBase: WsReceiverClass =
+  ws.Receiver ??
+  // A class that fails at the first use with the same line checkWsShapes() logs at startup.
+  (class {
+    constructor() {
+      throw new WsShapeError(describeMissing(['ws exports Receiver']));
+    }
+  } as unknown as WsReceiverClass);
+
+const DEFLATE = 'permessage-deflate';
+
+/** The negotiated permessage-deflate parameters (shape 3), normalized by ws. */
+interface DeflateExtension {
+  readonly params?: {
+    readonly server_no_context_takeover?: boolean;
+    readonly server_max_window_bits?: number;
+  } | null;
+  cleanup?(): void;
+}
+
+/**
+ * The server window (bits, 8-15) of a connection's permessage-deflate agreement, or 0
+ * when none was negotiated. RFC 7692 §7.1.2.1: no server_max_window_bits in the agreement
+ * means the server may use up to 15. The writer compresses every message on its own
+ * (server_no_context_takeover: wshub asks for it, and a sender may always start each
+ * message from an empty history), with at most this window.
+ */
+export function negotiatedDeflateWindowBits(extensions: object | undefined): number {
+  const extension = (extensions as Record<string, DeflateExtension | undefined> | undefined)?.[DEFLATE];
+  const params = extension?.params;
+  if (params == null) return 0;
+  const bits = params.server_max_window_bits;
+  return typeof bits === 'number' ? bits : zlibConstants.Z_DEFAULT_WINDOWBITS;
+}
+
+/** Frees the connection's inflate stream (ws's WebSocket does this when it emits 'close'). */
+export function releaseExtensions(extensions: object | undefined): void {
+  const extension = (extensions as Record<string, DeflateExtension | undefined> | undefined)?.[DEFLATE];
+  extension?.cleanup?.();
+}
+
+/** net.Socket's libuv handle (shape 4): null once the descriptor is closed. */
+type SocketWithHandle = Duplex & { _handle?: { readonly fd?: number } | null; encrypted?: boolean };
+
+let directWrites = true;
+
+/**
+ * The descriptor a plain TCP socket's frames may be written to directly, or -1 (TLS: the
+ * descriptor carries ciphertext; an HTTP/2 stream or any other Duplex has none; direct
+ * writes switched off by checkWsShapes). Read once per connection: `fd` is a native accessor.
+ */
+export function descriptorOf(socket: Duplex): number {
+  if (!directWrites) return -1;
+  const { _handle: handle, encrypted } = socket as SocketWithHandle;
+  if (handle == null || encrypted === true) return -1;
+  const fd = handle.fd;
+  return typeof fd === 'number' && fd >= 0 ? fd : -1;
+}
+
+/**
+ * Whether the socket still owns its descriptor: Node drops the handle synchronously when
+ * it closes the descriptor, so a number read by descriptorOf() is never another
+ * connection's while this holds.
+ */
+export function descriptorOpen(socket: Duplex): boolean {
+  return (socket as SocketWithHandle)._handle != null;
+}
+
+/** The result of the startup check. */
+export interface WsShapes {
+  /** One line per shape that is missing, with the fallback taken. */
+  readonly problems: readonly string[];
+  /** Shape 3 holds: permessage-deflate may be negotiated. */
+  readonly compression: boolean;
+}
+
+function describeMissing(missing: readonly string[]): string {
+  return `ws ${wsVersion()} lacks what wshub relies on (${missing.join('; ')}); wshub pins ws to an exact version, reinstall with npm ci`;
+}
+
+function wsVersion(): string {
+  try {
+    return (createRequire(import.meta.url)('ws/package.json') as { version: string }).version;
+  } catch {
+    return '(version unknown)';
+  }
+}
+
+/**
+ * Checks the private shapes of ws once, at startup. Throws WsShapeError for shapes 1 and 2
+ * (nothing can be served without them); returns the fallback for 3.
+ */
+export function checkWsShapes(): WsShapes {
+  const fatal: string[] = [];
+  if (typeof ws.Receiver !== 'function') fatal.push('ws exports Receiver');
+  else {
+    const proto = ws.Receiver.prototype as { _write?: unknown; startLoop?: unknown };
+    if (typeof proto._write !== 'function' || typeof proto.startLoop !== 'function') {
+      fatal.push('Receiver has _write and startLoop');
+    }
+  }
+  const completeUpgrade = (WebSocketServer.prototype as unknown as { completeUpgrade?: unknown })
+    .completeUpgrade;
+  const source =
+    typeof completeUpgrade === 'function' ? Function.prototype.toString.call(completeUpgrade) : '';
+  if (
+    !/\.setSocket\(/.test(source) ||
+    !/\._extensions\s*=/.test(source) ||
+    !/new this\.options\.WebSocket\(/.test(source)
+  ) {
+    fatal.push(
+      'WebSocketServer.completeUpgrade constructs options.WebSocket, sets _extensions and calls setSocket',
+    );
+  }
+  if (fatal.length > 0) throw new WsShapeError(describeMissing(fatal));
+
+  const problems: string[] = [];
+  const deflateProto = ws.PerMessageDeflate?.prototype as { cleanup?: unknown; accept?: unknown } | undefined;
+  const compression =
+    typeof deflateProto?.cleanup === 'function' && typeof deflateProto.accept === 'function';
+  if (!compression) {
+    problems.push(
+      `ws ${wsVersion()}: PerMessageDeflate#params/#cleanup not found; --compression is off (permessage-deflate is not negotiated)`,
+    );
+  }
+  return { problems, compression };
+}
+
+/**
+ * Shape 4, checked on the first plain TCP socket (there is none at startup): undefined when
+ * its handle has a descriptor; otherwise direct writes are switched off for good and the
+ * line to log says so.
+ */
+export function checkDescriptorShape(socket: Duplex): string | undefined {
+  const { _handle: handle, encrypted } = socket as SocketWithHandle;
+  if (!directWrites || encrypted === true || handle === null) return undefined;
+  if (handle !== undefined && typeof handle.fd === 'number') return undefined;
+  directWrites = false;
+  return `Node ${process.version}: net.Socket _handle.fd not found; frames are written through the stream only (no direct write(2))`;
+}
+
+type Callback = (error?: Error | null) => void;
+type StartLoop = (this: ReentryTracked, cb: Callback) => void;
+interface ReentryTracked {
+  [inLoop]?: boolean;
+}
+const inLoop = Symbol('wshub.receiverInLoop');
+let reentryCheckInstalled = false;
+
+/**
+ * Tests only (never in production): makes a re-entry into a receiver's parse loop throw,
+ * with a stack, instead of silently corrupting its state (issue 14: a callout — a message
+ * handler, a write, a close — must never feed the receiver that is calling it out). Wraps
+ * Receiver#startLoop once, for every receiver, before any connection exists. The loop's
+ * own callback (the write's completion, after which Node may hand the receiver its next
+ * buffered chunk) runs outside the loop, as ws intends.
+ */
+export function installReceiverReentryCheck(): void {
+  if (reentryCheckInstalled || ws.Receiver === undefined) return;
+  reentryCheckInstalled = true;
+  const proto = ws.Receiver.prototype as unknown as { startLoop: StartLoop };
+  const startLoop = proto.startLoop;
+  proto.startLoop = function checkedStartLoop(this: ReentryTracked, cb: Callback): void {
+    if (this[inLoop] === true) {
+      throw new Error('re-entry into a ws Receiver parse loop (a callout fed the receiver that called it)');
+    }
+    this[inLoop] = true;
+    try {
+      startLoop.call(this, (error) => {
+        this[inLoop] = false;
+        cb(error);
+      });
+    } finally {
+      this[inLoop] = false;
+    }
+  };
+}
+
+// The receiver guard (issue 14's remote crash).
 
 /** The parts of ws's (undocumented) `Receiver` the guard relies on. */
 export interface ReceiverInstance {

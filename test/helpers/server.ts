@@ -4,8 +4,11 @@ import { fileURLToPath } from 'node:url';
 import { type AppDependencies, type RunningApp, start } from '../../src/app.js';
 import { loadConfig } from '../../src/config/load.js';
 import type { Logger } from '../../src/log.js';
+import { installReceiverReentryCheck } from '../../src/transport/ws-adapter.js';
 
 export const BIN = fileURLToPath(new URL('../../../bin/wshub.js', import.meta.url));
+/** Preloaded into spawned servers: re-entry into a ws receiver's parse loop throws (tests only). */
+const REENTRY_CHECK = new URL('./reentry-check.js', import.meta.url).href;
 
 /** Collects log lines and lets a test wait for one. */
 export class LineLog {
@@ -60,6 +63,7 @@ export async function startServer(
   flags: string[] = [],
   dependencies: Omit<AppDependencies, 'logger'> = {},
 ): Promise<InProcessServer> {
+  installReceiverReentryCheck();
   const { config } = loadConfig(['--host=127.0.0.1', '--port=0', '--metrics-port=0', ...flags], {});
   const log = new LineLog();
   const record = (message: string): void => log.push(message);
@@ -107,7 +111,7 @@ export function runWshub(
   env: Record<string, string> = {},
   options: { stdin?: 'ignore' | 'pipe' } = {},
 ): SpawnResult {
-  const child = spawn(process.execPath, [BIN, ...args], {
+  const child = spawn(process.execPath, ['--import', REENTRY_CHECK, BIN, ...args], {
     env: { PATH: process.env.PATH ?? '', TZ: process.env.TZ ?? '', ...env },
     stdio: [options.stdin ?? 'ignore', 'pipe', 'pipe'],
   });
