@@ -21,6 +21,8 @@ export const ErrorCode = {
   TLS_KEY_MISMATCH: 'WSHUB_TLS_KEY_MISMATCH',
   INVALID_URL: 'WSHUB_INVALID_URL',
   REPORT_FILE_UNWRITABLE: 'WSHUB_REPORT_FILE_UNWRITABLE',
+  /** The installed ws lacks a shape wshub cannot serve without (transport/ws-adapter.ts): reinstall with npm ci. */
+  WS_INCOMPATIBLE: 'WSHUB_WS_INCOMPATIBLE',
 } as const;
 
 export type ErrorCode = (typeof ErrorCode)[keyof typeof ErrorCode];

@@ -10,6 +10,7 @@ import type { Duplex, Writable } from 'node:stream';
 import { constants as zlibConstants } from 'node:zlib';
 import * as wsModule from 'ws';
 import { WebSocket, WebSocketServer } from 'ws';
+import { ErrorCode, UsageError } from '../errors.js';
 import type { Logger } from '../log.js';
 
 /**
@@ -69,8 +70,16 @@ const ws = wsModule as unknown as {
   PerMessageDeflate?: { prototype: object; extensionName?: string };
 };
 
-/** A shape ws does not have (an upgrade past the pinned version): wshub cannot serve without it. */
-export class WsShapeError extends Error {}
+/**
+ * A shape ws does not have (an install other than the pinned version): wshub cannot serve
+ * without it. A UsageError, so the process prints one line and exits 2, like any other
+ * problem of the environment it was started in.
+ */
+export class WsShapeError extends UsageError {
+  constructor(message: string) {
+    super(ErrorCode.WS_INCOMPATIBLE, message);
+  }
+}
 
 /** ws's frame parser class (shape 2). Subclassed once by the connection module, never patched per connection. */
 export const ReceiverBase: WsReceiverClass =
