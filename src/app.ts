@@ -65,7 +65,10 @@ export async function start(config: Config, dependencies: AppDependencies): Prom
       ? new BroadcastHub({ excludeSender: config.broadcastExcludeSender, history: history.hub })
       : undefined;
   const historyInRedis = history.redis;
-  if (historyInRedis && broadcastHub) historyInRedis.onReady = () => broadcastHub.resync();
+  if (historyInRedis && broadcastHub) {
+    historyInRedis.onReady = () => broadcastHub.resync();
+    historyInRedis.rooms = () => broadcastHub.roomNames();
+  }
   const hub: Hub = broadcastHub ?? new EchoHub();
   // Issue 6: only broadcast mode relays between nodes; echo mode never creates a backplane.
   const joined = broadcastHub

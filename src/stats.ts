@@ -117,8 +117,10 @@ export class HistoryStats {
   redeliveries = 0;
   /** Messages the outbox could not keep (past --backplane-max-pending while Redis was unreachable). */
   outboxDropped = 0;
-  /** Gauges, read at scrape time from the store and the outbox (set by app.ts). */
+  /** Gauges, read at scrape time from the store and the outbox (set by wiring/history.ts). */
   entries: () => number = zero;
+  /** Called (and awaited) before `entries` and `bytes` are read: the Redis store measures then. */
+  measure: () => Promise<void> | undefined = nothing;
   bytes: () => number = zero;
   outboxMessages: () => number = zero;
   outboxBytes: () => number = zero;
@@ -126,6 +128,10 @@ export class HistoryStats {
 
 function zero(): number {
   return 0;
+}
+
+function nothing(): undefined {
+  return undefined;
 }
 
 const zeroes = <K extends string>(keys: readonly K[]): Record<K, number> =>

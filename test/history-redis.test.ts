@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { TestClient } from './helpers/clients.js';
-import { metricValue } from './helpers/metrics.js';
+import { assertZeroMetrics, metricValue, QUIET_HISTORY_METRICS } from './helpers/metrics.js';
 import { RedisServer, spawnNode } from './helpers/redis.js';
 import type { SpawnedServer } from './helpers/server.js';
 import { payloadsFrom, V1Client, type V1Frame } from './helpers/v1.js';
@@ -115,6 +115,42 @@ describe('room history in Redis: positions on every node, resume anywhere, Redis
     const [live] = (await resumed.waitFor(2 + 250 - seen)).slice(-1);
     assert.deepEqual(live, { type: 'message', room: 'three', epoch, offset: 251, data: 'live' });
     assert.equal(await metricValue(c.metricsUrl, 'wshub_history_replays_total'), 1);
+  });
+
+  it('metrics: history entries and bytes read from Redis (trimmed by --history-size), replays, outbox', async () => {
+    const spawned = await spawnNode(redis, ['--history-size=5', '--history-ttl=10m']);
+    nodes.push(spawned);
+    const metrics = spawned.metricsUrl;
+    const sender = await raw(roomUrl(spawned, 'sized'));
+    const watcher = await v1(roomUrl(spawned, 'sized'));
+    await watcher.waitFor(1);
+    // Payloads of 1, 2, …, 8 bytes: the history keeps the last 5 (4 + 5 + 6 + 7 + 8 bytes).
+    for (let i = 1; i <= 8; i++) sender.ws.send('x'.repeat(i));
+    await watcher.waitFor(9);
+    assert.equal(await metricValue(metrics, 'wshub_history_entries'), 5);
+    assert.equal(await metricValue(metrics, 'wshub_history_bytes'), 4 + 5 + 6 + 7 + 8);
+    // Another room of this node counts too.
+    const other = await raw(roomUrl(spawned, 'sized2'));
+    const otherWatcher = await v1(roomUrl(spawned, 'sized2'));
+    await otherWatcher.waitFor(1);
+    other.ws.send('abc');
+    await otherWatcher.waitFor(2);
+    assert.equal(await metricValue(metrics, 'wshub_history_entries'), 6);
+    assert.equal(await metricValue(metrics, 'wshub_history_bytes'), 30 + 3);
+    const [welcome] = watcher.frames;
+    const resumed = await v1(roomUrl(spawned, 'sized', `?since=${welcome?.epoch}:5`));
+    await resumed.waitFor(4);
+    assert.equal(await metricValue(metrics, 'wshub_history_replays_total'), 1);
+    assert.equal(await metricValue(metrics, 'wshub_history_replayed_messages_total'), 3);
+    await assertZeroMetrics(metrics, QUIET_HISTORY_METRICS);
+    assert.equal(await metricValue(metrics, 'wshub_history_resets_total', { reason: 'too_old' }), 0);
+    // Redis frozen: a scrape still answers (within about a second), with the last values read.
+    redis.pause();
+    try {
+      assert.equal(await metricValue(metrics, 'wshub_history_entries'), 6);
+    } finally {
+      redis.resume();
+    }
   });
 
   it('Redis frozen for 5 s (SIGSTOP) while messages flow: a v1 client on another node gets every one, once, in order; local delivery never pauses', async () => {

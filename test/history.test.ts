@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { afterEach, describe, it } from 'node:test';
 import { rawHandshake, TestClient } from './helpers/clients.js';
-import { metricValue, waitForMetric } from './helpers/metrics.js';
+import { assertZeroMetrics, metricValue, QUIET_HISTORY_METRICS, waitForMetric } from './helpers/metrics.js';
 import { type InProcessServer, startServer } from './helpers/server.js';
 import { payloadsFrom, V1Client } from './helpers/v1.js';
 
@@ -91,6 +91,8 @@ describe('room history on one node (--history-size, wshub.v1)', () => {
     assert.equal(await metricValue(s.metricsUrl, 'wshub_history_replayed_messages_total'), 7);
     assert.equal(await metricValue(s.metricsUrl, 'wshub_history_entries'), 11);
     assert.equal(await metricValue(s.metricsUrl, 'wshub_history_bytes'), 3 * 2 + 6 * 2 + 3 + 4);
+    // Every history metric exists on one node too; there is no outbox without Redis.
+    await assertZeroMetrics(s.metricsUrl, QUIET_HISTORY_METRICS);
     // Up to date: welcome at the same position, nothing replayed.
     const current = await v1(`/ws/r?since=${epoch}:11`);
     assert.deepEqual(await current.waitFor(1), [{ type: 'welcome', room: 'r', epoch, offset: 11 }]);

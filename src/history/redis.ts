@@ -4,7 +4,8 @@ import { type HistoryEntry, type HistoryRead, type HistoryReader, newEpoch } fro
 /**
  * Room history in Redis (issue 16): one Stream per room (entry id `0-OFFSET`,
  * XADD MAXLEN --history-size) and one hash per room holding its epoch, its
- * last offset and, per publishing node, the last sequence number it stored.
+ * last offset, the payload bytes its stream holds (for the metrics) and, per
+ * publishing node, the last sequence number it stored.
  * Both keys expire --history-ttl after the room's last message (PEXPIRE on
  * every publish); an absent hash means the history was lost (Redis restarted
  * empty, the TTL passed) and the next publish or read starts a new epoch.
@@ -39,11 +40,26 @@ end
 redis.call('HSET', KEYS[1], ARGV[2], ARGV[3])
 local offset = redis.call('HINCRBY', KEYS[1], 'offset', 1 + tonumber(ARGV[4]))
 local o = string.format('%d', offset)
+local header = tonumber(ARGV[10])
+local bytes = #ARGV[9] - header
+local kept = redis.call('XLEN', KEYS[2])
+local maxlen = tonumber(ARGV[5])
+if kept >= maxlen then
+  for _, trimmed in ipairs(redis.call('XRANGE', KEYS[2], '-', '+', 'COUNT', kept - maxlen + 1)) do
+    bytes = bytes - (#trimmed[2][2] - header)
+  end
+end
+redis.call('HINCRBY', KEYS[1], 'bytes', bytes)
 redis.call('XADD', KEYS[2], 'MAXLEN', ARGV[5], '0-' .. o, 'e', ARGV[9])
 redis.call('PEXPIRE', KEYS[1], ARGV[6])
 redis.call('PEXPIRE', KEYS[2], ARGV[6])
 redis.call(ARGV[8], ARGV[7], string.char(2, #epoch) .. epoch .. string.char(#o) .. o .. ARGV[9])
 return {epoch, offset}
+`;
+
+/** Messages and payload bytes held in one room's history (0, 0 when it has none). */
+const SIZE_SCRIPT = `
+return {redis.call('XLEN', KEYS[2]), tonumber(redis.call('HGET', KEYS[1], 'bytes') or '0')}
 `;
 
 const READ_SCRIPT = `
@@ -67,6 +83,7 @@ return {epoch, offset, redis.call('XRANGE', KEYS[2], '0-' .. string.format('%d',
 interface ScriptCommands {
   wshubPublish(...args: Array<string | Buffer | number>): Promise<[string, number]>;
   wshubReadBuffer(...args: Array<string | Buffer | number>): Promise<[Buffer, number, ...unknown[]]>;
+  wshubSize(meta: string, history: string): Promise<[number, number]>;
 }
 
 export interface RedisHistoryOptions {
@@ -93,6 +110,8 @@ export interface PublishRequest {
   /** Messages of this room the node had to drop before this one: the offset skips them (a hole). */
   readonly lost: number;
   readonly envelope: Buffer;
+  /** The message's own bytes in `envelope` (the rest is the header, the same for every message of the room). */
+  readonly payloadBytes: number;
 }
 
 export class RedisHistory implements HistoryReader {
@@ -102,6 +121,7 @@ export class RedisHistory implements HistoryReader {
     const { client } = options;
     client.defineCommand('wshubPublish', { numberOfKeys: 2, lua: PUBLISH_SCRIPT });
     client.defineCommand('wshubRead', { numberOfKeys: 2, lua: READ_SCRIPT });
+    client.defineCommand('wshubSize', { numberOfKeys: 2, lua: SIZE_SCRIPT });
     this.commands = client as unknown as ScriptCommands;
   }
 
@@ -120,8 +140,27 @@ export class RedisHistory implements HistoryReader {
       request.channel,
       request.command,
       request.envelope,
+      request.envelope.length - request.payloadBytes,
     );
     return offset;
+  }
+
+  /**
+   * Messages and payload bytes held in the histories of `rooms` (the metrics read it at scrape
+   * time: one short script per room, all sent at once). Rejects when Redis is unreachable.
+   */
+  async size(rooms: Iterable<string>): Promise<{ entries: number; bytes: number }> {
+    const replies: Array<Promise<[number, number]>> = [];
+    for (const room of rooms) {
+      replies.push(this.commands.wshubSize(this.options.metaKey(room), this.options.historyKey(room)));
+    }
+    let entries = 0;
+    let bytes = 0;
+    for (const [count, size] of await Promise.all(replies)) {
+      entries += count;
+      bytes += size;
+    }
+    return { entries, bytes };
   }
 
   async read(room: string, epoch: string | undefined, after: number): Promise<HistoryRead> {

@@ -158,6 +158,11 @@ export class BroadcastHub implements Hub {
     return handed;
   }
 
+  /** The rooms with at least one local peer. */
+  roomNames(): IterableIterator<string> {
+    return this.rooms.keys();
+  }
+
   /** Number of rooms with at least one local peer. */
   get roomCount(): number {
     return this.sequenced?.roomCount ?? this.rooms.size;

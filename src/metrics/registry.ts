@@ -258,32 +258,34 @@ export function createMetricsRegistry(sources: MetricSources): Registry {
 
 function registerHistoryMetrics(registry: Registry, stats: Stats, store: 'memory' | 'redis'): void {
   const history = stats.history;
-  const gauges: Array<[name: string, help: string, read: () => number]> = [];
-  if (store === 'memory') {
-    gauges.push(
-      ['wshub_history_entries', 'Messages held in room histories (in memory)', history.entries],
-      [
-        'wshub_history_bytes',
-        'Payload bytes of the messages held in room histories (in memory)',
-        history.bytes,
-      ],
-    );
-  } else {
-    gauges.push(
-      [
-        'wshub_outbox_messages',
-        'Messages this node published that Redis has not accepted yet (kept and retried)',
-        history.outboxMessages,
-      ],
-      ['wshub_outbox_bytes', 'Bytes of the messages in the outbox', history.outboxBytes],
-    );
-  }
-  for (const [name, help, read] of gauges) {
+  // Every history metric exists in both setups (issue 16): the outbox ones stay 0 on a single node.
+  const where =
+    store === 'memory'
+      ? 'in memory'
+      : 'in Redis, of the rooms this node has clients in, read from Redis at scrape time';
+  const gauges: Array<[name: string, help: string, read: () => number, measure: boolean]> = [
+    ['wshub_history_entries', `Messages held in room histories (${where})`, () => history.entries(), true],
+    [
+      'wshub_history_bytes',
+      `Payload bytes of the messages held in room histories (${where})`,
+      () => history.bytes(),
+      true,
+    ],
+    [
+      'wshub_outbox_messages',
+      'Messages this node published that Redis has not accepted yet (kept and retried; 0 without Redis)',
+      () => history.outboxMessages(),
+      false,
+    ],
+    ['wshub_outbox_bytes', 'Bytes of the messages in the outbox', () => history.outboxBytes(), false],
+  ];
+  for (const [name, help, read, measure] of gauges) {
     new Gauge({
       name,
       help,
       registers: [registry],
-      collect() {
+      async collect() {
+        if (measure) await history.measure();
         this.set(read());
       },
     });
@@ -300,21 +302,17 @@ function registerHistoryMetrics(registry: Registry, stats: Stats, store: 'memory
       'Messages that reached this node twice (same room position) and were delivered once',
       () => history.duplicatesDropped,
     ],
+    [
+      'wshub_outbox_redeliveries_total',
+      'Messages sent to Redis again because the connection was lost before Redis answered',
+      () => history.redeliveries,
+    ],
+    [
+      'wshub_outbox_dropped_total',
+      'Messages the outbox could not keep (over --backplane-max-pending while Redis was unreachable); their rooms get a hole and a reset',
+      () => history.outboxDropped,
+    ],
   ];
-  if (store === 'redis') {
-    counters.push(
-      [
-        'wshub_outbox_redeliveries_total',
-        'Messages sent to Redis again because the connection was lost before Redis answered',
-        () => history.redeliveries,
-      ],
-      [
-        'wshub_outbox_dropped_total',
-        'Messages the outbox could not keep (over --backplane-max-pending while Redis was unreachable); their rooms get a hole and a reset',
-        () => history.outboxDropped,
-      ],
-    );
-  }
   for (const [name, help, read] of counters)
     mirrorCounter(registry, name, help, { read: (set) => set(read()) });
   mirrorCounter(

@@ -1,6 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import { Redis, Cluster as RedisCluster } from 'ioredis';
-import { decodeEnvelope, NODE_ID_BYTES } from '../backplane/envelope.js';
+import { decodeEnvelope, ENVELOPE_HEADER_BYTES, NODE_ID_BYTES } from '../backplane/envelope.js';
 import { Outbox } from '../backplane/outbox.js';
 import { reconnectDelay, redisConnectionOptions } from '../backplane/redis.js';
 import { clusterClientOptions } from '../backplane/redis-cluster.js';
@@ -21,6 +21,48 @@ export interface RedisHistoryParts {
   readonly client: Redis | RedisCluster;
   /** Hub callbacks, set once the hub exists. */
   onReady: () => void;
+  /** The rooms this node has clients in (the history metrics measure theirs). */
+  rooms: () => Iterable<string>;
+}
+
+/** Rooms measured per scrape at most (one short script each). */
+const MEASURED_ROOMS_MAX = 10_000;
+/** A scrape waits this long for Redis at most; the gauges keep their last values meanwhile. */
+const MEASURE_TIMEOUT_MS = 1000;
+
+/**
+ * wshub_history_entries/_bytes with the history in Redis: at scrape time, the sizes of the
+ * histories of the rooms this node has clients in (the first MEASURED_ROOMS_MAX), read from Redis
+ * (XLEN and the payload bytes the publish script keeps). One measurement serves both gauges; while
+ * Redis does not answer they keep the last values read.
+ */
+function measureAtScrape(stats: Stats, store: RedisHistory, rooms: () => Iterable<string>): void {
+  let last = { entries: 0, bytes: 0 };
+  let running: Promise<void> | undefined;
+  stats.history.entries = () => last.entries;
+  stats.history.bytes = () => last.bytes;
+  stats.history.measure = () => {
+    running ??= (async () => {
+      const measured: string[] = [];
+      for (const room of rooms()) {
+        if (measured.length === MEASURED_ROOMS_MAX) break;
+        measured.push(room);
+      }
+      let timer: NodeJS.Timeout | undefined;
+      const timeout = new Promise<undefined>((resolve) => {
+        timer = setTimeout(resolve, MEASURE_TIMEOUT_MS, undefined);
+      });
+      try {
+        last = (await Promise.race([store.size(measured), timeout])) ?? last;
+      } catch {
+        // Redis unreachable: the last values stand (the backplane metrics say it is down).
+      } finally {
+        clearTimeout(timer);
+        running = undefined;
+      }
+    })();
+    return running;
+  };
 }
 
 /**
@@ -79,6 +121,7 @@ function redisHistory(
         sequence: message.sequence,
         lost: message.lost,
         envelope: message.envelope,
+        payloadBytes: message.envelope.length - ENVELOPE_HEADER_BYTES - Buffer.byteLength(message.room),
       }),
     isConnected: () => client.status === 'ready',
     maxBytes: config.backplaneMaxPending,
@@ -88,7 +131,15 @@ function redisHistory(
   });
   stats.history.outboxMessages = () => outbox.depth;
   stats.history.outboxBytes = () => outbox.byteCount;
-  const parts: RedisHistoryParts = { nodeId, store, outbox, client, onReady: () => {} };
+  const parts: RedisHistoryParts = {
+    nodeId,
+    store,
+    outbox,
+    client,
+    onReady: () => {},
+    rooms: () => [],
+  };
+  measureAtScrape(stats, store, () => parts.rooms());
   client.on('ready', () => {
     outbox.resume();
     parts.onReady();

@@ -43,3 +43,20 @@ export async function waitForMetric(
   }
   return value;
 }
+
+/** The outbox and duplicate metrics of room history (issue 16): all 0 when nothing went wrong (and without Redis). */
+export const QUIET_HISTORY_METRICS = [
+  'wshub_outbox_messages',
+  'wshub_outbox_bytes',
+  'wshub_outbox_redeliveries_total',
+  'wshub_outbox_dropped_total',
+  'wshub_history_duplicates_dropped_total',
+] as const;
+
+/** Asserts each metric is exported with the value 0. */
+export async function assertZeroMetrics(metricsUrl: string, names: readonly string[]): Promise<void> {
+  const text = await (await fetch(`${metricsUrl}/metrics`)).text();
+  for (const name of names) {
+    if (sampleValue(text, name) !== 0) throw new Error(`${name} is ${sampleValue(text, name)}, expected 0`);
+  }
+}
