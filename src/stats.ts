@@ -25,8 +25,26 @@ export const REJECT_REASONS = [
   'bad_request',
   'invalid_fault_injection',
   'invalid_position',
+  /** ?status=CODE (--allow-fault-injection): the client asked to be refused with that status. */
+  'injected_status',
 ] as const;
 export type RejectReason = (typeof REJECT_REASONS)[number];
+
+/**
+ * The fault-injection knobs (--allow-fault-injection, transport/fault-injection.ts), as counted in
+ * wshub_fault_injections_total{knob}: once per connection (or refused handshake) that asked for each.
+ */
+export const FAULT_KNOBS = [
+  'delay',
+  'close',
+  'drop',
+  'hello',
+  'status',
+  'close_after',
+  'close_in',
+  'ignore_pings',
+] as const;
+export type FaultKnob = (typeof FAULT_KNOBS)[number];
 
 /** Why a message addressed to a client was not written to it. A bounded set: these become metric labels. */
 export const DROP_REASONS = ['slow_consumer'] as const;
@@ -174,6 +192,10 @@ export class Stats {
   readonly messagesDropped: Record<DropReason, number> = zeroes(DROP_REASONS);
   readonly upgradesRejected: Record<RejectReason, number> = zeroes(REJECT_REASONS);
   readonly publishRequests: Record<PublishStatus, number> = zeroes(PUBLISH_STATUSES);
+  /** Connections (and refused handshakes, ?status) that asked for each fault-injection knob. */
+  readonly faultInjections: Record<FaultKnob, number> = zeroes(FAULT_KNOBS);
+  /** Pings a ?ignore-pings connection sent that the server did not answer. */
+  faultPingsIgnored = 0;
   /**
    * Ping round trips in seconds, read by /metrics and the console's /stats (issue 19).
    * A pong arrives at most once per connection per ping interval: off the message path.

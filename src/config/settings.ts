@@ -404,7 +404,7 @@ export const SETTINGS = {
     flag: 'allow-fault-injection',
     kind: bool(),
     default: false,
-    doc: 'Let clients ask for faults in the /ws query string: ?delay=200ms, ?close=4000&reason=bye, ?drop, ?hello (see README); off: the query is ignored',
+    doc: 'Let clients ask for faults in the /ws query string: ?delay=200ms, ?close=4000&reason=bye, ?drop, ?hello, ?status=503, ?close-after=3, ?close-in=2s, ?ignore-pings (see README); off: the query is ignored',
   }),
   logFormat: setting<LogFormat>({
     key: 'log.format',

@@ -2,6 +2,7 @@ import { Counter, collectDefaultMetrics, Gauge, type Metric, Registry } from 'pr
 import {
   DISCONNECT_REASONS,
   DROP_REASONS,
+  FAULT_KNOBS,
   HTTP_VERSIONS,
   type PlainHistogram,
   PUBLISH_STATUSES,
@@ -145,6 +146,24 @@ export function createMetricsRegistry(sources: MetricSources): Registry {
         for (const reason of REJECT_REASONS) set(stats.upgradesRejected[reason], { reason });
       },
     },
+  );
+
+  mirrorCounter(
+    registry,
+    'wshub_fault_injections_total',
+    'Connections (and, for status, refused handshakes) that asked for a fault-injection knob (--allow-fault-injection), by knob',
+    {
+      labelNames: ['knob'],
+      read: (set) => {
+        for (const knob of FAULT_KNOBS) set(stats.faultInjections[knob], { knob });
+      },
+    },
+  );
+  mirrorCounter(
+    registry,
+    'wshub_fault_injection_pings_ignored_total',
+    'Pings from ?ignore-pings connections that the server did not answer (--allow-fault-injection)',
+    { read: (set) => set(stats.faultPingsIgnored) },
   );
 
   mirrorCounter(

@@ -17,6 +17,8 @@ export interface ConnectionOwner {
   closed(connection: Connection, code: number): void;
   failed(connection: Connection, error: Error & { code?: string }): DisconnectReason;
   ponged(connection: Connection): void;
+  /** A ping left unanswered because the client asked for ?ignore-pings (fault injection). */
+  pingIgnored(connection: Connection): void;
 }
 
 /** What a client asked to be done to its connection (--allow-fault-injection), and its messages held by ?delay. */
@@ -24,6 +26,10 @@ export interface FaultState {
   readonly plan: FaultPlan;
   delayedMessages: number;
   delayedBytes: number;
+  /** Messages handled so far (?close-after). */
+  messages: number;
+  /** ?close-in: cleared when the connection ends first. */
+  closeTimer: NodeJS.Timeout | undefined;
 }
 
 /** The options ws's handshake passes to setSocket (lib/websocket-server.js completeUpgrade; ws-adapter shape 1). */
@@ -249,6 +255,10 @@ export class Connection implements Peer {
 
   /** RFC 6455 §5.5.2: a ping is answered with a pong carrying its data, as soon as possible. */
   pinged(data: Buffer): void {
+    if (this.faults?.plan.ignorePings === true) {
+      this.owner?.pingIgnored(this);
+      return;
+    }
     this.writer?.pong(data);
   }
 

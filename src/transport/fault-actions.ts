@@ -1,8 +1,16 @@
 import { DISCONNECT } from '../disconnects.js';
 import type { Hub } from '../hub/hub.js';
 import type { Logger, RateLimitedLog } from '../log.js';
+import type { Stats } from '../stats.js';
 import { type Connection, connectionFields, type FaultState } from './connection.js';
-import { describeFaults, type FaultPlan, MAX_DELAYED_MESSAGES } from './fault-injection.js';
+import {
+  closesOnNextMessage,
+  countKnobs,
+  describeFaults,
+  type FaultPlan,
+  MAX_DELAYED_MESSAGES,
+  type ReceivedRequest,
+} from './fault-injection.js';
 import { OPEN } from './writer.js';
 
 export interface InstanceInfo {
@@ -16,6 +24,7 @@ export interface FaultActionsOptions {
   readonly hub: Hub;
   readonly logger: Logger;
   readonly limitedLog: RateLimitedLog;
+  readonly stats: Stats;
   /** --max-buffered-bytes: bounds what may wait on ?delay too. */
   readonly maxBufferedBytes: number;
   /** Who this process is, for the ?hello message. */
@@ -25,16 +34,30 @@ export interface FaultActionsOptions {
 /**
  * Carries out a client's fault-injection plan (issue 8; parsed by the upgrade gate, see
  * fault-injection.ts): ?hello at once, ?delay per message, ?close / ?drop after the next
- * message or `immediately`.
+ * message or `immediately`; ?close-after=N after the Nth message, ?close-in after a time,
+ * ?ignore-pings (issue 17; ?status never gets here: the gate refuses the handshake).
  */
 export class FaultActions {
   constructor(private readonly options: FaultActionsOptions) {}
 
-  /** Faults that act at once: ?hello, and ?close / ?drop with &immediately. */
-  start(connection: Connection, faults: FaultPlan): void {
-    // Only a plan that acts on messages needs the slower receive path.
-    if (faults.delayMs > 0 || (!faults.immediately && (faults.close !== undefined || faults.drop))) {
-      connection.faults = { plan: faults, delayedMessages: 0, delayedBytes: 0 };
+  /** Faults that act at once: ?hello, ?close-in, and ?close / ?drop with &immediately. */
+  start(connection: Connection, faults: FaultPlan, received: ReceivedRequest | undefined): void {
+    countKnobs(this.options.stats, faults);
+    // Only a plan that acts on messages, pings or a timer needs state (and the slower receive path).
+    if (
+      faults.delayMs > 0 ||
+      faults.closeAfter !== undefined ||
+      faults.closeInMs !== undefined ||
+      faults.ignorePings ||
+      (!faults.immediately && (closesOnNextMessage(faults) || faults.drop))
+    ) {
+      connection.faults = {
+        plan: faults,
+        delayedMessages: 0,
+        delayedBytes: 0,
+        messages: 0,
+        closeTimer: undefined,
+      };
     }
     const fields = connectionFields(connection);
     this.options.logger.info(`Fault injection for ${connection.peer}: ${describeFaults(faults)}`, fields);
@@ -51,10 +74,34 @@ export class FaultActions {
           room: connection.room,
           remote_addr: connection.peer,
           client_address: connection.clientAddress,
+          ...received,
         }),
       );
     }
+    const state = connection.faults;
+    if (state !== undefined && faults.closeInMs !== undefined) {
+      // One timer, only for a connection that asked for it; cleared if the connection ends first.
+      state.closeTimer = setTimeout(closeNow, faults.closeInMs, this, connection);
+      state.closeTimer.unref();
+    }
     if (faults.immediately) this.end(connection, faults);
+  }
+
+  /** The connection has closed: a pending ?close-in has nothing left to close. */
+  closed(state: FaultState): void {
+    if (state.closeTimer !== undefined) clearTimeout(state.closeTimer);
+    state.closeTimer = undefined;
+  }
+
+  /** A ping a ?ignore-pings connection sent, left unanswered: counted, logged at a bounded rate. */
+  pingIgnored(connection: Connection): void {
+    this.options.stats.faultPingsIgnored++;
+    this.options.limitedLog.log(
+      'fault_ignore_pings',
+      'info',
+      `Not answering a ping from ${connection.peer} (?ignore-pings)`,
+      connectionFields(connection),
+    );
   }
 
   /** A message from a client with a plan that acts on messages. */
@@ -66,7 +113,7 @@ export class FaultActions {
     }
     if (faults.delayMs === 0) {
       this.options.hub.receive(connection, data, isBinary);
-      if (faults.close !== undefined) this.end(connection, faults);
+      this.handled(connection, state);
       return;
     }
     // Held messages are bounded like an outbound queue: by count and by --max-buffered-bytes.
@@ -93,8 +140,25 @@ export class FaultActions {
       state.delayedBytes -= data.length;
       if (connection.readyState !== OPEN) return;
       this.options.hub.receive(connection, data, isBinary);
-      if (faults.close !== undefined) this.end(connection, faults);
+      this.handled(connection, state);
     }, faults.delayMs).unref();
+  }
+
+  /** ?close (after the next message) and ?close-after=N (after the Nth) act once a message has been handled. */
+  private handled(connection: Connection, state: FaultState): void {
+    const faults = state.plan;
+    state.messages++;
+    if (
+      faults.closeAfter !== undefined ? state.messages === faults.closeAfter : closesOnNextMessage(faults)
+    ) {
+      this.end(connection, faults);
+    }
+  }
+
+  /** ?close-after / ?close-in: the client's code and text, 1000 and none when it gave none. */
+  closeAsAsked(connection: Connection, faults: FaultPlan): void {
+    if (connection.readyState !== OPEN) return;
+    connection.closeWith('fault_injection', faults.close?.code ?? 1000, faults.close?.reason ?? '');
   }
 
   /** Ends the connection as the client asked: a close frame with its code, or a dropped TCP connection. */
@@ -103,8 +167,14 @@ export class FaultActions {
     if (faults.drop) {
       // Frames corked for this turn are discarded with the socket: that is what a cut connection does.
       connection.cut('fault_injection');
-    } else if (faults.close !== undefined) {
-      connection.closeWith('fault_injection', faults.close.code, faults.close.reason);
+    } else {
+      this.closeAsAsked(connection, faults);
     }
   }
+}
+
+function closeNow(actions: FaultActions, connection: Connection): void {
+  const state = connection.faults;
+  if (state !== undefined) state.closeTimer = undefined;
+  if (state !== undefined) actions.closeAsAsked(connection, state.plan);
 }

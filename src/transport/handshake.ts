@@ -9,6 +9,7 @@ import type { RejectReason, Stats } from '../stats.js';
 import { formatPeer } from './address.js';
 import { offeredServerWindowBits, validDeflateOffers } from './compression.js';
 import { Connection } from './connection.js';
+import { countKnobs, type Http2RequestView } from './fault-injection.js';
 import { isHttp2Stream, respondOnStream } from './http2.js';
 import type { Admission, UpgradeGate } from './upgrade-gate.js';
 import { type HandshakeAnswer, handleUpgradeOverStream } from './ws-adapter.js';
@@ -83,6 +84,7 @@ export class Handshake {
   readonly handleUpgrade = (request: IncomingMessage, socket: Duplex, head: Buffer): void => {
     const admission = this.options.gate.admit(request);
     if (!admission.ok) {
+      if (admission.faults !== undefined) countKnobs(this.options.stats, admission.faults);
       this.refuse(socket, admission.reason, admission.status, admission.detail, admission.headers);
       return;
     }
@@ -238,7 +240,10 @@ function http1ViewOf(stream: ServerHttp2Stream, h2Headers: IncomingHttpHeaders):
     httpVersion: '2.0',
     headers,
     socket: stream,
-  } as unknown as IncomingMessage;
+    // For ?hello (fault-injection.ts describeRequest): the fields as received, and where TLS is.
+    receivedHeaders: h2Headers,
+    connectionSocket: stream.session?.socket,
+  } satisfies Http2RequestView & Record<string, unknown> as unknown as IncomingMessage;
 }
 
 /** ws's handshake answer, on an HTTP/2 stream: its 101 becomes a 200 (RFC 8441 §5), a refusal keeps its status. */

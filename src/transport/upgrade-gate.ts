@@ -2,7 +2,7 @@ import type { IncomingMessage } from 'node:http';
 import { type Position, parsePosition } from '../history/history.js';
 import { REJECT_REASONS, type RejectReason } from '../stats.js';
 import { clientAddressOf, limitKey } from './address.js';
-import { type FaultPlan, parseFaultQuery } from './fault-injection.js';
+import { describeRequest, type FaultPlan, parseFaultQuery, type ReceivedRequest } from './fault-injection.js';
 import { OriginAllowlist } from './origin.js';
 import { matchWebSocketPath, pathOf, type WebSocketRoute } from './routes.js';
 
@@ -17,7 +17,7 @@ export interface GateOptions {
   readonly allowedOrigins: readonly string[];
   /** Proxies in front of wshub whose X-Forwarded-For entries are trusted (0: none). */
   readonly trustProxyHops: number;
-  /** Honour the fault-injection query (?delay, ?close, ?drop, ?hello); otherwise it is ignored. */
+  /** Honour the fault-injection query (?delay, ?close, ?drop, ?hello, ?status, …); otherwise it is ignored. */
   readonly allowFaultInjection?: boolean;
 }
 
@@ -35,6 +35,8 @@ export type Admission =
       readonly clientAddress: string;
       /** What the client asked to be done to its connection (only with --allow-fault-injection). */
       readonly faults?: FaultPlan | undefined;
+      /** ?hello: what reached the server, for the hello message (only with --allow-fault-injection). */
+      readonly received?: ReceivedRequest | undefined;
       /** ?since=EPOCH:OFFSET: the position a wshub.v1 client resumes from (issue 16). */
       readonly since?: Position | undefined;
     }
@@ -46,6 +48,8 @@ export type Admission =
       /** One line for the response body and the log: what was wrong. */
       readonly detail: string;
       readonly clientAddress: string;
+      /** ?status=CODE: the plan that asked for this refusal (counted as a fault injection). */
+      readonly faults?: FaultPlan | undefined;
     };
 
 /** Seconds a client refused by a connection limit (or a draining server) is asked to wait. */
@@ -152,7 +156,23 @@ export class UpgradeGate {
     if (this.options.allowFaultInjection) {
       const faults = parseFaultQuery(request.url);
       if (!faults.ok) return refusal(clientAddress, 'invalid_fault_injection', 400, faults.detail);
-      return { ok: true, route: match.route, clientAddress, faults: faults.plan, since };
+      const plan = faults.plan;
+      // Last of the checks: a handshake the server would have accepted, refused as the client asked.
+      if (plan?.status !== undefined) {
+        const { code, retryAfter } = plan.status;
+        return {
+          ...refusal(
+            clientAddress,
+            'injected_status',
+            code,
+            `refused as the client asked (?status=${code})`,
+            retryAfter === undefined ? undefined : { 'Retry-After': String(retryAfter) },
+          ),
+          faults: plan,
+        };
+      }
+      const received = plan?.hello === true ? describeRequest(request) : undefined;
+      return { ok: true, route: match.route, clientAddress, faults: plan, since, received };
     }
     return { ok: true, route: match.route, clientAddress, since };
   }

@@ -123,7 +123,7 @@ export class WebSocketTransport implements ConnectionOwner {
     const fields = connectionFields(connection);
     this.options.logger.info(`WebSocket connected: ${fields.remote_addr}`, fields);
     this.options.hub.join(connection, admission.since);
-    if (admission.faults !== undefined) this.faults.start(connection, admission.faults);
+    if (admission.faults !== undefined) this.faults.start(connection, admission.faults, admission.received);
   };
 
   receive(connection: Connection, data: Buffer, isBinary: boolean): void {
@@ -137,6 +137,7 @@ export class WebSocketTransport implements ConnectionOwner {
 
   closed(connection: Connection, code: number): void {
     if (!this.connections.delete(connection)) return;
+    if (connection.faults !== undefined) this.faults.closed(connection.faults);
     // A failed write is found here, on the stream, rather than by an 'error' listener on every socket.
     const socketError = connection.socketError;
     if (socketError !== null) this.socketFailed(connection, socketError);
@@ -198,6 +199,10 @@ export class WebSocketTransport implements ConnectionOwner {
 
   ponged(connection: Connection): void {
     this.keepalive.ponged(connection);
+  }
+
+  pingIgnored(connection: Connection): void {
+    this.faults.pingIgnored(connection);
   }
 
   /** Resolves once no connection is open. */
