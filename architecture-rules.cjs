@@ -22,8 +22,9 @@ const FOLDERS = [
   'charts',
   'publish',
   'client',
+  'auth',
 ];
-const FILES = ['app', 'cli', 'stats', 'log', 'errors', 'version', 'disconnects'];
+const FILES = ['app', 'cli', 'stats', 'log', 'errors', 'version', 'disconnects', 'file-watch'];
 const escapeRegExp = (text) => text.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
 
 /** A short name of the table ("hub", "stats", "test/helpers") as a path pattern. */

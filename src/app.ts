@@ -1,4 +1,5 @@
 import type { Server } from 'node:http';
+import type { JwksUrlTimings } from './auth/service.js';
 import type { Backplane } from './backplane/backplane.js';
 import { IpcBroker } from './backplane/ipc.js';
 import { quit } from './backplane/redis.js';
@@ -22,6 +23,7 @@ import { createWebSocketHttpServer, plainRequestHandler } from './transport/http
 import { Http2Front } from './transport/http2.js';
 import { tlsHandshakeFailureListener } from './transport/tls.js';
 import { loadTlsMaterial } from './transport/tls-files.js';
+import { buildAuth, checkAuthFiles, startAuth } from './wiring/auth.js';
 import { joinBackplane, logBackplane } from './wiring/backplane.js';
 import { buildHistory } from './wiring/history.js';
 import { serveMetrics } from './wiring/metrics.js';
@@ -39,7 +41,7 @@ export interface RunningApp {
   readonly connectionCount: () => number;
   /** Graceful shutdown; resolves when both servers are closed. Idempotent. */
   stop(): Promise<void>;
-  /** What SIGHUP does: reloads the TLS certificate (old one kept if the new one is broken). */
+  /** What SIGHUP does: reloads the TLS certificate and the auth key files (old ones kept if the new ones are broken). */
   reload(): void;
 }
 
@@ -49,6 +51,8 @@ export interface AppDependencies {
   readonly backplane?: (stats: BackplaneStats) => Backplane;
   /** Present in a worker process of --workers: the primary serves metrics and relays broadcasts. */
   readonly worker?: WorkerContext;
+  /** Replaces how --auth-jwks-url is cached (tests of key rotation cannot wait 30 s). */
+  readonly jwksUrlTimings?: JwksUrlTimings;
 }
 
 /** The composition root: builds every module from the frozen config and starts listening. */
@@ -57,8 +61,9 @@ export async function start(config: Config, dependencies: AppDependencies): Prom
   const workers = worker?.count ?? 1;
   const stats = new Stats();
   const health = new Health();
-  const gate = buildGate(config, workers);
   const limitedLog = new RateLimitedLog(logger);
+  const auth = buildAuth(config, { stats, logger, limitedLog, jwksUrlTimings: dependencies.jwksUrlTimings });
+  const gate = buildGate(config, workers, auth?.verifier);
   const history = buildHistory(config, stats, limitedLog);
   const broadcastHub =
     config.mode === 'broadcast'
@@ -99,6 +104,7 @@ export async function start(config: Config, dependencies: AppDependencies): Prom
     workers,
     stats,
     limitedLog,
+    auth,
   });
   // Issue 17: WebSockets over HTTP/2 on the same port (h2c by its preface, h2 by ALPN).
   const http2 = config.http2
@@ -142,6 +148,7 @@ export async function start(config: Config, dependencies: AppDependencies): Prom
     stats,
     tls,
     http2,
+    auth: auth !== undefined,
     backplane: joined && {
       connected: () => joined.backplane.health().state === 'connected',
       subscribedRooms: () => joined.relay.subscribedRooms,
@@ -161,6 +168,7 @@ export async function start(config: Config, dependencies: AppDependencies): Prom
     );
   }
   if (tls && config.tlsWatch) tls.watch();
+  if (auth) startAuth(auth, { config, logger, health, quiet: worker !== undefined });
   logBackplane(logger, config, joined);
   const stopReport = worker
     ? worker.reportStatus(() => {
@@ -197,6 +205,7 @@ export async function start(config: Config, dependencies: AppDependencies): Prom
           history.memory?.close();
           transport.keepalive.stop();
           tls?.stop();
+          auth?.stop();
         },
       })
         // What this node published and Redis has not stored yet gets a last chance (bounded).
@@ -207,7 +216,8 @@ export async function start(config: Config, dependencies: AppDependencies): Prom
     },
     reload() {
       if (tls) tls.reload('SIGHUP');
-      else logger.info('Nothing to reload: TLS is disabled');
+      if (auth) auth.reload('SIGHUP');
+      if (!tls && !auth) logger.info('Nothing to reload: TLS and auth are disabled');
     },
   };
 }
@@ -246,7 +256,7 @@ export interface RunningPrimary {
   readonly gaveUp: Promise<void>;
   /** Graceful shutdown of every worker (each drains as a single process does), then the metrics server. Idempotent. */
   stop(): Promise<void>;
-  /** SIGHUP: every worker reloads its TLS certificate. */
+  /** SIGHUP: every worker reloads its TLS certificate and auth keys. */
   reload(): void;
 }
 
@@ -287,6 +297,7 @@ export async function startPrimary(
   health.addCheck('workers', () => supervisor.allReady(), { describe: () => supervisor.describe() });
   // TLS files are read by every worker; reading them here too reports a broken pair once, before forking.
   const certificate = config.tlsEnabled ? loadTlsMaterial(tlsFilesOf(config)) : undefined;
+  checkAuthFiles(config);
 
   let metricsServer: Server | undefined;
   let metricsPort: number | undefined;
@@ -324,6 +335,8 @@ export async function startPrimary(
     logger.info('Metrics server disabled (metrics.enabled: false)');
   }
   logStartupDetails(logger, config, certificate);
+  if (config.auth === 'jwt')
+    logger.info('Auth: JWT required on every WebSocket upgrade (each worker verifies)');
   if (broker) logger.info(`Broadcast between workers: relayed by the primary over IPC`);
   else if (config.mode === 'broadcast') {
     logger.info('Broadcast between workers: each worker is a backplane node of its own (--backplane)');
@@ -357,8 +370,8 @@ export async function startPrimary(
       return stopping;
     },
     reload() {
-      if (config.tlsEnabled) supervisor.reload();
-      else logger.info('Nothing to reload: TLS is disabled');
+      if (config.tlsEnabled || config.auth === 'jwt') supervisor.reload();
+      else logger.info('Nothing to reload: TLS and auth are disabled');
     },
   };
 }

@@ -17,6 +17,7 @@ import { VERSION } from './version.js';
  */
 const SUBCOMMANDS: Readonly<Record<string, (argv: readonly string[]) => Promise<number>>> = {
   bench: async (argv) => (await import('./bench/command.js')).benchCommand(argv, commandIO()),
+  token: async (argv) => (await import('./auth/token-command.js')).tokenCommand(argv, commandIO()),
   client: async (argv) =>
     (await import('./client/command.js')).clientCommand(argv, { ...commandIO(), stdin: process.stdin }),
 };

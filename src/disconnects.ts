@@ -28,6 +28,10 @@ export const DISCONNECTS = {
   max_lifetime: { code: 1001, text: 'connection lifetime reached, please reconnect' },
   // ?close=<code>&reason=<text> chooses its own code and text (see FaultPlan); ?drop cuts.
   fault_injection: { code: 1008, text: 'too much waiting on ?delay' },
+  // Issue 15: the access policy (RFC 6455 §7.4.1: 1008, a message that violates the server's policy).
+  publish_denied: { code: 1008, text: 'not allowed to publish to this room' },
+  rate_limited: { code: 1008, text: 'message rate limit exceeded' },
+  token_expired: { code: 1008, text: 'token expired' },
 } as const satisfies Readonly<Record<string, { readonly code: number | undefined; readonly text: string }>>;
 
 export type DisconnectReason = keyof typeof DISCONNECTS;

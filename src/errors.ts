@@ -23,6 +23,8 @@ export const ErrorCode = {
   REPORT_FILE_UNWRITABLE: 'WSHUB_REPORT_FILE_UNWRITABLE',
   /** The installed ws lacks a shape wshub cannot serve without (transport/ws-adapter.ts): reinstall with npm ci. */
   WS_INCOMPATIBLE: 'WSHUB_WS_INCOMPATIBLE',
+  AUTH_KEY_FILE_UNREADABLE: 'WSHUB_AUTH_KEY_FILE_UNREADABLE',
+  AUTH_INVALID_KEY: 'WSHUB_AUTH_INVALID_KEY',
 } as const;
 
 export type ErrorCode = (typeof ErrorCode)[keyof typeof ErrorCode];

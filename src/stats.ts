@@ -27,6 +27,10 @@ export const REJECT_REASONS = [
   'invalid_position',
   /** ?status=CODE (--allow-fault-injection): the client asked to be refused with that status. */
   'injected_status',
+  'unauthorized',
+  'forbidden',
+  'max_connections_per_user',
+  'auth_unavailable',
 ] as const;
 export type RejectReason = (typeof REJECT_REASONS)[number];
 
@@ -45,6 +49,33 @@ export const FAULT_KNOBS = [
   'ignore_pings',
 ] as const;
 export type FaultKnob = (typeof FAULT_KNOBS)[number];
+
+/**
+ * Refusals of the access policy (issue 15), by reason: handshakes and POST /publish
+ * calls refused for their token (missing … keys_unavailable), a room the token does
+ * not cover (room), the per-user limit (user_limit), and client messages refused
+ * and not delivered: a room the connection may not publish to (publish, also with
+ * --client-publish=false) or faster than --max-messages-per-second (rate).
+ * A bounded set: these become metric labels.
+ */
+export const AUTH_FAILURE_REASONS = [
+  'missing',
+  'malformed',
+  'signature',
+  'algorithm',
+  'unknown_key',
+  'expired',
+  'not_yet_valid',
+  'issuer',
+  'audience',
+  'claims',
+  'keys_unavailable',
+  'room',
+  'user_limit',
+  'publish',
+  'rate',
+] as const;
+export type AuthFailureReason = (typeof AUTH_FAILURE_REASONS)[number];
 
 /** Why a message addressed to a client was not written to it. A bounded set: these become metric labels. */
 export const DROP_REASONS = ['slow_consumer'] as const;
@@ -168,7 +199,7 @@ export const TLS_HANDSHAKE_FAILURE_REASONS = ['http_request', 'timeout', 'closed
 export type TlsHandshakeFailureReason = (typeof TLS_HANDSHAKE_FAILURE_REASONS)[number];
 
 /** HTTP statuses of POST /publish (issue 8). A bounded set: these become metric labels. */
-export const PUBLISH_STATUSES = ['200', '400', '401', '405', '413', '429'] as const;
+export const PUBLISH_STATUSES = ['200', '400', '401', '403', '405', '413', '429', '503'] as const;
 export type PublishStatus = (typeof PUBLISH_STATUSES)[number];
 
 /** The HTTP versions a WebSocket handshake can arrive over: an upgrade (RFC 6455) or an extended CONNECT (RFC 8441). */
@@ -205,6 +236,11 @@ export class Stats {
     TLS_HANDSHAKE_FAILURE_REASONS,
   );
   readonly tlsReloads: Record<TlsReloadResult, number> = zeroes(TLS_RELOAD_RESULTS);
+  readonly authFailures: Record<AuthFailureReason, number> = zeroes(AUTH_FAILURE_REASONS);
+  /** Reloads of the auth key files (--auth-jwt-secret-file, --auth-jwks-file) on SIGHUP or change. */
+  readonly authKeyReloads: Record<TlsReloadResult, number> = zeroes(TLS_RELOAD_RESULTS);
+  /** Fetches of --auth-jwks-url. */
+  readonly authJwksFetches: Record<TlsReloadResult, number> = zeroes(TLS_RELOAD_RESULTS);
   readonly backplane = new BackplaneStats();
   readonly history = new HistoryStats();
   /** WebSocket connections accepted, by the HTTP version that carried the handshake (issue 17). */

@@ -252,7 +252,7 @@ describe('SIGHUP (spawned wshub)', () => {
     const server = await spawnServer(['--stats-interval=0']);
     try {
       server.kill('SIGHUP');
-      await server.stdout.waitFor(/Nothing to reload: TLS is disabled/);
+      await server.stdout.waitFor(/Nothing to reload: TLS and auth are disabled/);
       const ws = new WebSocket(server.url);
       await once(ws, 'open');
       ws.close();

@@ -3,6 +3,7 @@ import { performance } from 'node:perf_hooks';
 import { build, encodeIntoCompressedBase64, type Histogram } from 'hdr-histogram-js';
 import { WebSocket } from 'ws';
 import { Http2WebSocketConnection } from '../client/http2.js';
+import { bearerHeaders } from '../config/websocket-url.js';
 import { STAMP_BYTES } from './options.js';
 import {
   emptyCounts,
@@ -156,6 +157,7 @@ export class LoadGenerator {
         handshakeTimeout: plan.connectTimeoutMs,
         rejectUnauthorized: !plan.insecure,
         maxPayload: MAX_PAYLOAD,
+        headers: bearerHeaders(plan.token),
       });
     }
     let connection = this.http2Connection;
@@ -171,7 +173,7 @@ export class LoadGenerator {
       this.http2Connection = connection;
       this.http2Connections.push(connection);
     }
-    return connection.open(plan.url, plan.connectTimeoutMs);
+    return connection.open(plan.url, plan.connectTimeoutMs, bearerHeaders(plan.token));
   }
 
   private open(): void {

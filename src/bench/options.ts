@@ -1,6 +1,6 @@
 import { type FlagValues, flag, flagsHelp, parseFlags } from '../config/args.js';
 import { boolean, bytes, duration, integer, oneOf, text } from '../config/kinds.js';
-import { acceptUrlArgument, checkWebSocketUrl } from '../config/websocket-url.js';
+import { acceptUrlArgument, bearerTokenOf, checkWebSocketUrl } from '../config/websocket-url.js';
 import { ErrorCode, UsageError } from '../errors.js';
 
 export const BENCH_MODES = ['echo', 'broadcast'] as const;
@@ -32,6 +32,8 @@ export interface BenchOptions {
   readonly http2: boolean;
   /** With http2: WebSocket streams opened on one HTTP/2 connection before the next is opened. */
   readonly streamsPerConnection: number;
+  /** Sent as Authorization: Bearer on every connection (--token, --token-file); '' for none. */
+  readonly token: string;
 }
 
 /** One table: parsing, validation and --help come from it. */
@@ -102,6 +104,16 @@ export const BENCH_FLAGS = {
     default: 100,
     doc: "With --http2: WebSocket streams sharing one HTTP/2 connection (keep it at or below the server's --http2-max-streams)",
   }),
+  token: flag({
+    kind: { ...text({ allowEmpty: true }), hint: '<jwt>' },
+    default: '',
+    doc: 'Send Authorization: Bearer <jwt> on every connection (a server with --auth=jwt); never printed',
+  }),
+  'token-file': flag({
+    kind: { ...text({ allowEmpty: true }), hint: '<path>' },
+    default: '',
+    doc: 'The same, the token read from a file',
+  }),
 } as const;
 
 /**
@@ -153,6 +165,7 @@ function toOptions(values: FlagValues<typeof BENCH_FLAGS>, url: string, cpuCount
     insecure: values.insecure,
     http2: values.http2,
     streamsPerConnection: values['streams-per-connection'],
+    token: url === '' ? '' : bearerTokenOf(values.token, values['token-file'], 'bench'),
   };
 }
 

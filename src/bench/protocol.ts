@@ -3,6 +3,8 @@ import type { BenchMode } from './options.js';
 /** What the main thread tells one worker to do (workerData). */
 export interface WorkerPlan {
   readonly url: string;
+  /** Authorization: Bearer on every connection; '' for none. */
+  readonly token: string;
   readonly insecure: boolean;
   readonly mode: BenchMode;
   /** Connections this worker opens. */

@@ -1,5 +1,6 @@
 import { Worker } from 'node:worker_threads';
 import { decodeFromCompressedBase64, type Histogram } from 'hdr-histogram-js';
+import { redactAccessToken } from '../config/websocket-url.js';
 import { createHistogram } from './load.js';
 import type { BenchOptions } from './options.js';
 import {
@@ -41,6 +42,7 @@ export function runBench(options: BenchOptions, hooks: RunHooks = {}): BenchRun 
       (index < options.connections % options.workers ? 1 : 0);
     const plan: WorkerPlan = {
       url: options.url,
+      token: options.token,
       insecure: options.insecure,
       mode: options.mode,
       connections,
@@ -227,7 +229,7 @@ export function buildReport(
   const errors = counts.failed - cancelled + counts.unexpectedCloses + lost + counts.sendErrors;
   const passed = counts.established > 0 && (options.maxErrors === undefined || errors <= options.maxErrors);
   return {
-    url: options.url,
+    url: redactAccessToken(options.url),
     mode: options.mode,
     workers: options.workers,
     startedAt: Number.isFinite(startAt) ? new Date(startAt).toISOString() : null,

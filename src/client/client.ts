@@ -2,6 +2,7 @@ import { readFileSync } from 'node:fs';
 import { createInterface, type Interface } from 'node:readline';
 import type { Readable, Writable } from 'node:stream';
 import { WebSocket } from 'ws';
+import { bearerHeaders, redactAccessToken } from '../config/websocket-url.js';
 import { ErrorCode, UsageError } from '../errors.js';
 import { Http2WebSocketConnection } from './http2.js';
 import type { ClientOptions } from './options.js';
@@ -72,12 +73,15 @@ export function runClient(options: ClientOptions, io: ClientIo): RunningClient {
         maxPayload: MAX_PAYLOAD,
       })
     : undefined;
+  const headers = bearerHeaders(options.token);
   const ws =
-    http2?.open(options.url) ??
+    http2?.open(options.url, 0, headers) ??
     new WebSocket(options.url, {
       rejectUnauthorized: !options.insecure,
       ...(ca === undefined ? {} : { ca }),
+      headers,
     });
+  const shownUrl = redactAccessToken(options.url);
   let lines: Interface | undefined;
   let opened = false;
   let interrupted = false;
@@ -86,7 +90,7 @@ export function runClient(options: ClientOptions, io: ClientIo): RunningClient {
   const done = new Promise<number>((resolve) => {
     ws.on('open', function onOpen() {
       opened = true;
-      io.status.write(`connected to ${options.url}${http2 ? ' (HTTP/2)' : ''}\n`);
+      io.status.write(`connected to ${shownUrl}${http2 ? ' (HTTP/2)' : ''}\n`);
       lines = createInterface({ input: io.input, crlfDelay: Number.POSITIVE_INFINITY, terminal: false });
       lines.on('line', sendLine);
       lines.on('close', function onInputEnd() {
@@ -111,7 +115,7 @@ export function runClient(options: ClientOptions, io: ClientIo): RunningClient {
       if (ws.readyState === WebSocket.OPEN) ws.close(1000);
     });
     ws.on('error', function onError(error: Error & { code?: string }) {
-      io.status.write(`wshub client: ${describeError(options.url, error, options.http2)}\n`);
+      io.status.write(`wshub client: ${describeError(shownUrl, error, options.http2)}\n`);
     });
     ws.on('close', function onClose(code: number, reason: Buffer) {
       http2?.close();

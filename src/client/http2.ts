@@ -68,7 +68,7 @@ export class Http2WebSocketConnection {
    * the server answers 200; any other answer is an 'error' ("Unexpected server response: 503",
    * as ws words it) and a 'close' with 1006.
    */
-  open(url: string, timeoutMs = 0): WebSocket {
+  open(url: string, timeoutMs = 0, headers: Readonly<Record<string, string>> = {}): WebSocket {
     const ws = createClientWebSocket();
     const target = new URL(url);
     let stream: ClientHttp2Stream | undefined;
@@ -98,6 +98,10 @@ export class Http2WebSocketConnection {
             ':protocol': 'websocket',
             ':path': `${target.pathname}${target.search}`,
             'sec-websocket-version': '13',
+            // HTTP/2 field names are lower case (RFC 9113 §8.2.1).
+            ...Object.fromEntries(
+              Object.entries(headers).map(([name, value]) => [name.toLowerCase(), value]),
+            ),
           },
           { endStream: false },
         );

@@ -13,6 +13,7 @@ describe('wshub client arguments', () => {
       insecure: false,
       caFile: '',
       http2: false,
+      token: '',
     });
   });
 
@@ -23,8 +24,10 @@ describe('wshub client arguments', () => {
       insecure: true,
       caFile: 'ca.pem',
       http2: false,
+      token: '',
     });
     assert.equal(parseClientArgs(['--http2', 'ws://h:1/ws']).http2, true);
+    assert.equal(parseClientArgs(['--token=a.b.c']).token, 'a.b.c');
   });
 
   it('rejects what it cannot use, with stable codes', () => {

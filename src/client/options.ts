@@ -1,7 +1,7 @@
 import { flag, flagsHelp, parseFlags } from '../config/args.js';
 import { boolean, text } from '../config/kinds.js';
 import { SETTINGS } from '../config/settings.js';
-import { acceptUrlArgument, checkWebSocketUrl } from '../config/websocket-url.js';
+import { acceptUrlArgument, bearerTokenOf, checkWebSocketUrl } from '../config/websocket-url.js';
 
 /** The server's default address, derived from the settings table so the two cannot disagree. */
 export const DEFAULT_URL = `ws://127.0.0.1:${SETTINGS.port.default}/ws`;
@@ -15,6 +15,8 @@ export interface ClientOptions {
   readonly caFile: string;
   /** Open the WebSocket as an HTTP/2 stream (RFC 8441): h2c for ws://, h2 by ALPN for wss://. */
   readonly http2: boolean;
+  /** Sent as Authorization: Bearer (--token, --token-file); '' for none. */
+  readonly token: string;
 }
 
 const FLAGS = {
@@ -33,6 +35,16 @@ const FLAGS = {
     default: '',
     doc: "Trust the CA certificates in this PEM file instead of the system's",
   }),
+  token: flag({
+    kind: { ...text({ allowEmpty: true }), hint: '<jwt>' },
+    default: '',
+    doc: 'Send Authorization: Bearer <jwt> (a server with --auth=jwt); never printed',
+  }),
+  'token-file': flag({
+    kind: { ...text({ allowEmpty: true }), hint: '<path>' },
+    default: '',
+    doc: 'The same, the token read from a file',
+  }),
 } as const;
 
 /** Parses `wshub client [flags] [URL]` (the arguments after "client") with the shared parser. */
@@ -50,6 +62,7 @@ export function parseClientArgs(argv: readonly string[]): ClientOptions {
     insecure: values.insecure,
     caFile: values['ca-file'],
     http2: values.http2,
+    token: help ? '' : bearerTokenOf(values.token, values['token-file'], 'client'),
   };
 }
 

@@ -13,6 +13,8 @@ export interface FlagSpec<T> {
   readonly kind: Kind<T>;
   readonly default: T;
   readonly doc: string;
+  /** `--name=` is a value (the empty string) rather than a missing one: `wshub token --rooms=` names the default room. */
+  readonly emptyAllowed?: true;
 }
 
 export const flag = <T>(definition: FlagSpec<T>): FlagSpec<T> => definition;
@@ -28,6 +30,7 @@ interface AnyFlag {
   };
   readonly default: unknown;
   readonly doc: string;
+  readonly emptyAllowed?: true;
 }
 export type FlagTable = Readonly<Record<string, AnyFlag>>;
 export type FlagValues<F extends FlagTable> = {
@@ -96,7 +99,9 @@ export function parseFlags<F extends FlagTable>(
       help = true;
       continue;
     }
-    if (known.type === 'string' && (token.value === undefined || token.value === '')) {
+    const emptyAllowed =
+      token.inlineValue && (flags[token.name] as FlagSpec<unknown> | undefined)?.emptyAllowed;
+    if (known.type === 'string' && (token.value === undefined || (token.value === '' && !emptyAllowed))) {
       throw new UsageError(
         ErrorCode.MISSING_VALUE,
         `flag ${token.rawName} needs a value, as in ${token.rawName}=VALUE`,

@@ -162,6 +162,7 @@ function checkConsistency(config: Config, sourceOf: (name: SettingName) => Sourc
       `${nameFor('historySize')} with ${nameFor('workers')} needs --backplane=redis://…: positions must be the same in every worker, so the history lives in Redis`,
     );
   }
+  checkAuth(config, nameFor);
   if (config.backplane !== undefined && config.mode !== 'broadcast') {
     throw new UsageError(
       ErrorCode.CONFLICTING_SETTINGS,
@@ -325,4 +326,30 @@ function readYamlFile(file: string, readFile: (path: string) => string): Map<Set
   };
   walk(doc.contents, '', '');
   return values;
+}
+
+const AUTH_KEY_SETTINGS = ['authJwtSecretFile', 'authJwksFile', 'authJwksUrl'] as const;
+const AUTH_ONLY_SETTINGS = [
+  ...AUTH_KEY_SETTINGS,
+  'authJwtIssuer',
+  'authJwtAudience',
+  'maxConnectionsPerUser',
+] as const;
+
+/** --auth=jwt needs a key source; auth settings without --auth=jwt would be silently ignored. */
+function checkAuth(config: Config, nameFor: (name: SettingName) => string): void {
+  if (config.auth === 'jwt') {
+    if (AUTH_KEY_SETTINGS.some((name) => config[name] !== '')) return;
+    throw new UsageError(
+      ErrorCode.MISSING_SETTING,
+      `${nameFor('auth')} is jwt, but no key source is set; set --auth-jwt-secret-file=FILE (HS256), --auth-jwks-file=FILE or --auth-jwks-url=URL (or auth.jwt.secretFile, auth.jwt.jwksFile, auth.jwt.jwksUrl in the config file)`,
+    );
+  }
+  for (const name of AUTH_ONLY_SETTINGS) {
+    if (config[name] === SETTINGS[name].default) continue;
+    throw new UsageError(
+      ErrorCode.CONFLICTING_SETTINGS,
+      `${nameFor(name)} only applies with --auth=jwt, but ${nameFor('auth')} is ${config.auth}; set --auth=jwt or remove the other setting`,
+    );
+  }
 }

@@ -36,6 +36,10 @@ function setting<T>(definition: Setting<T>): Setting<T> {
   return definition;
 }
 
+function keyFile(expected: string): Kind<string> {
+  return { ...text({ allowEmpty: true, expected }), hint: '<path>' };
+}
+
 function pemFile(): Kind<string> {
   return { ...text({ allowEmpty: true, expected: 'a path to a PEM file' }), hint: '<path>' };
 }
@@ -398,6 +402,76 @@ export const SETTINGS = {
     kind: integer(1, 1_000_000),
     default: 100,
     doc: 'Publish requests per second allowed (token bucket, bursts up to the same number); more get 429',
+  }),
+  auth: setting({
+    key: 'auth.mode',
+    flag: 'auth',
+    kind: oneOf(['none', 'jwt']),
+    default: 'none' as 'none' | 'jwt',
+    doc: 'none: anyone who reaches the port may connect; jwt: every upgrade needs a JWT (Authorization: Bearer or ?access_token=) verified with a key source below',
+  }),
+  authJwtSecretFile: setting({
+    key: 'auth.jwt.secretFile',
+    flag: 'auth-jwt-secret-file',
+    kind: keyFile('a path to a file holding an HMAC secret of at least 32 bytes'),
+    default: '',
+    doc: 'HMAC secret for HS256/384/512 tokens; reloaded when it changes and on SIGHUP',
+  }),
+  authJwksFile: setting({
+    key: 'auth.jwt.jwksFile',
+    flag: 'auth-jwks-file',
+    kind: keyFile('a path to a JWKS file ({"keys": [...]})'),
+    default: '',
+    doc: 'Public keys (RSA, EC, OKP) by kid for RS*/PS*/ES*/EdDSA tokens; reloaded when it changes and on SIGHUP',
+  }),
+  authJwksUrl: setting({
+    key: 'auth.jwt.jwksUrl',
+    flag: 'auth-jwks-url',
+    kind: {
+      ...text({
+        allowEmpty: true,
+        pattern: /^$|^https?:\/\/[^\s/?#]+[^\s]*$/,
+        expected: "an http:// or https:// URL of an identity provider's JWKS",
+      }),
+      hint: '<url>',
+    },
+    default: '',
+    doc: "An identity provider's JWKS: cached 10m, refetched on an unknown kid (at most every 30s), last good keys kept while unreachable",
+  }),
+  authJwtIssuer: setting({
+    key: 'auth.jwt.issuer',
+    flag: 'auth-jwt-issuer',
+    kind: text({ allowEmpty: true }),
+    default: '',
+    doc: 'Required "iss" of every token (empty: not checked)',
+  }),
+  authJwtAudience: setting({
+    key: 'auth.jwt.audience',
+    flag: 'auth-jwt-audience',
+    kind: text({ allowEmpty: true }),
+    default: '',
+    doc: 'Required "aud" of every token (empty: not checked)',
+  }),
+  maxConnectionsPerUser: setting({
+    key: 'limits.maxConnectionsPerUser',
+    flag: 'max-connections-per-user',
+    kind: integer(0, 10_000_000, 'an integer from 0 (unlimited) to 10000000'),
+    default: 0,
+    doc: 'Open connections allowed per token "sub" (--auth=jwt); more get 429 with Retry-After (0: unlimited)',
+  }),
+  clientPublish: setting({
+    key: 'limits.clientPublish',
+    flag: 'client-publish',
+    kind: bool(),
+    default: true,
+    doc: 'Let clients send messages; --no-client-publish makes every client receive-only (a message closes it with 1008; POST /publish still delivers)',
+  }),
+  maxMessagesPerSecond: setting({
+    key: 'limits.maxMessagesPerSecond',
+    flag: 'max-messages-per-second',
+    kind: integer(0, 1_000_000, 'an integer from 0 (unlimited) to 1000000'),
+    default: 0,
+    doc: 'Messages a client may send per second (token bucket, bursts of the same number); faster clients are closed with 1008 (0: unlimited)',
   }),
   allowFaultInjection: setting({
     key: 'faultInjection.enabled',

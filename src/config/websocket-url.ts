@@ -1,3 +1,4 @@
+import { readFileSync } from 'node:fs';
 import { ErrorCode, UsageError } from '../errors.js';
 
 /** Checks a ws:// or wss:// URL given to a subcommand (`wshub client`, `wshub bench`); exit 2 otherwise. */
@@ -28,4 +29,42 @@ export function acceptUrlArgument(current: string | undefined, value: string, co
     );
   }
   return value;
+}
+
+/**
+ * The token a subcommand sends as `Authorization: Bearer` (issue 15): --token=JWT or
+ * --token-file=PATH (trailing whitespace ignored); '' for none.
+ */
+export function bearerTokenOf(token: string, tokenFile: string, command: string): string {
+  if (token !== '' && tokenFile !== '') {
+    throw new UsageError(
+      ErrorCode.CONFLICTING_SETTINGS,
+      `wshub ${command} takes --token or --token-file, not both`,
+    );
+  }
+  if (tokenFile === '') return token;
+  let text: string;
+  try {
+    text = readFileSync(tokenFile, 'utf8');
+  } catch (error) {
+    throw new UsageError(
+      ErrorCode.CONFIG_FILE_UNREADABLE,
+      `cannot read --token-file=${tokenFile}: ${(error as NodeJS.ErrnoException).code ?? (error as Error).message}`,
+    );
+  }
+  const trimmed = text.trim();
+  if (trimmed === '' || /\s/.test(trimmed)) {
+    throw new UsageError(ErrorCode.INVALID_VALUE, `--token-file=${tokenFile} must hold one token`);
+  }
+  return trimmed;
+}
+
+/** The headers that carry a subcommand's token (issue 15); none without one. */
+export function bearerHeaders(token: string): Record<string, string> {
+  return token === '' ? {} : { Authorization: `Bearer ${token}` };
+}
+
+/** A URL as it may be printed: an ?access_token= value replaced (a token never reaches a terminal log). */
+export function redactAccessToken(url: string): string {
+  return url.replace(/([?&]access_token=)[^&#]*/gi, '$1<redacted>');
 }

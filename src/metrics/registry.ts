@@ -1,5 +1,6 @@
 import { Counter, collectDefaultMetrics, Gauge, type Metric, Registry } from 'prom-client';
 import {
+  AUTH_FAILURE_REASONS,
   DISCONNECT_REASONS,
   DROP_REASONS,
   FAULT_KNOBS,
@@ -21,6 +22,8 @@ export interface MetricSources {
   readonly tls?: { readonly current: { readonly validTo: number } } | undefined;
   /** Present with --http2: the wshub_http2_* metrics exist only then. */
   readonly http2?: { readonly sessionCount: number } | undefined;
+  /** --auth=jwt: the key reload and JWKS fetch counters exist only then. */
+  readonly auth?: boolean;
   /** Present when a backplane is configured (issue 6): the wshub_backplane_* metrics exist only then. */
   readonly backplane?: BackplaneSource | undefined;
   /** Room history (issue 16): 'memory' on a single node, 'redis' with the backplane; absent without --history-size. */
@@ -218,6 +221,38 @@ export function createMetricsRegistry(sources: MetricSources): Registry {
     'WebSocket connections accepted during --drain-delay (readiness already 503)',
     { read: (set) => set(stats.acceptedWhileDraining) },
   );
+
+  mirrorCounter(
+    registry,
+    'wshub_auth_failures_total',
+    'Refusals of the access policy: upgrades and publish calls refused for their token, room or user limit, and client messages refused (publish, rate)',
+    {
+      labelNames: ['reason'],
+      read: (set) => {
+        for (const reason of AUTH_FAILURE_REASONS) set(stats.authFailures[reason], { reason });
+      },
+    },
+  );
+
+  if (sources.auth) {
+    mirrorCounter(
+      registry,
+      'wshub_auth_key_reloads_total',
+      'Reloads of the auth key files (--auth-jwt-secret-file, --auth-jwks-file) on SIGHUP or file change, by result',
+      {
+        labelNames: ['result'],
+        read: (set) => {
+          for (const result of TLS_RELOAD_RESULTS) set(stats.authKeyReloads[result], { result });
+        },
+      },
+    );
+    mirrorCounter(registry, 'wshub_auth_jwks_fetches_total', 'Fetches of --auth-jwks-url, by result', {
+      labelNames: ['result'],
+      read: (set) => {
+        for (const result of TLS_RELOAD_RESULTS) set(stats.authJwksFetches[result], { result });
+      },
+    });
+  }
 
   mirrorCounter(registry, 'wshub_publish_requests_total', 'POST /publish requests, by HTTP status', {
     labelNames: ['status'],

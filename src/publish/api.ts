@@ -1,6 +1,9 @@
 import { isUtf8 } from 'node:buffer';
 import { createHash, timingSafeEqual } from 'node:crypto';
 import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { Identity } from '../auth/claims.js';
+import { describeRoom } from '../auth/patterns.js';
+import type { TokenVerifier } from '../auth/verifier.js';
 import type { RateLimitedLog } from '../log.js';
 import type { PublishStatus, Stats } from '../stats.js';
 import { formatPeer } from '../transport/address.js';
@@ -14,7 +17,10 @@ export interface Publisher {
 }
 
 export interface PublishOptions {
+  /** The static token (--publish-token), allowed to publish to every room; '' for none. */
   readonly token: string;
+  /** --auth=jwt: a JWT whose "publish" claim covers the room is accepted too (issue 15). */
+  readonly verifier?: TokenVerifier | undefined;
   /** Requests per second (and the burst size). */
   readonly ratePerSecond: number;
   /** Largest body accepted, the same bound as a client's message (--max-message-size). */
@@ -77,20 +83,66 @@ export function publishRoute(options: PublishOptions): PlainRoute {
     }
     const authorization = request.headers.authorization ?? '';
     const presented = /^Bearer (\S+)$/i.exec(authorization)?.[1] ?? '';
-    if (!timingSafeEqual(digest(presented), expected)) {
-      answer(
-        request,
-        response,
-        '401',
-        { error: 'missing or wrong bearer token' },
-        { 'WWW-Authenticate': 'Bearer realm="wshub publish"', Connection: 'close' },
-      );
-      request.resume();
+    if (options.token !== '' && timingSafeEqual(digest(presented), expected)) {
+      accept(request, response, undefined);
       return;
     }
+    const verifier = options.verifier;
+    if (verifier !== undefined && presented.split('.').length === 3) {
+      verifier.verify(presented).then((verification) => {
+        if (verification.ok) {
+          accept(request, response, verification.identity);
+          return;
+        }
+        stats.authFailures[verification.reason]++;
+        if (verification.reason === 'keys_unavailable') {
+          answer(request, response, '503', { error: 'cannot verify tokens now' }, { 'Retry-After': '5' });
+        } else {
+          answer(
+            request,
+            response,
+            '401',
+            { error: `invalid token: ${verification.detail}` },
+            {
+              'WWW-Authenticate': `Bearer realm="wshub publish", error="invalid_token"`,
+              Connection: 'close',
+            },
+          );
+        }
+        request.resume();
+      });
+      return;
+    }
+    if (verifier !== undefined) stats.authFailures[presented === '' ? 'missing' : 'malformed']++;
+    answer(
+      request,
+      response,
+      '401',
+      { error: 'missing or wrong bearer token' },
+      { 'WWW-Authenticate': 'Bearer realm="wshub publish"', Connection: 'close' },
+    );
+    request.resume();
+  };
+
+  /** The caller is authenticated: the static token (every room) or a JWT whose "publish" claim is checked here. */
+  function accept(request: IncomingMessage, response: ServerResponse, identity: Identity | undefined): void {
     const room = new URL(request.url ?? '/', 'http://wshub').searchParams.get('room') ?? '';
     if (room !== '' && !isValidRoomName(room)) {
       answer(request, response, '400', { error: 'room names are 1 to 64 of A-Z a-z 0-9 . _ -' });
+      request.resume();
+      return;
+    }
+    if (identity !== undefined && !identity.mayPublish(room)) {
+      stats.authFailures.publish++;
+      answer(
+        request,
+        response,
+        '403',
+        {
+          error: `the token's "publish" does not cover ${describeRoom(room)}`,
+        },
+        { 'WWW-Authenticate': 'Bearer realm="wshub publish", error="insufficient_scope"' },
+      );
       request.resume();
       return;
     }
@@ -145,5 +197,5 @@ export function publishRoute(options: PublishOptions): PlainRoute {
       const delivered = options.publisher.publish(room, body, isBinary);
       answer(request, response, '200', { room, delivered, bytes: body.length, binary: isBinary });
     });
-  };
+  }
 }

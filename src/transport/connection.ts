@@ -91,6 +91,23 @@ class ConnectionReceiver extends ReceiverBase {
 }
 
 /**
+ * What a connection may send (issue 15), for connections under an access
+ * policy: a token, --no-client-publish or --max-messages-per-second. Others
+ * have none, so the message path checks one field. The room is fixed for the
+ * life of a connection, so whether it may publish is decided once, at accept.
+ */
+export interface ConnectionGuard {
+  /** The token's `sub`; '' without --auth=jwt. */
+  readonly user: string;
+  readonly mayPublish: boolean;
+  /** performance.now() when the token expires; 0: never. */
+  readonly expiresAt: number;
+  /** The --max-messages-per-second bucket. */
+  tokens: number;
+  refilledAt: number;
+}
+
+/**
  * One client connection. ws's WebSocketServer completes the handshake and hands the socket
  * to `setSocket` (ws-adapter shape 1); from there the connection is wshub's: ws's `Receiver`
  * parses the client's frames, and the connection's `Writer` (writer.ts) writes every byte
@@ -121,6 +138,8 @@ export class Connection implements Peer {
   serverCloseReason: DisconnectReason | undefined = undefined;
   /** Only for a client whose fault-injection plan acts on its messages. */
   faults: FaultState | undefined = undefined;
+  /** Only for a connection under an access policy (see ConnectionGuard). */
+  guard: ConnectionGuard | undefined = undefined;
 
   // Keepalive state (transport/keepalive.ts); times are performance.now() milliseconds.
   /** Data messages received; the keepalive sweep compares it with `messagesSeen` to see activity. */

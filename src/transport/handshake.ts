@@ -5,7 +5,7 @@ import type { Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 import { type PerMessageDeflateOptions, type ServerOptions, type WebSocket, WebSocketServer } from 'ws';
 import type { RateLimitedLog } from '../log.js';
-import type { RejectReason, Stats } from '../stats.js';
+import type { AuthFailureReason, RejectReason, Stats } from '../stats.js';
 import { formatPeer } from './address.js';
 import { offeredServerWindowBits, validDeflateOffers } from './compression.js';
 import { Connection } from './connection.js';
@@ -15,6 +15,7 @@ import type { Admission, UpgradeGate } from './upgrade-gate.js';
 import { type HandshakeAnswer, handleUpgradeOverStream } from './ws-adapter.js';
 
 export type AdmittedUpgrade = Extract<Admission, { ok: true }>;
+type RefusedUpgrade = Extract<Admission, { ok: false }>;
 
 export interface HandshakeOptions {
   readonly maxMessageSize: number;
@@ -80,14 +81,54 @@ export class Handshake {
     return asked !== undefined && asked < maxWindowBits ? this.smallWindowWss : this.wss;
   }
 
-  /** The 'upgrade' listener of the HTTP server. */
+  /** The 'upgrade' listener of the HTTP server (and, through handleExtendedConnect, of HTTP/2 CONNECTs). */
   readonly handleUpgrade = (request: IncomingMessage, socket: Duplex, head: Buffer): void => {
     const admission = this.options.gate.admit(request);
     if (!admission.ok) {
-      if (admission.faults !== undefined) countKnobs(this.options.stats, admission.faults);
-      this.refuse(socket, admission.reason, admission.status, admission.detail, admission.headers);
+      this.refuseAdmission(socket, admission);
       return;
     }
+    if (admission.token !== undefined) {
+      this.authenticateThenUpgrade(request, socket, head, admission);
+      return;
+    }
+    this.completeUpgrade(request, socket, head, admission);
+  };
+
+  /**
+   * --auth=jwt (issue 15): the token is verified (asynchronously: signatures, maybe a JWKS
+   * fetch), then the gate decides the rest and ws completes the upgrade in one synchronous
+   * step, so the connection counts stay exact (ARCHITECTURE.md "Admission and keepalive").
+   * An HTTP/2 stream goes the same way: its refusals are HTTP/2 responses (rejectUpgrade).
+   */
+  private authenticateThenUpgrade(
+    request: IncomingMessage,
+    socket: Duplex,
+    head: Buffer,
+    admission: AdmittedUpgrade,
+  ): void {
+    // Node's HTTP server removed its own 'error' listener when it handed the socket over.
+    socket.on('error', ignoreSocketError);
+    const gate = this.options.gate;
+    gate.authenticate(admission).then((verification) => {
+      socket.removeListener('error', ignoreSocketError);
+      // The client went away while its token was being verified: nothing to answer.
+      if (socket.destroyed || !socket.writable) {
+        socket.destroy();
+        return;
+      }
+      const decided = gate.admitAuthenticated(admission, verification);
+      if (decided.ok) this.completeUpgrade(request, socket, head, decided);
+      else this.refuseAdmission(socket, decided);
+    });
+  }
+
+  private completeUpgrade(
+    request: IncomingMessage,
+    socket: Duplex,
+    head: Buffer,
+    admission: AdmittedUpgrade,
+  ): void {
     if (this.options.perMessageDeflate) declineInvalidDeflateOffers(request);
     this.upgrading = admission;
     if (isHttp2Stream(socket)) {
@@ -107,7 +148,14 @@ export class Handshake {
       this.upgrading = undefined;
       this.countRefusal(socket, 'bad_handshake', 400, 'refused by the WebSocket library');
     }
-  };
+  }
+
+  /** A refusal of the gate; one of the access policy is counted in wshub_auth_failures_total too. */
+  private refuseAdmission(socket: Duplex, refused: RefusedUpgrade): void {
+    if (refused.faults !== undefined) countKnobs(this.options.stats, refused.faults);
+    if (refused.authFailure !== undefined) this.options.stats.authFailures[refused.authFailure]++;
+    this.refuse(socket, refused.reason, refused.status, refused.detail, refused.headers, refused.authFailure);
+  }
 
   /**
    * An extended CONNECT on an HTTP/2 stream (RFC 8441 §4, --http2). It is admitted and
@@ -172,20 +220,29 @@ export class Handshake {
     status: number,
     detail: string,
     headers?: Readonly<Record<string, string>>,
+    authFailure?: AuthFailureReason,
   ): void {
-    this.countRefusal(socket, reason, status, detail);
+    this.countRefusal(socket, reason, status, detail, authFailure);
     rejectUpgrade(socket, status, headers, detail);
   }
 
-  private countRefusal(socket: Duplex, reason: RejectReason, status: number, detail: string): void {
+  /** Counts and logs a refusal; the detail never carries the token (auth/verifier.ts words it). */
+  private countRefusal(
+    socket: Duplex,
+    reason: RejectReason,
+    status: number,
+    detail: string,
+    authFailure?: AuthFailureReason,
+  ): void {
     this.options.stats.upgradesRejected[reason]++;
     const { remoteAddress, remotePort } = socket as Socket;
     const peer = formatPeer(remoteAddress, remotePort);
+    const why = authFailure === undefined ? reason : `${reason}/${authFailure}`;
     this.options.limitedLog.log(
-      `upgrade_${reason}`,
+      `upgrade_${authFailure ?? reason}`,
       'warn',
-      `WebSocket upgrade refused: ${peer} ${status} ${reason} (${detail})`,
-      { remote_addr: peer, status, reason },
+      `WebSocket upgrade refused: ${peer} ${status} ${why} (${detail})`,
+      { remote_addr: peer, status, reason, auth_failure: authFailure },
     );
   }
 }

@@ -14,7 +14,12 @@ export interface KeepaliveOptions {
   readonly idleTimeoutMs: number;
   /** Close a connection after about this long (±LIFETIME_JITTER); 0 never does. */
   readonly maxLifetimeMs: number;
+  /** Connections carry token expiry times (--auth=jwt): sweep at least every second to close them on time. */
+  readonly tokenExpiry?: boolean;
 }
+
+/** How late, at most, a connection whose token has expired is closed. */
+export const TOKEN_EXPIRY_SWEEP_MS = 1000;
 
 /**
  * Lifetimes are spread by ±10%, so connections opened together (after a deploy or a
@@ -37,6 +42,7 @@ export function lifetimeDeadline(
  */
 export function sweepIntervalMs(options: KeepaliveOptions): number {
   const periods = [options.idleTimeoutMs, options.maxLifetimeMs];
+  if (options.tokenExpiry) periods.push(4 * TOKEN_EXPIRY_SWEEP_MS);
   if (options.pingIntervalMs > 0) periods.push(options.pingIntervalMs, options.pingTimeoutMs);
   const shortest = Math.min(...periods.filter((period) => period > 0));
   if (!Number.isFinite(shortest)) return 0;
@@ -103,6 +109,18 @@ export class Keepalive {
     const now = performance.now();
     for (const connection of this.connections) {
       if (connection.readyState !== OPEN) continue;
+      const guard = connection.guard;
+      // Issue 15: a token is good until its exp; the client reconnects with a fresh one.
+      if (guard !== undefined && guard.expiresAt > 0 && now >= guard.expiresAt) {
+        this.limitedLog.log(
+          'token_expired',
+          'info',
+          `WebSocket token expired: closing ${connection.peer} with 1008 (user ${guard.user})`,
+          { ...connectionFields(connection), reason: 'token_expired', user: guard.user },
+        );
+        connection.disconnect(DISCONNECT.token_expired);
+        continue;
+      }
       if (connection.pingSentAt >= 0) {
         if (now - connection.pingSentAt >= pingTimeoutMs) {
           this.limitedLog.log(

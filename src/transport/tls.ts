@@ -1,6 +1,5 @@
-import { type FSWatcher, watch } from 'node:fs';
-import { dirname, resolve } from 'node:path';
 import type { TLSSocket, Server as TlsServer } from 'node:tls';
+import { DirectoryWatch } from '../file-watch.js';
 import type { Logger, RateLimitedLog } from '../log.js';
 import type { Stats, TlsHandshakeFailureReason } from '../stats.js';
 import { formatPeer } from './address.js';
@@ -36,8 +35,7 @@ export interface TlsReloaderOptions {
 export class TlsReloader {
   private material: TlsMaterial;
   private server: TlsServer | undefined;
-  private readonly watchers: FSWatcher[] = [];
-  private debounceTimer: NodeJS.Timeout | undefined;
+  private watcher: DirectoryWatch | undefined;
   private readonly load: (files: TlsFiles) => TlsMaterial;
 
   /** Loads the initial pair; throws the UsageError of the first failed check. */
@@ -85,41 +83,20 @@ export class TlsReloader {
 
   /** Starts watching the directories of the files. A directory that cannot be watched is logged; SIGHUP still works. */
   watch(): void {
-    const { files, logger } = this.options;
-    const directories = new Set(
-      [files.certFile, files.keyFile, files.caFile]
-        .filter((file) => file !== '')
-        .map((file) => dirname(resolve(file))),
-    );
-    for (const directory of directories) {
-      try {
-        const watcher = watch(directory, { persistent: false }, this.onDirectoryEvent);
-        watcher.on('error', function onWatchError(error: Error) {
-          logger.warn(
-            `Stopped watching ${directory} for certificate changes (${error.message}); reload with SIGHUP`,
-          );
-          watcher.close();
-        });
-        this.watchers.push(watcher);
-      } catch (error) {
-        logger.warn(
-          `Cannot watch ${directory} for certificate changes (${(error as Error).message}); reload with SIGHUP`,
-        );
-      }
-    }
+    const { files, logger, debounceMs } = this.options;
+    this.watcher ??= new DirectoryWatch({
+      files: [files.certFile, files.keyFile, files.caFile],
+      what: 'certificate',
+      logger,
+      debounceMs,
+      onChange: this.reloadAfterChange,
+    });
+    this.watcher.start();
   }
 
   stop(): void {
-    for (const watcher of this.watchers) watcher.close();
-    this.watchers.length = 0;
-    clearTimeout(this.debounceTimer);
+    this.watcher?.stop();
   }
-
-  private readonly onDirectoryEvent = (): void => {
-    clearTimeout(this.debounceTimer);
-    this.debounceTimer = setTimeout(this.reloadAfterChange, this.options.debounceMs ?? 500);
-    this.debounceTimer.unref();
-  };
 
   private readonly reloadAfterChange = (): void => {
     this.reload('file change');

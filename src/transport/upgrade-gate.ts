@@ -1,6 +1,9 @@
 import type { IncomingMessage } from 'node:http';
+import type { Identity } from '../auth/claims.js';
+import { describeRoom } from '../auth/patterns.js';
+import { credentialOf, type TokenVerifier, type Verification } from '../auth/verifier.js';
 import { type Position, parsePosition } from '../history/history.js';
-import { REJECT_REASONS, type RejectReason } from '../stats.js';
+import { type AuthFailureReason, REJECT_REASONS, type RejectReason } from '../stats.js';
 import { clientAddressOf, limitKey } from './address.js';
 import { describeRequest, type FaultPlan, parseFaultQuery, type ReceivedRequest } from './fault-injection.js';
 import { OriginAllowlist } from './origin.js';
@@ -19,6 +22,10 @@ export interface GateOptions {
   readonly trustProxyHops: number;
   /** Honour the fault-injection query (?delay, ?close, ?drop, ?hello, ?status, …); otherwise it is ignored. */
   readonly allowFaultInjection?: boolean;
+  /** --auth=jwt: every upgrade needs a token this verifies (issue 15). */
+  readonly verifier?: TokenVerifier | undefined;
+  /** Open connections allowed per token `sub`; 0 is unlimited. */
+  readonly maxConnectionsPerUser?: number;
 }
 
 const UNLIMITED: GateOptions = {
@@ -39,6 +46,10 @@ export type Admission =
       readonly received?: ReceivedRequest | undefined;
       /** ?since=EPOCH:OFFSET: the position a wshub.v1 client resumes from (issue 16). */
       readonly since?: Position | undefined;
+      /** With --auth=jwt, before verification: the token (never logged). Pass the admission to authenticate(). */
+      readonly token?: string | undefined;
+      /** With --auth=jwt, after admitAuthenticated(): who connects and what it may do. */
+      readonly identity?: Identity | undefined;
     }
   | {
       readonly ok: false;
@@ -50,6 +61,8 @@ export type Admission =
       readonly clientAddress: string;
       /** ?status=CODE: the plan that asked for this refusal (counted as a fault injection). */
       readonly faults?: FaultPlan | undefined;
+      /** Set when the access policy refused it (wshub_auth_failures_total). */
+      readonly authFailure?: AuthFailureReason | undefined;
     };
 
 /** Seconds a client refused by a connection limit (or a draining server) is asked to wait. */
@@ -69,6 +82,7 @@ export class UpgradeGate {
   private draining = false;
   private open = 0;
   private readonly openByAddress = new Map<string, number>();
+  private readonly openByUser = new Map<string, number>();
   private readonly origins: OriginAllowlist;
 
   constructor(private readonly options: GateOptions = UNLIMITED) {
@@ -131,6 +145,71 @@ export class UpgradeGate {
     if (origin !== undefined && !this.origins.allows(origin)) {
       return refusal(clientAddress, 'origin_not_allowed', 403, 'origin not allowed');
     }
+    const full = this.capacityRefusal(clientAddress);
+    if (full !== undefined) return full;
+    const since = sinceOf(request.url);
+    if (since === null) {
+      return refusal(
+        clientAddress,
+        'invalid_position',
+        400,
+        'since must be EPOCH:OFFSET, as in a welcome frame',
+      );
+    }
+    let faults: FaultPlan | undefined;
+    let received: ReceivedRequest | undefined;
+    if (this.options.allowFaultInjection) {
+      const parsed = parseFaultQuery(request.url);
+      if (!parsed.ok) return refusal(clientAddress, 'invalid_fault_injection', 400, parsed.detail);
+      faults = parsed.plan;
+      if (faults?.hello === true) received = describeRequest(request);
+    }
+    if (this.options.verifier !== undefined) {
+      // RFC 6750 §3.1: a request without credentials gets the challenge and no error code.
+      const credential = credentialOf(request);
+      if (credential.kind === 'missing') {
+        return authRefusal(
+          clientAddress,
+          'missing',
+          401,
+          'no token (Authorization: Bearer or ?access_token=)',
+          {
+            'WWW-Authenticate': `Bearer realm="${REALM}"`,
+          },
+        );
+      }
+      if (credential.kind === 'malformed') {
+        return authRefusal(clientAddress, 'malformed', 401, credential.detail, {
+          'WWW-Authenticate': challenge('invalid_request', credential.detail),
+        });
+      }
+      return {
+        ok: true,
+        route: match.route,
+        clientAddress,
+        faults,
+        since,
+        received,
+        token: credential.token,
+      };
+    }
+    return (
+      injectedRefusal(clientAddress, faults) ?? {
+        ok: true,
+        route: match.route,
+        clientAddress,
+        faults,
+        since,
+        received,
+      }
+    );
+  }
+
+  /** Draining and the connection limits: checked on admit(), and again once a token is verified. */
+  private capacityRefusal(clientAddress: string): Admission | undefined {
+    if (this.draining) {
+      return refusal(clientAddress, 'shutting_down', 503, 'server is shutting down', retryAfter());
+    }
     const { maxConnections, maxConnectionsPerIp } = this.options;
     if (maxConnections > 0 && this.open >= maxConnections) {
       return refusal(clientAddress, 'max_connections', 503, 'server connection limit reached', retryAfter());
@@ -144,37 +223,71 @@ export class UpgradeGate {
         retryAfter(),
       );
     }
-    const since = sinceOf(request.url);
-    if (since === null) {
-      return refusal(
+    return undefined;
+  }
+
+  /**
+   * Verifies the token of an admission that carries one. The only asynchronous
+   * step of admission; what it decides is applied by admitAuthenticated().
+   */
+  authenticate(admission: Extract<Admission, { ok: true }>): Promise<Verification> {
+    return (this.options.verifier as TokenVerifier).verify(admission.token as string);
+  }
+
+  /**
+   * The rest of admission once the token is verified, synchronous like admit():
+   * the caller completes the upgrade in the same turn, so no other connection
+   * is admitted between this check and opened() and no limit is overshot.
+   * Draining and the limits are checked again: they may have changed while the
+   * token was being verified. Then the room (403) and the per-user limit (429).
+   */
+  admitAuthenticated(admission: Extract<Admission, { ok: true }>, verification: Verification): Admission {
+    const { clientAddress, route } = admission;
+    if (!verification.ok) {
+      // The keys could not be fetched: the token may well be good; ask the client to come back.
+      if (verification.reason === 'keys_unavailable') {
+        return authRefusal(
+          clientAddress,
+          'keys_unavailable',
+          503,
+          'cannot verify tokens now: no keys',
+          retryAfter(),
+        );
+      }
+      return authRefusal(clientAddress, verification.reason, 401, verification.detail, {
+        'WWW-Authenticate': challenge('invalid_token', verification.detail),
+      });
+    }
+    const full = this.capacityRefusal(clientAddress);
+    if (full !== undefined) return full;
+    const { identity } = verification;
+    if (!identity.mayJoin(route.room)) {
+      const detail = `the token's "rooms" do not cover ${describeRoom(route.room)}`;
+      return authRefusal(clientAddress, 'room', 403, detail, {
+        'WWW-Authenticate': challenge('insufficient_scope', detail),
+      });
+    }
+    const perUser = this.options.maxConnectionsPerUser ?? 0;
+    if (perUser > 0 && (this.openByUser.get(identity.user) ?? 0) >= perUser) {
+      return authRefusal(
         clientAddress,
-        'invalid_position',
-        400,
-        'since must be EPOCH:OFFSET, as in a welcome frame',
+        'user_limit',
+        429,
+        `more than ${perUser} connections for this user`,
+        retryAfter(),
       );
     }
-    if (this.options.allowFaultInjection) {
-      const faults = parseFaultQuery(request.url);
-      if (!faults.ok) return refusal(clientAddress, 'invalid_fault_injection', 400, faults.detail);
-      const plan = faults.plan;
-      // Last of the checks: a handshake the server would have accepted, refused as the client asked.
-      if (plan?.status !== undefined) {
-        const { code, retryAfter } = plan.status;
-        return {
-          ...refusal(
-            clientAddress,
-            'injected_status',
-            code,
-            `refused as the client asked (?status=${code})`,
-            retryAfter === undefined ? undefined : { 'Retry-After': String(retryAfter) },
-          ),
-          faults: plan,
-        };
+    return (
+      injectedRefusal(clientAddress, admission.faults) ?? {
+        ok: true,
+        route,
+        clientAddress,
+        faults: admission.faults,
+        since: admission.since,
+        received: admission.received,
+        identity,
       }
-      const received = plan?.hello === true ? describeRequest(request) : undefined;
-      return { ok: true, route: match.route, clientAddress, faults: plan, since, received };
-    }
-    return { ok: true, route: match.route, clientAddress, since };
+    );
   }
 
   /**
@@ -182,18 +295,22 @@ export class UpgradeGate {
    * synchronously (no verifyClient), so no other request is admitted between
    * admit() and this call, and a limit can never be overshot.
    */
-  opened(clientAddress: string): void {
+  opened(clientAddress: string, user?: string): void {
     this.open++;
-    this.openByAddress.set(clientAddress, (this.openByAddress.get(clientAddress) ?? 0) + 1);
+    increment(this.openByAddress, clientAddress);
+    if (user !== undefined) increment(this.openByUser, user);
   }
 
   /** A connection reported to opened() has closed. */
-  closed(clientAddress: string): void {
-    const count = this.openByAddress.get(clientAddress);
-    if (count === undefined) return;
+  closed(clientAddress: string, user?: string): void {
+    if (!decrement(this.openByAddress, clientAddress)) return;
     this.open--;
-    if (count <= 1) this.openByAddress.delete(clientAddress);
-    else this.openByAddress.set(clientAddress, count - 1);
+    if (user !== undefined) decrement(this.openByUser, user);
+  }
+
+  /** Distinct users (token `sub`) with at least one open connection. */
+  get trackedUsers(): number {
+    return this.openByUser.size;
   }
 }
 
@@ -216,6 +333,63 @@ function refusal(
   return { ok: false, reason, status, detail, headers, clientAddress };
 }
 
+/**
+ * ?status=CODE (--allow-fault-injection): the last of the checks, so only a handshake the server
+ * would have accepted (its token verified, with --auth=jwt) is refused as the client asked.
+ */
+function injectedRefusal(clientAddress: string, plan: FaultPlan | undefined): Admission | undefined {
+  if (plan?.status === undefined) return undefined;
+  const { code, retryAfter } = plan.status;
+  return {
+    ...refusal(
+      clientAddress,
+      'injected_status',
+      code,
+      `refused as the client asked (?status=${code})`,
+      retryAfter === undefined ? undefined : { 'Retry-After': String(retryAfter) },
+    ),
+    faults: plan,
+  };
+}
+
 function retryAfter(): Record<string, string> {
   return { 'Retry-After': String(RETRY_AFTER_SECONDS) };
+}
+
+function increment(counts: Map<string, number>, key: string): void {
+  counts.set(key, (counts.get(key) ?? 0) + 1);
+}
+
+/** Counts down; a key leaves the map at zero. False when the key was not there. */
+function decrement(counts: Map<string, number>, key: string): boolean {
+  const count = counts.get(key);
+  if (count === undefined) return false;
+  if (count <= 1) counts.delete(key);
+  else counts.set(key, count - 1);
+  return true;
+}
+
+const REALM = 'wshub';
+
+/** RFC 6750 §3: error_description allows no '"' or '\\'. */
+function challenge(error: string, description: string): string {
+  return `Bearer realm="${REALM}", error="${error}", error_description="${description.replace(/["\\]/g, "'")}"`;
+}
+
+const AUTH_REJECT_REASONS: Readonly<Record<number, RejectReason>> = {
+  401: 'unauthorized',
+  403: 'forbidden',
+  429: 'max_connections_per_user',
+  503: 'auth_unavailable',
+};
+
+function authRefusal(
+  clientAddress: string,
+  authFailure: AuthFailureReason,
+  status: number,
+  detail: string,
+  headers: Record<string, string>,
+): Admission {
+  const reason = AUTH_REJECT_REASONS[status] as RejectReason;
+  return { ok: false, reason, status, detail, headers, clientAddress, authFailure };
 }

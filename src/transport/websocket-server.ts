@@ -2,12 +2,19 @@ import { Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 import { TLSSocket } from 'node:tls';
 import type { PerMessageDeflateOptions } from 'ws';
-import { DISCONNECT, type DisconnectReason } from '../disconnects.js';
+import type { Identity } from '../auth/claims.js';
+import { describeRoom } from '../auth/patterns.js';
+import { DISCONNECT, type Disconnect, type DisconnectReason } from '../disconnects.js';
 import type { Hub } from '../hub/hub.js';
 import type { Logger, RateLimitedLog } from '../log.js';
-import type { Stats } from '../stats.js';
+import type { AuthFailureReason, Stats } from '../stats.js';
 import { sharedDeflateOptions } from './compression.js';
-import { type Connection, type ConnectionOwner, connectionFields } from './connection.js';
+import {
+  type Connection,
+  type ConnectionGuard,
+  type ConnectionOwner,
+  connectionFields,
+} from './connection.js';
 import { FaultActions, type InstanceInfo } from './fault-actions.js';
 import { type AdmittedUpgrade, Handshake } from './handshake.js';
 import { isHttp2Stream } from './http2.js';
@@ -45,6 +52,10 @@ export interface TransportOptions {
   readonly instance?: InstanceInfo;
   /** Subprotocols the server speaks (Sec-WebSocket-Protocol): 'wshub.v1' with room history (issue 16). */
   readonly subprotocols?: readonly string[];
+  /** false: every client is receive-only (--client-publish=false). Default true. */
+  readonly clientPublish?: boolean;
+  /** Messages a client may send per second, bursts of as many (token bucket); 0 or absent: unlimited. */
+  readonly maxMessagesPerSecond?: number;
 }
 
 /**
@@ -115,13 +126,21 @@ export class WebSocketTransport implements ConnectionOwner {
       negotiatedDeflateWindowBits(connection._extensions),
       connection,
     );
+    const identity = admission.identity;
+    const { clientPublish = true, maxMessagesPerSecond = 0 } = this.options;
+    if (identity !== undefined || !clientPublish || maxMessagesPerSecond > 0) {
+      connection.guard = guardOf(connection.room, identity, clientPublish, maxMessagesPerSecond);
+    }
     this.connections.add(connection);
-    this.options.gate.opened(clientAddress);
+    this.options.gate.opened(clientAddress, identity?.user);
     this.keepalive.track(connection);
     this.options.stats.connectionsTotal++;
     this.options.stats.connectionsByHttpVersion[connection.httpVersion]++;
     const fields = connectionFields(connection);
-    this.options.logger.info(`WebSocket connected: ${fields.remote_addr}`, fields);
+    this.options.logger.info(
+      `WebSocket connected: ${fields.remote_addr}`,
+      identity === undefined ? fields : { ...fields, user: identity.user },
+    );
     this.options.hub.join(connection, admission.since);
     if (admission.faults !== undefined) this.faults.start(connection, admission.faults, admission.received);
   };
@@ -131,8 +150,69 @@ export class WebSocketTransport implements ConnectionOwner {
     connection.messagesReceived++;
     stats.messagesReceived++;
     stats.bytesReceived += data.length;
+    const guard = connection.guard;
+    if (guard !== undefined && !this.mayDeliver(connection, guard)) return;
     if (connection.faults === undefined) this.options.hub.receive(connection, data, isBinary);
     else this.faults.receive(connection, connection.faults, data, isBinary);
+  }
+
+  /**
+   * The access policy on the message path (issue 15): a connection that may not publish to
+   * its room, or that sends faster than --max-messages-per-second, is closed with 1008 and
+   * the message is not delivered; nor is anything it sends while that close completes.
+   * Each refused message is counted.
+   */
+  private mayDeliver(connection: Connection, guard: ConnectionGuard): boolean {
+    const refusedBefore = connection.serverCloseReason;
+    if (refusedBefore === 'publish_denied' || refusedBefore === 'rate_limited') {
+      this.options.stats.authFailures[refusedBefore === 'publish_denied' ? 'publish' : 'rate']++;
+      return false;
+    }
+    if (!guard.mayPublish) {
+      const why =
+        this.options.clientPublish === false
+          ? 'clients may not send messages (--client-publish=false)'
+          : `the token's "publish" does not cover ${describeRoom(connection.room)}`;
+      this.refuseMessage(connection, 'publish', DISCONNECT.publish_denied, why);
+      return false;
+    }
+    const rate = this.options.maxMessagesPerSecond ?? 0;
+    if (rate > 0) {
+      const now = performance.now();
+      guard.tokens = Math.min(rate, guard.tokens + ((now - guard.refilledAt) / 1000) * rate);
+      guard.refilledAt = now;
+      if (guard.tokens < 1) {
+        this.refuseMessage(
+          connection,
+          'rate',
+          DISCONNECT.rate_limited,
+          `more than ${rate} messages per second (--max-messages-per-second)`,
+        );
+        return false;
+      }
+      guard.tokens -= 1;
+    }
+    return true;
+  }
+
+  private refuseMessage(
+    connection: Connection,
+    failure: AuthFailureReason,
+    disconnect: Disconnect,
+    why: string,
+  ): void {
+    this.options.stats.authFailures[failure]++;
+    this.options.limitedLog.log(
+      disconnect.reason,
+      'warn',
+      `Closing ${connection.peer} with ${disconnect.code}: ${why}; message not delivered`,
+      {
+        ...connectionFields(connection),
+        reason: disconnect.reason,
+        user: connection.guard?.user || undefined,
+      },
+    );
+    connection.disconnect(disconnect);
   }
 
   closed(connection: Connection, code: number): void {
@@ -141,7 +221,8 @@ export class WebSocketTransport implements ConnectionOwner {
     // A failed write is found here, on the stream, rather than by an 'error' listener on every socket.
     const socketError = connection.socketError;
     if (socketError !== null) this.socketFailed(connection, socketError);
-    this.options.gate.closed(connection.clientAddress);
+    const user = connection.guard?.user;
+    this.options.gate.closed(connection.clientAddress, user === '' ? undefined : user);
     const stats = this.options.stats;
     stats.disconnectionsTotal++;
     if (connection.serverCloseReason !== undefined) stats.serverDisconnects[connection.serverCloseReason]++;
@@ -210,4 +291,22 @@ export class WebSocketTransport implements ConnectionOwner {
     if (this.connections.size === 0) return Promise.resolve();
     return new Promise((resolve) => this.allClosedWaiters.push(resolve));
   }
+}
+
+/** A new connection's guard (see ConnectionGuard); the token's exp moves to the keepalive clock. */
+function guardOf(
+  room: string,
+  identity: Identity | undefined,
+  clientPublish: boolean,
+  maxMessagesPerSecond: number,
+): ConnectionGuard {
+  const now = performance.now();
+  const exp = identity?.expiresAt;
+  return {
+    user: identity?.user ?? '',
+    mayPublish: clientPublish && (identity === undefined || identity.mayPublish(room)),
+    expiresAt: exp === undefined ? 0 : Math.max(1, now + (exp * 1000 - Date.now())),
+    tokens: maxMessagesPerSecond,
+    refilledAt: now,
+  };
 }

@@ -1,3 +1,5 @@
+import { requireToken } from '../auth/http-guard.js';
+import type { AuthService } from '../auth/service.js';
 import type { Config } from '../config/settings.js';
 import { consoleRoutes } from '../console/routes.js';
 import { type ConsoleSnapshot, snapshotReader } from '../console/snapshot.js';
@@ -19,10 +21,12 @@ export function plainRoutes(
     readonly workers: number;
     readonly stats: Stats;
     readonly limitedLog: RateLimitedLog;
+    /** --auth=jwt (issue 15). */
+    readonly auth: AuthService | undefined;
   },
 ): Map<string, PlainRoute> {
   const routes = new Map<string, PlainRoute>();
-  const { broadcastHub, worker } = parts;
+  const { broadcastHub, worker, auth, stats } = parts;
   if (config.consoleEnabled) {
     const readSnapshot = snapshotReader({
       stats: parts.stats,
@@ -41,14 +45,23 @@ export function plainRoutes(
       snapshot: worker ? () => worker.clusterConsole() as Promise<ConsoleSnapshot> : readSnapshot,
       history: config.mode === 'broadcast' && config.historySize > 0,
     })) {
-      routes.set(path, route);
+      // Issue 15: with --auth=jwt the live figures (room names among them) need a token; the page itself is static.
+      const guarded =
+        auth && path === '/stats'
+          ? requireToken(route, auth.verifier, (reason) => {
+              stats.authFailures[reason]++;
+            })
+          : route;
+      routes.set(path, guarded);
     }
   }
-  if (config.publishToken !== '' && parts.broadcastHub !== undefined) {
+  // Issue 15: with --auth=jwt a token whose "publish" claim covers the room may publish too.
+  if ((config.publishToken !== '' || auth !== undefined) && parts.broadcastHub !== undefined) {
     routes.set(
       '/publish',
       publishRoute({
         token: config.publishToken,
+        verifier: auth?.verifier,
         ratePerSecond: shareOf(config.publishRate, parts.workers),
         maxBytes: config.maxMessageSize,
         publisher: parts.broadcastHub,

@@ -3,6 +3,7 @@ import type { Logger, RateLimitedLog } from '../log.js';
 import type { Stats } from '../stats.js';
 import { TlsReloader } from '../transport/tls.js';
 import { loadTlsMaterial, type TlsFiles } from '../transport/tls-files.js';
+import { checkAuthFiles } from './auth.js';
 
 export const tlsFilesOf = (config: Config): TlsFiles => ({
   certFile: config.tlsCertFile,
@@ -10,9 +11,10 @@ export const tlsFilesOf = (config: Config): TlsFiles => ({
   caFile: config.tlsCaFile,
 });
 
-/** What --check-config verifies beyond the values: the files startup would read (the TLS pair). */
+/** What --check-config verifies beyond the values: the files startup would read (the TLS pair, the auth keys). */
 export function checkStartupFiles(config: Config): void {
   if (config.tlsEnabled) loadTlsMaterial(tlsFilesOf(config));
+  checkAuthFiles(config);
 }
 
 /** The TLS of the WebSocket port when enabled (the pair read and validated now); says so when files are set but TLS is off. */

@@ -1,5 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import { hostname } from 'node:os';
+import type { TokenVerifier } from '../auth/verifier.js';
 import type { Config } from '../config/settings.js';
 import type { Hub } from '../hub/hub.js';
 import type { Logger, RateLimitedLog } from '../log.js';
@@ -19,13 +20,15 @@ export const shareOf = (limit: number, workers: number): number =>
   limit === 0 ? 0 : Math.ceil(limit / workers);
 
 /** The upgrade gate: admission limits (a worker's share of them), origins, proxies, fault injection. */
-export function buildGate(config: Config, workers: number): UpgradeGate {
+export function buildGate(config: Config, workers: number, verifier?: TokenVerifier): UpgradeGate {
   return new UpgradeGate({
     maxConnections: shareOf(config.maxConnections, workers),
     maxConnectionsPerIp: shareOf(config.maxConnectionsPerIp, workers),
     allowedOrigins: config.allowedOrigins,
     trustProxyHops: config.trustProxyHops,
     allowFaultInjection: config.allowFaultInjection,
+    verifier,
+    maxConnectionsPerUser: shareOf(config.maxConnectionsPerUser, workers),
   });
 }
 
@@ -56,7 +59,10 @@ export function buildTransport(
       pingTimeoutMs: config.pingTimeout,
       idleTimeoutMs: config.idleTimeout,
       maxLifetimeMs: config.maxConnectionLifetime,
+      tokenExpiry: config.auth === 'jwt',
     },
+    clientPublish: config.clientPublish,
+    maxMessagesPerSecond: config.maxMessagesPerSecond,
     ...parts,
     instance: { hostname: hostname(), id: randomBytes(4).toString('hex'), version: VERSION },
   });

@@ -1,0 +1,55 @@
+import { AuthService, type JwksUrlTimings } from '../auth/service.js';
+import type { Config } from '../config/settings.js';
+import type { Health } from '../lifecycle/health.js';
+import { type Logger, RateLimitedLog } from '../log.js';
+import { Stats } from '../stats.js';
+
+const authConfigOf = (config: Config) => ({
+  secretFile: config.authJwtSecretFile,
+  jwksFile: config.authJwksFile,
+  jwksUrl: config.authJwksUrl,
+  issuer: config.authJwtIssuer,
+  audience: config.authJwtAudience,
+});
+
+/**
+ * --auth=jwt (issue 15): the key sources and the verifier, the key files read now (a broken
+ * one is a UsageError: exit 2); undefined with --auth=none.
+ */
+export function buildAuth(
+  config: Config,
+  parts: {
+    readonly stats: Stats;
+    readonly logger: Logger;
+    readonly limitedLog: RateLimitedLog;
+    readonly jwksUrlTimings?: JwksUrlTimings | undefined;
+  },
+): AuthService | undefined {
+  if (config.auth !== 'jwt') return undefined;
+  return new AuthService({ config: authConfigOf(config), ...parts });
+}
+
+/** Reads the auth key files as startup would (a JWKS URL is not fetched): a UsageError names the broken one. */
+export function checkAuthFiles(config: Config): void {
+  const quiet = { info() {}, warn() {}, error() {} };
+  buildAuth(config, { stats: new Stats(), logger: quiet, limitedLog: new RateLimitedLog(quiet) });
+}
+
+/**
+ * After listening: the startup line, watching the key files (--tls-watch decides for the
+ * certificate and the keys alike), the first JWKS URL fetch and its readiness check.
+ */
+export function startAuth(
+  auth: AuthService,
+  parts: {
+    readonly config: Config;
+    readonly logger: Logger;
+    readonly health: Health;
+    readonly quiet: boolean;
+  },
+): void {
+  if (!parts.quiet) parts.logger.info(auth.describe());
+  auth.start(parts.config.tlsWatch);
+  const keys = auth.keysCheck;
+  if (keys) parts.health.addCheck('auth_keys', keys.ready, { describe: keys.describe });
+}
