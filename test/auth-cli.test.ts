@@ -36,6 +36,14 @@ describe('auth configuration errors (exit 2, naming the flags)', () => {
     fails(['--auth=basic'], ErrorCode.INVALID_VALUE, /one of none, jwt/);
   });
 
+  it('--client-publish=false, --no-client-publish, the env and YAML key all make clients receive-only', () => {
+    assert.equal(loadConfig([], {}).config.clientPublish, true);
+    assert.equal(loadConfig(['--client-publish=false'], {}).config.clientPublish, false);
+    assert.equal(loadConfig(['--no-client-publish'], {}).config.clientPublish, false);
+    assert.equal(loadConfig([], { WSHUB_CLIENT_PUBLISH: 'false' }).config.clientPublish, false);
+    fails(['--client-publish=maybe'], ErrorCode.INVALID_VALUE, /--client-publish/);
+  });
+
   it('exits 2 with one line for a short secret, a missing file and a JWKS holding a private key', async () => {
     const dir = mkdtempSync(join(tmpdir(), 'wshub-auth-'));
     try {

@@ -464,7 +464,7 @@ export const SETTINGS = {
     flag: 'client-publish',
     kind: bool(),
     default: true,
-    doc: 'Let clients send messages; --no-client-publish makes every client receive-only (a message closes it with 1008; POST /publish still delivers)',
+    doc: 'Let clients send messages; --client-publish=false (or --no-client-publish) makes every client receive-only (a message closes it with 1008; POST /publish still delivers)',
   }),
   maxMessagesPerSecond: setting({
     key: 'limits.maxMessagesPerSecond',
