@@ -253,4 +253,6 @@ export class Stats {
   shutdownPhase = 0;
   /** WebSocket connections accepted during --drain-delay (readiness already 503). */
   acceptedWhileDraining = 0;
+  /** `reconnect` frames sent to wshub.v1 clients before their 1001 close at shutdown (issue 17). */
+  reconnectFramesSent = 0;
 }

@@ -82,8 +82,19 @@ export async function shutDown(parts: ShutdownParts): Promise<void> {
       `Closing ${open} connection${open === 1 ? '' : 's'} with 1001 (going away)${spread ? ` spread over ${formatDuration(drainWindowMs)} (--drain-window)` : ''}`,
       { connections: open, close_code: 1001, drain_window_ms: spread ? drainWindowMs : 0 },
     );
-    if (spread) await closeSpread([...transport.connections], drainWindowMs);
-    else for (const connection of transport.connections) closeGoingAway(connection);
+    const framesBefore = stats.reconnectFramesSent;
+    const withinMs = reconnectWithinMs(drainWindowMs > 0 ? drainWindowMs / open : 0);
+    const goAway = (connection: Connection): void =>
+      transport.goAway(connection, DISCONNECT.shutdown, 'shutdown', withinMs);
+    if (spread) await closeSpread([...transport.connections], drainWindowMs, goAway);
+    else for (const connection of transport.connections) goAway(connection);
+    const told = stats.reconnectFramesSent - framesBefore;
+    if (told > 0) {
+      logger.info(
+        `Told ${told} wshub.v1 client${told === 1 ? '' : 's'} to reconnect elsewhere within ${formatDuration(withinMs)} before their 1001`,
+        { connections: told, within_ms: withinMs },
+      );
+    }
     const deadline = Date.now() + timeoutMs;
     stats.shutdownPhase = SHUTDOWN_PHASES.waiting;
     const finishedInTime = await Promise.race([
@@ -117,8 +128,21 @@ export async function shutDown(parts: ShutdownParts): Promise<void> {
 /** Values of the wshub_shutdown_phase gauge. */
 export const SHUTDOWN_PHASES = { serving: 0, delay: 1, closing: 2, waiting: 3 } as const;
 
-function closeGoingAway(connection: Connection): void {
-  connection.disconnect(DISCONNECT.shutdown);
+/** Bounds of the `within_ms` a reconnect frame carries (see reconnectWithinMs). */
+const RECONNECT_WITHIN_MIN_MS = 100;
+const RECONNECT_WITHIN_MAX_MS = 5000;
+/** Without --drain-window every client is closed at once: they spread their reconnections over this long. */
+const RECONNECT_WITHIN_AT_ONCE_MS = 1000;
+
+/**
+ * How long a wshub.v1 client told to reconnect spreads its reconnection over (uniform, full jitter).
+ * Over a drain window the server closes one connection every `slotMs` already: reconnecting within a
+ * slot keeps the reconnection rate at the close rate. Closed all at once, the clients spread over a
+ * second themselves; a larger --drain-window is what spreads a big node further.
+ */
+export function reconnectWithinMs(slotMs: number): number {
+  const wanted = slotMs > 0 ? slotMs : RECONNECT_WITHIN_AT_ONCE_MS;
+  return Math.round(Math.min(RECONNECT_WITHIN_MAX_MS, Math.max(RECONNECT_WITHIN_MIN_MS, wanted)));
 }
 
 /**
@@ -127,7 +151,11 @@ function closeGoingAway(connection: Connection): void {
  * replicas draining at once do not close in lockstep. One timer at a time, not one per connection;
  * each wake-up closes every connection whose time has come.
  */
-async function closeSpread(connections: readonly Connection[], windowMs: number): Promise<void> {
+async function closeSpread(
+  connections: readonly Connection[],
+  windowMs: number,
+  closeGoingAway: (connection: Connection) => void,
+): Promise<void> {
   const slot = windowMs / connections.length;
   const due = connections.map((_, index) => (index + Math.random()) * slot);
   const started = Date.now();

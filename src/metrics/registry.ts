@@ -221,6 +221,12 @@ export function createMetricsRegistry(sources: MetricSources): Registry {
     'WebSocket connections accepted during --drain-delay (readiness already 503)',
     { read: (set) => set(stats.acceptedWhileDraining) },
   );
+  mirrorCounter(
+    registry,
+    'wshub_reconnect_frames_total',
+    'reconnect frames sent to wshub.v1 clients before their 1001 close at shutdown (reconnect elsewhere and resume)',
+    { read: (set) => set(stats.reconnectFramesSent) },
+  );
 
   mirrorCounter(
     registry,

@@ -69,11 +69,16 @@ export interface ConnectOptions {
   readonly onReset?: (info: ResetInfo) => void;
   /** Connected (after a welcome with wshub.v1); `resumed` when it continued from an earlier position. */
   readonly onOpen?: (info: { readonly position?: Position; readonly resumed: boolean }) => void;
-  /** A connection ended; `retryInMs` is undefined when the client was closed for good. */
+  /**
+   * A connection ended; `retryInMs` is undefined when the client was closed for good. `drained`:
+   * the server asked this client to reconnect elsewhere first (a `reconnect` frame: the node is
+   * going away), so the retry is a resume within the server's window, not a backoff after a failure.
+   */
   readonly onClose?: (info: {
     readonly code: number;
     readonly reason: string;
     readonly retryInMs?: number;
+    readonly drained?: boolean;
   }) => void;
 }
 
@@ -97,7 +102,11 @@ interface ServerFrame {
   readonly offset?: number;
   readonly data?: string;
   readonly data_b64?: string;
+  readonly within_ms?: number;
 }
+
+/** The largest `within_ms` a reconnect frame is trusted with (a server bug must not park a client). */
+const MAX_RECONNECT_WITHIN_MS = 60_000;
 
 function decodeBase64(text: string): Uint8Array {
   const binary = atob(text);
@@ -125,6 +134,8 @@ export function connect(url: string, options: ConnectOptions = {}): WshubClient 
   let closedForGood = false;
   /** Cleared when the server does not speak wshub.v1 and the WebSocket refuses that (`ws` does). */
   let offerV1 = options.subprotocol ?? true;
+  /** Set by a `reconnect` frame on this connection: the window to come back within once it closes. */
+  let drainedWithinMs: number | undefined;
 
   const urlFor = async (): Promise<string> => {
     const target = new URL(url);
@@ -143,6 +154,13 @@ export function connect(url: string, options: ConnectOptions = {}): WshubClient 
       return;
     }
     const room = frame.room ?? '';
+    if (frame.type === 'reconnect') {
+      // The node is going away (a drain): its close (1001) follows. Come back, to whichever node the
+      // load balancer picks, from the last position, within the server's window with full jitter.
+      const within = Number(frame.within_ms);
+      drainedWithinMs = Number.isFinite(within) ? Math.min(Math.max(within, 0), MAX_RECONNECT_WITHIN_MS) : 0;
+      return;
+    }
     if (typeof frame.epoch !== 'string' || typeof frame.offset !== 'number') return;
     const here: Position = { epoch: frame.epoch, offset: frame.offset };
     switch (frame.type) {
@@ -185,6 +203,7 @@ export function connect(url: string, options: ConnectOptions = {}): WshubClient 
     if (closedForGood) return;
     const ws = offerV1 ? new Socket(target, SUBPROTOCOL) : new Socket(target);
     socket = ws;
+    drainedWithinMs = undefined;
     ws.binaryType = 'arraybuffer';
     ws.onopen = () => {
       state = 'open';
@@ -226,12 +245,21 @@ export function connect(url: string, options: ConnectOptions = {}): WshubClient 
       options.onClose?.({ code, reason });
       return;
     }
-    // Full jitter (a uniform delay up to the exponential cap): reconnections of many clients spread out.
-    const cap = Math.min(maxDelay, minDelay * 2 ** Math.min(attempt, 20));
+    const drained = drainedWithinMs;
+    drainedWithinMs = undefined;
+    // Full jitter (a uniform delay up to the cap): reconnections of many clients spread out. After a
+    // drain the cap is the server's window and the backoff starts over (nothing failed); otherwise
+    // the cap doubles per failed attempt.
+    const cap = drained ?? Math.min(maxDelay, minDelay * 2 ** Math.min(attempt, 20));
     const delay = Math.floor(Math.random() * cap);
-    attempt++;
+    if (drained === undefined) attempt++;
+    else attempt = 0;
     state = 'waiting';
-    options.onClose?.({ code, reason, retryInMs: delay });
+    options.onClose?.(
+      drained === undefined
+        ? { code, reason, retryInMs: delay }
+        : { code, reason, retryInMs: delay, drained: true },
+    );
     timer = setTimeout(() => {
       timer = undefined;
       void open();

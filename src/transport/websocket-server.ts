@@ -5,6 +5,7 @@ import type { PerMessageDeflateOptions } from 'ws';
 import type { Identity } from '../auth/claims.js';
 import { describeRoom } from '../auth/patterns.js';
 import { DISCONNECT, type Disconnect, type DisconnectReason } from '../disconnects.js';
+import { type ReconnectReason, reconnectFrame, SUBPROTOCOL_V1 } from '../history/history.js';
 import type { Hub } from '../hub/hub.js';
 import type { Logger, RateLimitedLog } from '../log.js';
 import type { AuthFailureReason, Stats } from '../stats.js';
@@ -21,7 +22,7 @@ import { isHttp2Stream } from './http2.js';
 import { Keepalive, type KeepaliveOptions } from './keepalive.js';
 import { disconnectReasonOf } from './protocol-errors.js';
 import type { UpgradeGate } from './upgrade-gate.js';
-import { Writer, WriterGroup } from './writer.js';
+import { OPEN, Writer, WriterGroup } from './writer.js';
 import {
   checkDescriptorShape,
   checkWsShapes,
@@ -284,6 +285,19 @@ export class WebSocketTransport implements ConnectionOwner {
 
   pingIgnored(connection: Connection): void {
     this.faults.pingIgnored(connection);
+  }
+
+  /**
+   * Closes a connection because this node is going away (issue 17): a wshub.v1 client first gets a
+   * `reconnect` frame (reconnect elsewhere, resume, within `withinMs` with jitter), in order after
+   * everything already delivered to it, then the catalogue's close frame. Raw clients get the close only.
+   */
+  goAway(connection: Connection, disconnect: Disconnect, reason: ReconnectReason, withinMs: number): void {
+    if (connection.protocol === SUBPROTOCOL_V1 && connection.readyState === OPEN) {
+      connection.send(reconnectFrame(connection.room, reason, withinMs));
+      this.options.stats.reconnectFramesSent++;
+    }
+    connection.disconnect(disconnect);
   }
 
   /** Resolves once no connection is open. */

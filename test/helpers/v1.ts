@@ -3,7 +3,7 @@ import { type ClientOptions, WebSocket } from 'ws';
 
 /** A server frame of the wshub.v1 subprotocol (issue 16). */
 export interface V1Frame {
-  readonly type: 'welcome' | 'message' | 'reset';
+  readonly type: 'welcome' | 'message' | 'reset' | 'reconnect';
   readonly room: string;
   readonly epoch: string;
   readonly offset: number;
