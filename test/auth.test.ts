@@ -490,7 +490,7 @@ describe('--auth-jwks-url that never answers', () => {
 });
 
 describe('without auth: --client-publish=false and --max-messages-per-second', () => {
-  it('--client-publish=false (the issue\'s spelling): a client message closes it with 1008, undelivered; POST /publish still delivers', async () => {
+  it("--client-publish=false (the issue's spelling): a client message closes it with 1008, undelivered; POST /publish still delivers", async () => {
     const token = 'static-publish-token-0123456789';
     const server = await startServer([
       '--stats-interval=0',
