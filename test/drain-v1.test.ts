@@ -66,7 +66,8 @@ describe('a draining node tells wshub.v1 clients to reconnect elsewhere (issue 1
 
   it('the client library reconnects to another node within the window and resumes with no gap', async () => {
     const [a, b] = await Promise.all([
-      node(['--drain-delay=300ms', '--drain-window=500ms', '--shutdown-timeout=5s']),
+      // The drain delay is the load balancer's time to notice /readyz 503 (here: the loop below), even on a loaded machine.
+      node(['--drain-delay=1500ms', '--drain-window=500ms', '--shutdown-timeout=5s']),
       node(),
     ]);
     // The load balancer: sends new connections to A until A's readiness fails, then to B.
@@ -102,7 +103,7 @@ describe('a draining node tells wshub.v1 clients to reconnect elsewhere (issue 1
 
     const producer = await TestClient.open(`ws://127.0.0.1:${b.port}/ws/drain`);
     cleanups.push(() => producer.ws.terminate());
-    const total = 300;
+    const total = 600;
     const sending = (async () => {
       for (let i = 1; i <= total; i++) {
         producer.ws.send(`m${i}`);
@@ -113,9 +114,12 @@ describe('a draining node tells wshub.v1 clients to reconnect elsewhere (issue 1
     a.kill('SIGTERM');
     // What a load balancer does on the first failed readiness probe.
     const readyDeadline = Date.now() + 5000;
-    while ((await fetch(`${a.metricsUrl}/readyz`)).status === 200 && Date.now() < readyDeadline) {
-      await new Promise((resolve) => setTimeout(resolve, 10));
+    let ready = 200;
+    while (ready === 200 && Date.now() < readyDeadline) {
+      ready = (await fetch(`${a.metricsUrl}/readyz`)).status;
+      if (ready === 200) await new Promise((resolve) => setTimeout(resolve, 10));
     }
+    assert.equal(ready, 503, "A's /readyz turns 503 on SIGTERM");
     target = b;
     await sending;
     await until(() => got.length >= total, `${total} messages`);
