@@ -11,7 +11,8 @@
  *   loadgen hold    -p PORT -n CONNS -t SECONDS    open CONNS, print {"ready":..} and hold until -t or SIGTERM
  *   loadgen connect -p PORT -d SECONDS [-c CONCURRENCY]   open, upgrade, close handshake, repeat
  *
- * Common: -H 127.x.y.z (default 127.0.0.1, nothing but loopback accepted) -P /path (default /ws).
+ * Common: -H 127.x.y.z (default 127.0.0.1, nothing but loopback accepted) -P /path (default /ws)
+ * -A TOKEN: send "Authorization: Bearer TOKEN" with every upgrade (a wshub with --auth=jwt).
  * Client frames are masked with one key per run and pre-built once (header + masked payload); only the
  * 8-16 bytes that identify a message are masked per send. Every phase has a deadline; alarm() backs them up.
  */
@@ -65,7 +66,9 @@ static conn *cs;
 static int ntotal, opened, pending, established, failed, live;
 static uint8_t mkey[4], *frame; /* pre-masked data frame: header + payload */
 static size_t flen, hlen;
-static char upreq[512];
+static char upreq[4096];
+static const char *bearer = NULL;
+static char auth_header[3072];
 static int upreq_len;
 static struct sockaddr_in dst, pub_dst;
 static uint8_t rbuf[RBUF];
@@ -506,10 +509,11 @@ static void build_frames(void) {
       for (int i = 0; i < n && at < msize; i++, at++) frame[hlen + (size_t)at] = (uint8_t)text[i] ^ mkey[at & 3];
     }
   }
+  if (bearer) snprintf(auth_header, sizeof auth_header, "Authorization: Bearer %s\r\n", bearer);
   upreq_len = snprintf(upreq, sizeof upreq,
                        "GET %s HTTP/1.1\r\nHost: 127.0.0.1:%d\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
-                       "Sec-WebSocket-Key: d3NodWItYmVuY2gta2V5MQ==\r\nSec-WebSocket-Version: 13\r\n%s\r\n",
-                       path, port, offer_deflate ? "Sec-WebSocket-Extensions: permessage-deflate\r\n" : "");
+                       "Sec-WebSocket-Key: d3NodWItYmVuY2gta2V5MQ==\r\nSec-WebSocket-Version: 13\r\n%s%s\r\n",
+                       path, port, offer_deflate ? "Sec-WebSocket-Extensions: permessage-deflate\r\n" : "", auth_header);
 }
 
 static double arg_num(const char *s, double lo, double hi, const char *flag) {
@@ -543,10 +547,12 @@ int main(int argc, char **argv) {
     else if (!strcmp(f, "-W")) window = (long)arg_num(v, 1, 1 << 16, f);
     else if (!strcmp(f, "-c")) concurrency = (int)arg_num(v, 1, 100000, f);
     else if (!strcmp(f, "-z")) offer_deflate = (int)arg_num(v, 0, 1, f);
+    else if (!strcmp(f, "-A")) bearer = v;
     else { fprintf(stderr, "loadgen: error: unknown option %s\n", f); return 2; }
   }
   if (!port) { fprintf(stderr, "loadgen: error: -p PORT is required\n"); return 2; }
   if (strlen(path) > 200 || path[0] != '/' || strpbrk(path, " \r\n")) { fprintf(stderr, "loadgen: error: bad path\n"); return 2; }
+  if (bearer && (strlen(bearer) > 3000 || strpbrk(bearer, " \r\n"))) { fprintf(stderr, "loadgen: error: bad -A token\n"); return 2; }
   if (mode == FANOUT && msize < 16) { fprintf(stderr, "loadgen: error: fanout needs -s >= 16\n"); return 2; }
   if (inet_pton(AF_INET, host, &dst.sin_addr) != 1 || (ntohl(dst.sin_addr.s_addr) >> 24) != 127) {
     fprintf(stderr, "loadgen: error: -H must be a 127.x.y.z loopback address, got '%s'\n", host);

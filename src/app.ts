@@ -23,7 +23,7 @@ import { createWebSocketHttpServer, plainRequestHandler } from './transport/http
 import { Http2Front } from './transport/http2.js';
 import { tlsHandshakeFailureListener } from './transport/tls.js';
 import { loadTlsMaterial } from './transport/tls-files.js';
-import { buildAuth, checkAuthFiles, startAuth } from './wiring/auth.js';
+import { buildAuth, checkAuthFiles, startAuth, webSocketPathGuard } from './wiring/auth.js';
 import { joinBackplane, logBackplane } from './wiring/backplane.js';
 import { buildHistory } from './wiring/history.js';
 import { serveMetrics } from './wiring/metrics.js';
@@ -106,6 +106,7 @@ export async function start(config: Config, dependencies: AppDependencies): Prom
     limitedLog,
     auth,
   });
+  const guardWebSocketPath = webSocketPathGuard(auth);
   // Issue 17: WebSockets over HTTP/2 on the same port (h2c by its preface, h2 by ALPN).
   const http2 = config.http2
     ? new Http2Front({
@@ -114,7 +115,7 @@ export async function start(config: Config, dependencies: AppDependencies): Prom
         handshakeTimeoutMs: config.handshakeTimeout,
         maxBufferedBytes: config.maxBufferedBytes,
         onConnect: transport.handleExtendedConnect,
-        onRequest: plainRequestHandler(routes),
+        onRequest: plainRequestHandler(routes, guardWebSocketPath),
         onClientError: transport.handleClientError,
         stats,
         limitedLog,
@@ -126,6 +127,7 @@ export async function start(config: Config, dependencies: AppDependencies): Prom
     handshakeTimeoutMs: config.handshakeTimeout,
     onUpgrade: transport.handleUpgrade,
     onClientError: transport.handleClientError,
+    guardWebSocketPath,
     tls: tls && {
       secureContext: tls.serverOptions,
       onHandshakeError: tlsHandshakeFailureListener(stats, limitedLog),

@@ -5,6 +5,7 @@ import { after, before, describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import type { Page } from 'playwright-core';
 import { DISCONNECT_REASONS, PING_RTT_BUCKETS, REJECT_REASONS } from '../src/stats.js';
+import { hs256, startWithSecret } from './helpers/auth.js';
 import { type Browser, launchChromium } from './helpers/browser.js';
 import { TestClient } from './helpers/clients.js';
 import { sampleValue } from './helpers/metrics.js';
@@ -342,6 +343,64 @@ describe('console endpoints over plain HTTP', () => {
       assert.equal((await fetch(`${base}/stats`)).status, 404);
     } finally {
       await server.app.stop();
+    }
+  });
+});
+
+describe('browser console with --auth=jwt (headless Chromium)', () => {
+  it('without a token the page says it was refused (charts and connection); with the token from the field they fill', async () => {
+    const hub = await startWithSecret(['--mode=broadcast', '--ping-interval=300ms']);
+    const browser = await launchChromium();
+    const page = browser.page;
+    const good = await hs256({ sub: 'console', rooms: ['lobby'], publish: ['lobby'] });
+    const narrow = await hs256({ sub: 'console', rooms: ['news.*'] });
+    try {
+      await page.goto(`http://127.0.0.1:${hub.server.app.port}/`);
+      // The live figures need a token: the page says so instead of drawing nothing.
+      await page
+        .locator('#live-state[data-state=error]')
+        .filter({ hasText: 'stats unavailable (HTTP 401 — enter an access token above)' })
+        .waitFor();
+      await page.fill('#path', '/ws/lobby');
+      await page.click('#connect');
+      await page
+        .locator('#log li.error')
+        .filter({ hasText: 'refused: 401 Unauthorized — the access token is missing, invalid or expired' })
+        .waitFor();
+      await page.locator('#state[data-state=closed]').waitFor();
+      assert.equal(await page.textContent('#state-detail'), 'refused with HTTP 401');
+      // A token that does not cover the room: 403, named, and no reconnection loop.
+      await page.fill('#token', narrow);
+      await page.click('#connect');
+      await page
+        .locator('#log li.error')
+        .filter({ hasText: 'refused: 403 Forbidden — the access token does not allow room lobby' })
+        .waitFor();
+      await page.locator('#state[data-state=closed]').waitFor();
+      assert.equal(await page.locator('#log li.error').count(), 2, 'each refusal shown once');
+
+      await page.fill('#token', good);
+      await page.click('#connect');
+      await page.locator('#state[data-state=open]').waitFor();
+      await page.click('#send');
+      await page.locator('#log li.received').filter({ hasText: 'hello wshub' }).waitFor();
+      // The charts fill from /stats with the token: one connection, the message in and out.
+      await page.locator('#now-connections[data-value="1"]').waitFor();
+      await page.locator('#total-in[data-value="1"]').waitFor();
+      assert.notEqual(await page.getAttribute('#live-state', 'data-state'), 'error');
+      await page.locator('#room-rows tr').first().filter({ hasText: 'lobby' }).waitFor();
+
+      // The token is never shown on the page nor written to the server's log.
+      const text = await page.locator('body').innerText();
+      assert.ok(!text.includes(good) && !text.includes(narrow), 'no token on the page');
+      await hub.server.log.waitFor(/WebSocket upgrade refused: .* 401 unauthorized\/missing/);
+      await hub.server.log.waitFor(/WebSocket upgrade refused: .* 403 forbidden\/room/);
+      const logged = hub.server.log.lines.join('\n');
+      assert.ok(!logged.includes(good) && !logged.includes(narrow), 'no token in the log');
+      assert.deepEqual(browser.errors, []);
+    } finally {
+      await browser.close();
+      await hub.stop();
     }
   });
 });

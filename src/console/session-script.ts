@@ -92,6 +92,12 @@ function connect() {
       onReset(info) {
         entry('error', 'reset to ' + at(info.position) + (info.previous ? ': messages after ' + at(info.previous) + ' may be missing' : ''));
       },
+      onRefused(info) {
+        // Issue 15: the handshake was refused for the token; retrying it would only be refused again.
+        entry('error', info.status === 401
+          ? 'refused: 401 Unauthorized — the access token is missing, invalid or expired; enter a valid one above and connect again'
+          : 'refused: 403 Forbidden — the access token does not allow ' + (info.room ? 'room ' + info.room : 'the default room /ws'));
+      },
       onClose(info) {
         const reason = info.reason ? ' "' + info.reason + '"' : '';
         entry('event', 'closed with code ' + info.code + reason);
@@ -101,7 +107,7 @@ function connect() {
           openedAt = performance.now() + info.retryInMs;
         } else {
           if (socket === client) socket = null;
-          setState('closed', 'last close code ' + info.code + reason);
+          setState('closed', info.status ? 'refused with HTTP ' + info.status : 'last close code ' + info.code + reason);
         }
       },
     });

@@ -48,7 +48,11 @@ export interface ResetInfo {
 }
 
 export interface ConnectOptions {
-  /** Bearer token sent as the `access_token` query parameter on every (re)connection. */
+  /**
+   * Bearer token sent as the `access_token` query parameter on every (re)connection. A function
+   * is called before each one, so a token replaced by the application (or refreshed after the
+   * server closed with 1008 "token expired") is the one the next connection uses.
+   */
   readonly token?: string | (() => string | Promise<string>);
   /** Start from this position (e.g. saved by the application) instead of the room's current one. */
   readonly since?: Position;
@@ -70,6 +74,16 @@ export interface ConnectOptions {
   /** Connected (after a welcome with wshub.v1); `resumed` when it continued from an earlier position. */
   readonly onOpen?: (info: { readonly position?: Position; readonly resumed: boolean }) => void;
   /**
+   * The server refused the handshake with 401 (no, an invalid or an expired token) or 403 (the
+   * token's rooms do not cover this room), RFC 6750. Retrying with the same token cannot succeed,
+   * so the client stops (onClose without `retryInMs`) unless this returns true: the application
+   * has a new token (the `token` function returns it) and wants the reconnection to go on.
+   * The status comes from `ws`'s error in Node; a browser is not told why a handshake failed, so
+   * the client then asks with a plain GET of the same URL, which wshub --auth=jwt answers with the
+   * status the handshake got (a cross-origin page needs nothing more: the answer is CORS-readable).
+   */
+  readonly onRefused?: (info: { readonly status: 401 | 403; readonly room: string }) => boolean | undefined;
+  /**
    * A connection ended; `retryInMs` is undefined when the client was closed for good. `drained`:
    * the server asked this client to reconnect elsewhere first (a `reconnect` frame: the node is
    * going away), so the retry is a resume within the server's window, not a backoff after a failure.
@@ -79,6 +93,8 @@ export interface ConnectOptions {
     readonly reason: string;
     readonly retryInMs?: number;
     readonly drained?: boolean;
+    /** The HTTP status of a refused handshake, when the WebSocket implementation reports it. */
+    readonly status?: number;
   }) => void;
 }
 
@@ -136,6 +152,8 @@ export function connect(url: string, options: ConnectOptions = {}): WshubClient 
   let offerV1 = options.subprotocol ?? true;
   /** Set by a `reconnect` frame on this connection: the window to come back within once it closes. */
   let drainedWithinMs: number | undefined;
+  /** The HTTP status of the current connection's refused handshake, when reported. */
+  let refusedStatus: number | undefined;
 
   const urlFor = async (): Promise<string> => {
     const target = new URL(url);
@@ -205,7 +223,9 @@ export function connect(url: string, options: ConnectOptions = {}): WshubClient 
     socket = ws;
     drainedWithinMs = undefined;
     ws.binaryType = 'arraybuffer';
+    let opened = false;
     ws.onopen = () => {
+      opened = true;
       state = 'open';
       // Without wshub.v1 (no history on the server) there is no welcome: this is the open.
       if (ws.protocol !== SUBPROTOCOL) {
@@ -226,23 +246,62 @@ export function connect(url: string, options: ConnectOptions = {}): WshubClient 
       });
     };
     ws.onerror = (event) => {
+      const message = String((event as { message?: unknown } | undefined)?.message);
       // Browsers accept an answer without a subprotocol; `ws` fails the handshake instead.
-      if (/no subprotocol/i.test(String((event as { message?: unknown } | undefined)?.message))) {
+      if (/no subprotocol/i.test(message)) {
         offerV1 = false;
         attempt = 0;
       }
+      // `ws` words a refused handshake "Unexpected server response: 403".
+      const status = /Unexpected server response: (\d{3})/.exec(message)?.[1];
+      if (status !== undefined) refusedStatus = Number(status);
     };
     ws.onclose = (event) => {
       if (socket !== ws) return;
       socket = undefined;
-      retry(event.code, event.reason);
+      const status = refusedStatus;
+      refusedStatus = undefined;
+      // A browser says nothing about a failed handshake (1006 before open): ask the server why.
+      if (status === undefined && !opened && event.code === 1006 && !closedForGood) {
+        void probeRefusal(target).then((probed) => closed(event.code, event.reason, probed));
+        return;
+      }
+      closed(event.code, event.reason, status);
     };
   };
 
-  const retry = (code: number, reason: string): void => {
+  /** A connection ended, `status` the HTTP status of its refused handshake when known. */
+  const closed = (code: number, reason: string, status: number | undefined): void => {
+    if ((status === 401 || status === 403) && !closedForGood) {
+      const room = new URL(url).pathname.replace(/^\/ws\/?/, '');
+      if (options.onRefused?.({ status, room }) !== true) closedForGood = true;
+    }
+    retry(code, reason, status);
+  };
+
+  /**
+   * With --auth=jwt, a plain GET of the WebSocket URL gets the answer its handshake got (401 or
+   * 403; otherwise 426). One request per failed handshake, paced by the backoff; a server without
+   * auth, a network error or a cross-origin answer it may not read: unknown, and retried as before.
+   */
+  const probeRefusal = async (target: string): Promise<number | undefined> => {
+    if (typeof fetch !== 'function') return undefined;
+    try {
+      const http = new URL(target);
+      http.protocol = http.protocol === 'wss:' ? 'https:' : 'http:';
+      const timeout = (AbortSignal as { timeout?: (ms: number) => AbortSignal }).timeout?.(5000);
+      const init = { cache: 'no-store', credentials: 'omit', signal: timeout };
+      const response = await fetch(http, init as RequestInit);
+      return response.status === 401 || response.status === 403 ? response.status : undefined;
+    } catch {
+      return undefined;
+    }
+  };
+
+  const retry = (code: number, reason: string, status?: number): void => {
     if (closedForGood) {
       state = 'closed';
-      options.onClose?.({ code, reason });
+      options.onClose?.(status === undefined ? { code, reason } : { code, reason, status });
       return;
     }
     const drained = drainedWithinMs;
@@ -255,11 +314,13 @@ export function connect(url: string, options: ConnectOptions = {}): WshubClient 
     if (drained === undefined) attempt++;
     else attempt = 0;
     state = 'waiting';
-    options.onClose?.(
-      drained === undefined
-        ? { code, reason, retryInMs: delay }
-        : { code, reason, retryInMs: delay, drained: true },
-    );
+    options.onClose?.({
+      code,
+      reason,
+      retryInMs: delay,
+      ...(drained === undefined ? {} : { drained: true }),
+      ...(status === undefined ? {} : { status }),
+    });
     timer = setTimeout(() => {
       timer = undefined;
       void open();

@@ -13,6 +13,18 @@ import { matchWebSocketPath, pathOf } from './routes.js';
 /** A plain HTTP endpoint of the WebSocket port. */
 export type PlainRoute = (request: IncomingMessage, response: ServerResponse) => void;
 
+/**
+ * Decides a plain (non-upgrade) GET of a WebSocket path before the 426 (`next`): with --auth=jwt
+ * it answers what the upgrade would get (401/403), for browsers, which are never told why a
+ * WebSocket handshake failed (issue 15).
+ */
+export type WebSocketPathGuard = (
+  request: IncomingMessage,
+  response: ServerResponse,
+  room: string,
+  next: () => void,
+) => void;
+
 export interface WebSocketHttpOptions {
   /** Largest request head accepted; larger ones get 431. */
   readonly maxHeaderSize: number;
@@ -27,14 +39,30 @@ export interface WebSocketHttpOptions {
   readonly routes?: ReadonlyMap<string, PlainRoute>;
   /** --http2: with TLS, ALPN offers h2 (the caller attaches an Http2Front to take those connections). */
   readonly http2?: boolean;
+  /** See WebSocketPathGuard. */
+  readonly guardWebSocketPath?: WebSocketPathGuard | undefined;
 }
 
-/** Answers a plain request of the WebSocket port: a route in `routes`, else 426 on the WebSocket path, else 404. */
-export function plainRequestHandler(routes: ReadonlyMap<string, PlainRoute> | undefined): PlainRoute {
+/**
+ * Answers a plain request of the WebSocket port: a route in `routes`, else 426 on the WebSocket
+ * path (after `guard`, when given), else 404.
+ */
+export function plainRequestHandler(
+  routes: ReadonlyMap<string, PlainRoute> | undefined,
+  guard?: WebSocketPathGuard,
+): PlainRoute {
   return function handlePlainRequest(request, response) {
     const route = routes?.get(pathOf(request.url));
-    if (route !== undefined) route(request, response);
-    else answerUpgradeRequiredOrNotFound(request, response);
+    if (route !== undefined) {
+      route(request, response);
+      return;
+    }
+    const match = matchWebSocketPath(pathOf(request.url));
+    if (guard !== undefined && match.kind === 'websocket') {
+      guard(request, response, match.route.room, () => answerUpgradeRequiredOrNotFound(request, response));
+      return;
+    }
+    answerUpgradeRequiredOrNotFound(request, response);
   };
 }
 
@@ -66,7 +94,7 @@ export function createWebSocketHttpServer(options: WebSocketHttpOptions): Server
     connectionsCheckingInterval: Math.min(1000, Math.max(25, Math.floor(timeout / 4))),
   };
   const tls = options.tls;
-  const handlePlainRequest = plainRequestHandler(options.routes);
+  const handlePlainRequest = plainRequestHandler(options.routes, options.guardWebSocketPath);
   let server: Server;
   if (tls === undefined) {
     server = createServer(httpOptions, handlePlainRequest);

@@ -1,8 +1,10 @@
+import { tokenCheckForWebSocketPaths } from '../auth/http-guard.js';
 import { AuthService, type JwksUrlTimings } from '../auth/service.js';
 import type { Config } from '../config/settings.js';
 import type { Health } from '../lifecycle/health.js';
 import { type Logger, RateLimitedLog } from '../log.js';
 import { Stats } from '../stats.js';
+import type { WebSocketPathGuard } from '../transport/http-server.js';
 
 const authConfigOf = (config: Config) => ({
   secretFile: config.authJwtSecretFile,
@@ -52,4 +54,9 @@ export function startAuth(
   auth.start(parts.config.tlsWatch);
   const keys = auth.keysCheck;
   if (keys) parts.health.addCheck('auth_keys', keys.ready, { describe: keys.describe });
+}
+
+/** Issue 15: a plain GET of a WebSocket path tells a browser why its handshake was refused (401/403). */
+export function webSocketPathGuard(auth: AuthService | undefined): WebSocketPathGuard | undefined {
+  return auth && tokenCheckForWebSocketPaths(auth.verifier);
 }
