@@ -5,7 +5,7 @@ import {
   type MetricValue,
   Registry,
 } from 'prom-client';
-import { WORKER_STATES, type WorkerState } from '../lifecycle/cluster.js';
+import { WORKER_STATES, type WorkerState } from '../lifecycle/cluster-supervisor.js';
 import { mirrorCounter } from './registry.js';
 import type { MetricsSource } from './server.js';
 

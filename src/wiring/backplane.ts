@@ -6,7 +6,7 @@ import { BackplaneRelay } from '../backplane/relay.js';
 import { formatRedisTarget } from '../config/redis-url.js';
 import type { Config } from '../config/settings.js';
 import type { BroadcastHub } from '../hub/broadcast.js';
-import type { WorkerContext } from '../lifecycle/cluster.js';
+import type { WorkerContext } from '../lifecycle/cluster-worker.js';
 import type { Health } from '../lifecycle/health.js';
 import type { Logger, RateLimitedLog } from '../log.js';
 import type { BackplaneStats, Stats } from '../stats.js';

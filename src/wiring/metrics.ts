@@ -1,6 +1,6 @@
 import type { Server } from 'node:http';
 import type { Config } from '../config/settings.js';
-import type { WorkerContext } from '../lifecycle/cluster.js';
+import type { WorkerContext } from '../lifecycle/cluster-worker.js';
 import type { Health } from '../lifecycle/health.js';
 import { listen } from '../lifecycle/listen.js';
 import type { Logger } from '../log.js';

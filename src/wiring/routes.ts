@@ -4,7 +4,7 @@ import type { Config } from '../config/settings.js';
 import { consoleRoutes } from '../console/routes.js';
 import { type ConsoleSnapshot, snapshotReader } from '../console/snapshot.js';
 import type { BroadcastHub } from '../hub/broadcast.js';
-import type { WorkerContext } from '../lifecycle/cluster.js';
+import type { WorkerContext } from '../lifecycle/cluster-worker.js';
 import type { RateLimitedLog } from '../log.js';
 import { publishRoute } from '../publish/api.js';
 import type { Stats } from '../stats.js';

@@ -1,18 +1,36 @@
 import cluster, { type Worker } from 'node:cluster';
 import { availableParallelism } from 'node:os';
-import { type IpcLink, isWshubMessage } from '../backplane/ipc.js';
-import { type ErrorCode, isUsageError, UsageError } from '../errors.js';
+import type { IpcLink } from '../backplane/ipc.js';
+import { type ErrorCode, UsageError } from '../errors.js';
 import type { Logger } from '../log.js';
+import {
+  type ClusterMessage,
+  COLLECT_REPLY,
+  COLLECT_REQUEST,
+  CONSOLE_REPLY,
+  CONSOLE_REQUEST,
+  type Collected,
+  decodeClusterMessage,
+  LISTENING,
+  METRICS_TIMEOUT_MS,
+  RELOAD,
+  STARTUP_FAILED,
+  STATUS,
+  STOP,
+  sendClusterMessage,
+  type WorkerStatus,
+} from './cluster-protocol.js';
 
 /**
- * Multi-core (issue 5, --workers=N|auto): the primary process forks N workers
- * with node:cluster; every worker runs the whole app on the shared WebSocket
- * port (Node's primary accepts and hands connections out round-robin), the
- * primary serves no WebSocket traffic. This module is both ends of the
- * supervision protocol: WorkerSupervisor in the primary (fork, restart with
- * backoff, status, metrics collection, graceful stop) and PrimaryConnection
- * in a worker (report listening/status, answer metrics requests, obey stop
- * and reload). Broadcast between workers is the IPC backplane (backplane/ipc.ts).
+ * The primary's side of `--workers` (issue 5, --workers=N|auto): it forks N
+ * workers with node:cluster; every worker runs the whole app on the shared
+ * WebSocket port (Node's primary accepts and hands connections out
+ * round-robin), the primary serves no WebSocket traffic. `WorkerSupervisor`
+ * forks, restarts with backoff, keeps each worker's state and last status,
+ * collects the workers' metrics and console snapshots (the primary's /metrics
+ * and GET /stats merge them: metrics/cluster.ts, console/snapshot.ts), and
+ * stops them all. The worker's side is cluster-worker.ts, the messages
+ * cluster-protocol.ts.
  */
 
 /** What a worker is doing, as the wshub_workers{state} gauge shows it. A bounded list. */
@@ -22,27 +40,6 @@ export type WorkerState = (typeof WORKER_STATES)[number];
 /** `auto` is one worker per CPU this process may run on. */
 export function resolveWorkerCount(setting: number | 'auto'): number {
   return setting === 'auto' ? availableParallelism() : setting;
-}
-
-export const isClusterWorker = (): boolean => cluster.isWorker;
-
-/** A worker's end of its IPC channel to the primary. */
-export function processLink(): IpcLink {
-  return {
-    send(message, callback) {
-      if (process.send === undefined) callback(new Error('no IPC channel'));
-      else process.send(message, undefined, undefined, callback);
-    },
-    onMessage(listener) {
-      process.on('message', listener);
-    },
-    onDisconnect(listener) {
-      process.once('disconnect', listener);
-    },
-    get connected() {
-      return process.connected === true;
-    },
-  };
 }
 
 /** The primary's end of one worker's IPC channel. */
@@ -67,191 +64,12 @@ export function workerLink(worker: Worker): IpcLink {
   };
 }
 
-/** What a worker reports about itself, every STATUS_INTERVAL_MS. */
-export interface WorkerStatus {
-  readonly connections: number;
-  readonly ready: boolean;
-  /** Its readiness checks that fail ("backplane"), required or not. */
-  readonly failing: readonly string[];
-}
-
-const STATUS_INTERVAL_MS = 500;
-/** A worker that has not answered a metrics request by then is left out of that scrape. */
-const METRICS_TIMEOUT_MS = 2000;
-/** A worker gives up on the primary's console snapshot after this long (GET /stats answers 503). */
-const CONSOLE_TIMEOUT_MS = METRICS_TIMEOUT_MS + 500;
-
-// The supervision protocol. Every wshub IPC message has a `wshub` field naming its kind.
-const LISTENING = 'cluster:listening';
-const STARTUP_FAILED = 'cluster:startup-failed';
-const STATUS = 'cluster:status';
-const STOP = 'cluster:stop';
-const RELOAD = 'cluster:reload';
-/** The primary asks every worker for a registry's metrics or the console's snapshot... */
-const COLLECT_REQUEST = 'cluster:collect-request';
-const COLLECT_REPLY = 'cluster:collect';
-/** ...and a worker serving GET /stats asks the primary for the cluster's console snapshot (issue 19). */
-const CONSOLE_REQUEST = 'cluster:console-request';
-const CONSOLE_REPLY = 'cluster:console';
-
-/** What the primary collects from every worker. */
-export type Collected = 'metrics' | 'console';
-
-type ClusterMessage =
-  | { wshub: typeof LISTENING; port: number }
-  | { wshub: typeof STARTUP_FAILED; code: string | undefined; message: string }
-  | { wshub: typeof STATUS; status: WorkerStatus }
-  | { wshub: typeof STOP | typeof RELOAD }
-  | { wshub: typeof COLLECT_REQUEST; id: number; what: Collected }
-  | { wshub: typeof COLLECT_REPLY; id: number; value: unknown; error?: string }
-  | { wshub: typeof CONSOLE_REQUEST; id: number }
-  | { wshub: typeof CONSOLE_REPLY; id: number; snapshot: unknown; error?: string };
-
-const isClusterMessage = (message: unknown): message is ClusterMessage => isWshubMessage(message, 'cluster:');
-
-function ignoreSendResult(): void {}
-
-/** Everything a worker's app needs to know about the cluster it is part of. */
-export interface WorkerContext {
-  /** Workers in the cluster (the limits are shared among them). */
-  readonly count: number;
-  /** The IPC channel, for the IPC backplane. */
-  readonly link: IpcLink;
-  /** Answers the primary's metrics requests with `collect()` (a registry's getMetricsAsJSON). */
-  serveMetrics(collect: () => Promise<unknown>): void;
-  /** Answers the primary's console requests with `read()` (this worker's console snapshot). */
-  serveConsole(read: () => unknown): void;
-  /** The whole cluster's console snapshot, merged by the primary from every worker's. */
-  clusterConsole(): Promise<unknown>;
-  /** Reports `read()` to the primary now and every STATUS_INTERVAL_MS; returns the function that stops it. */
-  reportStatus(read: () => WorkerStatus): () => void;
-}
-
-/** A worker's end of the supervision protocol. */
-export class PrimaryConnection implements WorkerContext {
-  private stopHandler: (() => void) | undefined;
-  private stopRequested = false;
-  private reloadHandler: (() => void) | undefined;
-  private readonly collectors: Partial<Record<Collected, () => unknown>> = {};
-  private nextConsoleRequest = 0;
-  private readonly consoleRequests = new Map<
-    number,
-    (reply: { snapshot: unknown; error?: string }) => void
-  >();
-
-  constructor(
-    readonly link: IpcLink,
-    readonly count: number,
-  ) {
-    link.onMessage(this.onMessage);
-  }
-
-  serveMetrics(collect: () => Promise<unknown>): void {
-    this.collectors.metrics = collect;
-  }
-
-  serveConsole(read: () => unknown): void {
-    this.collectors.console = read;
-  }
-
-  clusterConsole(): Promise<unknown> {
-    const id = this.nextConsoleRequest++;
-    return new Promise((resolve, reject) => {
-      const timer = setTimeout(() => {
-        this.consoleRequests.delete(id);
-        reject(new Error(`the primary did not answer within ${CONSOLE_TIMEOUT_MS}ms`));
-      }, CONSOLE_TIMEOUT_MS);
-      this.consoleRequests.set(id, (reply) => {
-        clearTimeout(timer);
-        this.consoleRequests.delete(id);
-        if (reply.error === undefined) resolve(reply.snapshot);
-        else reject(new Error(reply.error));
-      });
-      this.link.send({ wshub: CONSOLE_REQUEST, id }, (error) => {
-        if (error) this.consoleRequests.get(id)?.({ snapshot: undefined, error: error.message });
-      });
-    });
-  }
-
-  reportStatus(read: () => WorkerStatus): () => void {
-    const send = (): void => this.link.send({ wshub: STATUS, status: read() }, ignoreSendResult);
-    send();
-    const timer = setInterval(send, STATUS_INTERVAL_MS);
-    timer.unref();
-    return () => clearInterval(timer);
-  }
-
-  listening(port: number): void {
-    this.link.send({ wshub: LISTENING, port }, ignoreSendResult);
-  }
-
-  /** Hands a startup error to the primary, which reports it once for the whole cluster. */
-  startupFailed(error: unknown): Promise<void> {
-    const message = error instanceof Error ? error.message : String(error);
-    return new Promise((resolve) => {
-      this.link.send(
-        { wshub: STARTUP_FAILED, code: isUsageError(error) ? error.code : undefined, message },
-        () => resolve(),
-      );
-    });
-  }
-
-  /** What to do when the primary says stop (once; a stop that came before this runs at once). */
-  onStop(handler: () => void): void {
-    this.stopHandler = handler;
-    if (this.stopRequested) handler();
-  }
-
-  onReload(handler: () => void): void {
-    this.reloadHandler = handler;
-  }
-
-  private readonly onMessage = (message: unknown): void => {
-    if (!isClusterMessage(message)) return;
-    switch (message.wshub) {
-      case STOP:
-        if (this.stopRequested) return;
-        this.stopRequested = true;
-        this.stopHandler?.();
-        break;
-      case RELOAD:
-        this.reloadHandler?.();
-        break;
-      case COLLECT_REQUEST:
-        this.answer(message.id, message.what);
-        break;
-      case CONSOLE_REPLY:
-        this.consoleRequests.get(message.id)?.(message);
-        break;
-    }
-  };
-
-  private answer(id: number, what: Collected): void {
-    const collect = this.collectors[what];
-    if (collect === undefined) {
-      this.link.send(
-        { wshub: COLLECT_REPLY, id, value: undefined, error: `${what} disabled` },
-        ignoreSendResult,
-      );
-      return;
-    }
-    Promise.resolve()
-      .then(collect)
-      .then(
-        (value) => this.link.send({ wshub: COLLECT_REPLY, id, value }, ignoreSendResult),
-        (error: Error) =>
-          this.link.send(
-            { wshub: COLLECT_REPLY, id, value: undefined, error: error.message },
-            ignoreSendResult,
-          ),
-      );
-  }
-}
-
 interface Slot {
   /** 1..count; a restarted worker takes the slot of the one it replaces. */
   readonly index: number;
   worker: Worker;
+  /** The primary's end of the worker's IPC channel (protocol messages and the IPC backplane). */
+  readonly link: IpcLink;
   state: WorkerState;
   status: WorkerStatus | undefined;
   startupError: { code: string | undefined; message: string } | undefined;
@@ -373,7 +191,7 @@ export class WorkerSupervisor {
               this.collectRequests.delete(id);
               resolve(value);
             });
-            slot.worker.send({ wshub: COLLECT_REQUEST, id, what }, undefined, (error) => {
+            sendClusterMessage(slot.link, { wshub: COLLECT_REQUEST, id, what }, (error) => {
               if (error) this.collectRequests.get(id)?.(undefined);
             });
           }),
@@ -424,20 +242,22 @@ export class WorkerSupervisor {
     const slot: Slot = {
       index,
       worker,
+      link: workerLink(worker),
       state: 'starting',
       status: undefined,
       startupError: undefined,
     };
     this.slots.set(worker, slot);
-    this.options.onWorker?.(workerLink(worker), `worker ${index}`);
+    this.options.onWorker?.(slot.link, `worker ${index}`);
     worker.on('message', (message: unknown) => this.onMessage(slot, message));
     worker.on('exit', (code: number | null, signal: string | null) => this.onExit(slot, code, signal));
     // An IPC error (e.g. the worker died mid-send) is followed by 'exit', which is what we act on.
     worker.on('error', () => {});
   }
 
-  private onMessage(slot: Slot, message: unknown): void {
-    if (!isClusterMessage(message)) return;
+  private onMessage(slot: Slot, received: unknown): void {
+    const message = decodeClusterMessage(received);
+    if (message === undefined) return;
     switch (message.wshub) {
       case LISTENING:
         this.onListening(slot, message.port);
@@ -539,7 +359,8 @@ export class WorkerSupervisor {
     );
   }
 
+  /** A worker that has disconnected gets nothing (its 'exit' follows). */
   private sendTo(slot: Slot, message: ClusterMessage): void {
-    if (slot.worker.isConnected()) slot.worker.send(message, undefined, ignoreSendResult);
+    sendClusterMessage(slot.link, message);
   }
 }
