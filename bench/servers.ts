@@ -11,7 +11,8 @@ import { pinned, RESULTS_DIR, ROOT } from './loadgen.js';
  * server (bench/ceiling-server.c: what this machine allows any server, echo only).
  */
 export type ServerName = 'wshub' | 'ws' | 'ceiling';
-export type ServerMode = 'echo' | 'echo-deflate' | 'broadcast' | 'broadcast-deflate';
+export const SERVER_MODES = ['echo', 'echo-deflate', 'broadcast', 'broadcast-deflate'] as const;
+export type ServerMode = (typeof SERVER_MODES)[number];
 
 export interface BenchServer {
   readonly name: ServerName;
@@ -131,7 +132,8 @@ function serverCommand(name: ServerName, mode: ServerMode, options: StartOptions
       ],
     ];
   }
-  if (name === 'ws') return [process.execPath, [...nodeFlags, `${ROOT}dist/bench/baseline-server.js`, mode]];
+  if (name === 'ws')
+    return [process.execPath, [...nodeFlags, `${ROOT}dist/bench/baseline-server.js`, `--mode=${mode}`]];
   if (mode !== 'echo' || options.ceilingBinary === undefined) {
     throw new Error('the C reference server only echoes, without compression, and must be built first');
   }

@@ -1,9 +1,12 @@
+import type { RateLimitedLog } from '../log.js';
 import type { BackplaneCounters } from './backplane.js';
 
 /**
- * Bytes handed to a Redis server and not yet acknowledged, bounded by
+ * Every publish of a Redis driver (the plain and the cluster one) ends here:
+ * bytes handed to a Redis server and not yet acknowledged are bounded by
  * --backplane-max-pending (the Backplane contract: publish() fails fast when the
- * send buffer is full). Shared by the plain and the cluster Redis drivers.
+ * send buffer is full), and each outcome is counted (published, or a failure)
+ * and each message not relayed is logged, at a bounded rate, with why.
  */
 export class PendingPublishes {
   private pendingBytes = 0;
@@ -11,16 +14,16 @@ export class PendingPublishes {
   constructor(
     private readonly maxPendingBytes: number,
     private readonly counters: BackplaneCounters,
-    private readonly logDrop: (why: string) => void,
+    private readonly limitedLog: RateLimitedLog,
+    /** The backplane as its logs name it (formatRedisTarget). */
+    private readonly where: string,
   ) {}
 
   /** Sends `message` through `send` unless the bound is reached; counts the outcome either way. */
   send(message: Buffer, send: () => Promise<unknown>): boolean {
     const size = message.length;
     if (this.pendingBytes + size > this.maxPendingBytes) {
-      this.counters.publishFailures++;
-      this.logDrop(`more than ${this.maxPendingBytes} bytes are waiting for Redis`);
-      return false;
+      return this.refuse(`more than ${this.maxPendingBytes} bytes are waiting for Redis`);
     }
     this.pendingBytes += size;
     send().then(
@@ -30,10 +33,20 @@ export class PendingPublishes {
       },
       (error: Error) => {
         this.pendingBytes -= size;
-        this.counters.publishFailures++;
-        this.logDrop(error.message);
+        this.refuse(error.message);
       },
     );
     return true;
+  }
+
+  /** A message the driver cannot send (closed, not connected, its shard down): counted, logged; false. */
+  refuse(why: string): false {
+    this.counters.publishFailures++;
+    this.limitedLog.log(
+      'backplane_unavailable',
+      'warn',
+      `Message not relayed to other nodes: ${why} (backplane ${this.where})`,
+    );
+    return false;
   }
 }

@@ -150,11 +150,14 @@ export class RedisClusterBackplane implements Backplane {
   private connectedOnce = false;
 
   constructor(private readonly options: RedisClusterBackplaneOptions) {
-    this.pending = new PendingPublishes(options.maxPendingBytes, options.counters, (why) =>
-      this.logDrop(why),
-    );
     const { target } = options;
     this.where = formatRedisTarget(target);
+    this.pending = new PendingPublishes(
+      options.maxPendingBytes,
+      options.counters,
+      options.limitedLog,
+      this.where,
+    );
     this.cluster = new Cluster(
       target.nodes.map(({ host, port }) => ({ host, port })),
       clusterClientOptions(target, options.reconnectDelayMaxMs, 'wshub-publisher'),
@@ -169,17 +172,14 @@ export class RedisClusterBackplane implements Backplane {
   }
 
   publish(channel: string, message: Buffer): boolean {
-    const counters = this.options.counters;
     if (this.closed || this.cluster.status !== 'ready') {
-      counters.publishFailures++;
-      this.logDrop(this.closed ? 'the backplane is closed' : 'the Redis Cluster is not connected');
-      return false;
+      return this.pending.refuse(
+        this.closed ? 'the backplane is closed' : 'the Redis Cluster is not connected',
+      );
     }
     const shard = this.shards.get(this.slotOwner[keySlot(channel)] ?? '');
     if (shard === undefined || !shard.ready) {
-      counters.publishFailures++;
-      this.logDrop(`shard ${shard?.label ?? 'of this room'} is unreachable`);
-      return false;
+      return this.pending.refuse(`shard ${shard?.label ?? 'of this room'} is unreachable`);
     }
     return this.pending.send(message, () =>
       (this.options.publish ?? sharedPublish)(this.cluster, channel, message),
@@ -474,14 +474,6 @@ export class RedisClusterBackplane implements Backplane {
       `Backplane error (${this.where}): ${error.message}`,
     );
   };
-
-  private logDrop(why: string): void {
-    this.options.limitedLog.log(
-      'backplane_unavailable',
-      'warn',
-      `Message not relayed to other nodes: ${why} (backplane ${this.where})`,
-    );
-  }
 }
 
 function resolveAll(subscription: Subscription): void {

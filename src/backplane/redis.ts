@@ -118,10 +118,13 @@ export class RedisBackplane implements Backplane {
   private primary = '';
 
   constructor(private readonly options: RedisBackplaneOptions) {
-    this.pending = new PendingPublishes(options.maxPendingBytes, options.counters, (why) =>
-      this.logDrop(why),
-    );
     this.where = formatRedisTarget(options.target);
+    this.pending = new PendingPublishes(
+      options.maxPendingBytes,
+      options.counters,
+      options.limitedLog,
+      this.where,
+    );
     const { target } = options;
     const common = redisConnectionOptions(target, (attempt) => this.reconnectDelay(attempt));
     this.publisher = new Redis({ ...common, connectionName: 'wshub-publisher' });
@@ -139,11 +142,10 @@ export class RedisBackplane implements Backplane {
   }
 
   publish(channel: string, message: Buffer): boolean {
-    const counters = this.options.counters;
     if (this.publisher.status !== 'ready' || this.state === 'closed') {
-      counters.publishFailures++;
-      this.logDrop(this.state === 'closed' ? 'the backplane is closed' : 'Redis is not connected');
-      return false;
+      return this.pending.refuse(
+        this.state === 'closed' ? 'the backplane is closed' : 'Redis is not connected',
+      );
     }
     return this.pending.send(message, () =>
       (this.options.publish ?? plainPublish)(this.publisher, channel, message),
@@ -275,14 +277,6 @@ export class RedisBackplane implements Backplane {
       );
     }
   };
-
-  private logDrop(why: string): void {
-    this.options.limitedLog.log(
-      'backplane_unavailable',
-      'warn',
-      `Message not relayed to other nodes: ${why} (backplane ${this.where})`,
-    );
-  }
 
   private readonly resolveSubscribeWaiters = (): void => {
     const waiters = this.subscribeWaiters;

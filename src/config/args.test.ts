@@ -1,8 +1,8 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { isUsageError } from '../errors.js';
-import { flag, flagsHelp, parseFlags } from './args.js';
-import { boolean, duration, integer, oneOf } from './kinds.js';
+import { flag, flagsHelp, parseFlags, scanArgv } from './args.js';
+import { boolean, duration, integer, list, oneOf } from './kinds.js';
 
 const FLAGS = {
   count: flag({ kind: integer(1, 10), default: 3, doc: 'How many' }),
@@ -59,6 +59,63 @@ describe('parseFlags: the one argument parser of subcommands and scripts', () =>
       usageCode(() => parseFlags(['--mode=c'], FLAGS, 'tool')),
       /expected one of a, b/,
     );
+  });
+
+  it('a name only an object prototype has is an unknown flag, not a silently accepted one', () => {
+    for (const name of ['--toString', '--constructor', '--__proto__', '--no-constructor']) {
+      assert.match(
+        usageCode(() => parseFlags([name], FLAGS, 'tool')),
+        /^WSHUB_UNKNOWN_FLAG unknown flag /,
+        name,
+      );
+    }
+  });
+
+  it('a value in an error is quoted with a URL password redacted and long values cut', () => {
+    const message = usageCode(() => parseFlags(['--count=redis://user:s3cret@host:6379'], FLAGS, 'tool'));
+    assert.match(message, /invalid value for --count: "redis:\/\/user:\*\*\*@host:6379"/);
+    assert.doesNotMatch(message, /s3cret/);
+    const long = usageCode(() => parseFlags([`--count=${'9'.repeat(200)}`], FLAGS, 'tool'));
+    assert.match(long, /: "9{76}\.\.\.; expected/);
+  });
+
+  it('scanArgv: what the server flags (config/load.ts) and parseFlags share', () => {
+    const tokens = scanArgv(['--port=1', '--color', '--no-color', 'x', '-h'], {
+      port: { type: 'string' },
+      color: { type: 'boolean', negatable: true },
+      help: { type: 'boolean', short: 'h' },
+    });
+    assert.deepEqual(
+      tokens.map((token) =>
+        token.kind === 'positional'
+          ? `positional ${token.value}`
+          : `${token.name} ${token.negated} ${token.value}`,
+      ),
+      [
+        'port false 1',
+        'color false undefined',
+        'color true undefined',
+        'positional x',
+        'help false undefined',
+      ],
+    );
+    assert.match(
+      usageCode(() => scanArgv(['--prot=1'], { port: { type: 'string' } })),
+      /^WSHUB_UNKNOWN_FLAG unknown flag --prot; did you mean --port\? \(see --help\)$/,
+    );
+    assert.match(
+      usageCode(() => scanArgv(['--port'], { port: { type: 'string' } })),
+      /^WSHUB_MISSING_VALUE/,
+    );
+  });
+
+  it('--help shows a list flag’s default comma-separated, and none when it is empty', () => {
+    const lines = flagsHelp({
+      some: flag({ kind: list(), default: ['a', 'b'] as readonly string[], doc: 'Some' }),
+      none: flag({ kind: list(), default: [] as readonly string[], doc: 'None' }),
+    });
+    assert.match(lines[0] ?? '', /Some \(default a,b\)$/);
+    assert.match(lines[1] ?? '', /None$/);
   });
 
   it('--help lines come from the same table', () => {

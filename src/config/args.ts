@@ -1,6 +1,7 @@
 import { parseArgs } from 'node:util';
 import { ErrorCode, UsageError } from '../errors.js';
 import type { Kind } from './kinds.js';
+import { redactUrlPassword } from './redis-url.js';
 import { didYouMean } from './suggest.js';
 
 /**
@@ -46,6 +47,112 @@ export interface ParsedFlags<F extends FlagTable> {
   readonly help: boolean;
 }
 
+/** A flag as the command-line scanner sees it: takes a value or not; a negatable boolean also has a --no- form. */
+export interface ArgvFlag {
+  readonly type: 'string' | 'boolean';
+  readonly short?: string;
+  readonly negatable?: boolean;
+}
+
+export type ArgvToken =
+  | { readonly kind: 'positional'; readonly value: string }
+  | {
+      readonly kind: 'flag';
+      /** The declared name (for --no-x, x). */
+      readonly name: string;
+      readonly type: 'string' | 'boolean';
+      /** Written as --no-<name>. */
+      readonly negated: boolean;
+      /** As written: "--port", "-h", "--no-color". */
+      readonly spelled: string;
+      readonly value: string | undefined;
+      /** Written --name=value (a boolean written so is the caller's to accept or refuse). */
+      readonly inline: boolean;
+    };
+
+/**
+ * The command-line scanner of the server's flags (config/load.ts) and of every table parsed by
+ * `parseFlags`: splits `argv` into positionals and declared flags, and refuses (UsageError) an
+ * unknown flag, with the closest known one, and a flag that takes a value written without one.
+ * `command` names a subcommand or script in messages ("unknown flag --x for npm run fuzz").
+ */
+export function scanArgv(
+  argv: readonly string[],
+  flags: Readonly<Record<string, ArgvFlag>>,
+  command?: string,
+): ArgvToken[] {
+  const options: Record<string, { type: 'string' | 'boolean'; short?: string }> = {};
+  for (const [name, flag] of Object.entries(flags)) {
+    options[name] = flag.short === undefined ? { type: flag.type } : { type: flag.type, short: flag.short };
+    if (flag.negatable) options[`no-${name}`] = { type: 'boolean' };
+  }
+  const { tokens } = parseArgs({
+    args: [...argv],
+    options,
+    strict: false,
+    allowPositionals: true,
+    tokens: true,
+  });
+  const scanned: ArgvToken[] = [];
+  for (const token of tokens) {
+    if (token.kind === 'positional') {
+      scanned.push({ kind: 'positional', value: token.value });
+      continue;
+    }
+    if (token.kind !== 'option') continue;
+    if (!Object.hasOwn(options, token.name)) {
+      const candidates = Object.keys(options).map((name) => `--${name}`);
+      throw new UsageError(
+        ErrorCode.UNKNOWN_FLAG,
+        `unknown flag ${token.rawName}${command === undefined ? '' : ` for ${command}`}${didYouMean(`--${token.name}`, candidates)} (see ${command === undefined ? '' : `${command} `}--help)`,
+      );
+    }
+    const negated = !Object.hasOwn(flags, token.name);
+    const name = negated ? token.name.slice(3) : token.name;
+    const type = negated ? 'boolean' : (flags[name] as ArgvFlag).type;
+    if (type === 'string' && token.value === undefined) {
+      throw new UsageError(
+        ErrorCode.MISSING_VALUE,
+        `flag ${token.rawName} needs a value, as in ${token.rawName}=VALUE`,
+      );
+    }
+    scanned.push({
+      kind: 'flag',
+      name,
+      type,
+      negated,
+      spelled: token.rawName,
+      value: token.value,
+      inline: token.inlineValue === true,
+    });
+  }
+  return scanned;
+}
+
+/** A value as shown in an error: JSON-quoted, a URL's password redacted, at most 80 characters. */
+export function quoteValue(value: unknown): string {
+  // A URL's password (e.g. --backplane=redis://user:pass@host) never reaches stderr or logs.
+  const text = typeof value === 'string' ? redactUrlPassword(value) : value;
+  const shown = typeof text === 'string' ? JSON.stringify(text) : (JSON.stringify(text) ?? String(text));
+  return shown.length > 80 ? `${shown.slice(0, 77)}...` : shown;
+}
+
+/**
+ * `value` checked against `kind` (flags, environment, YAML alike): the parsed value, or the
+ * UsageError "invalid value for <what>: <value>; expected <what the kind allows>". `where`
+ * prefixes a file position ("wshub.yaml:3: ").
+ */
+export function checkedValue<T>(kind: Kind<T>, value: unknown, what: string, where = ''): T {
+  const result = kind.schema.safeParse(value);
+  if (!result.success) {
+    throw new UsageError(
+      ErrorCode.INVALID_VALUE,
+      `${where}invalid value for ${what}: ${quoteValue(value)}; expected ${kind.expected}`,
+    );
+  }
+  return result.data;
+}
+
 /**
  * Parses `argv` against `flags`. `command` names the command in messages (as in
  * "unknown flag --x for npm run fuzz"); `maxPositionals` is how many bare arguments it takes.
@@ -57,25 +164,16 @@ export function parseFlags<F extends FlagTable>(
   options: { readonly maxPositionals?: number } = {},
 ): ParsedFlags<F> {
   const names = Object.keys(flags);
-  const parseOptions: Record<string, { type: 'string' | 'boolean'; short?: string }> = {
-    help: { type: 'boolean', short: 'h' },
-  };
+  const declared: Record<string, ArgvFlag> = { help: { type: 'boolean', short: 'h' } };
   for (const name of names) {
-    parseOptions[name] = { type: (flags[name] as FlagSpec<unknown>).kind.isBoolean ? 'boolean' : 'string' };
     // Boolean flags have a --no- form, as the server's do.
-    if ((flags[name] as FlagSpec<unknown>).kind.isBoolean) parseOptions[`no-${name}`] = { type: 'boolean' };
+    const isBoolean = (flags[name] as FlagSpec<unknown>).kind.isBoolean === true;
+    declared[name] = { type: isBoolean ? 'boolean' : 'string', negatable: isBoolean };
   }
-  const { tokens } = parseArgs({
-    args: [...argv],
-    options: parseOptions,
-    strict: false,
-    allowPositionals: true,
-    tokens: true,
-  });
   const raw = new Map<string, { value: unknown; spelled: string }>();
   const positionals: string[] = [];
   let help = false;
-  for (const token of tokens) {
+  for (const token of scanArgv(argv, declared, command)) {
     if (token.kind === 'positional') {
       if (positionals.length >= (options.maxPositionals ?? 0)) {
         throw new UsageError(
@@ -86,52 +184,32 @@ export function parseFlags<F extends FlagTable>(
       positionals.push(token.value);
       continue;
     }
-    if (token.kind !== 'option') continue;
-    const known = parseOptions[token.name];
-    if (known === undefined) {
-      const candidates = Object.keys(parseOptions).map((name) => `--${name}`);
-      throw new UsageError(
-        ErrorCode.UNKNOWN_FLAG,
-        `unknown flag ${token.rawName} for ${command}${didYouMean(`--${token.name}`, candidates)} (see ${command} --help)`,
-      );
-    }
-    if (token.name === 'help') {
+    if (token.name === 'help' && !token.negated) {
       help = true;
       continue;
     }
-    const emptyAllowed =
-      token.inlineValue && (flags[token.name] as FlagSpec<unknown> | undefined)?.emptyAllowed;
-    if (known.type === 'string' && (token.value === undefined || (token.value === '' && !emptyAllowed))) {
+    // `wshub token --rooms=` names the default room: an empty value only where the table allows it.
+    const emptyAllowed = token.inline && (flags[token.name] as FlagSpec<unknown>).emptyAllowed === true;
+    if (token.type === 'string' && token.value === '' && !emptyAllowed) {
       throw new UsageError(
         ErrorCode.MISSING_VALUE,
-        `flag ${token.rawName} needs a value, as in ${token.rawName}=VALUE`,
+        `flag ${token.spelled} needs a value, as in ${token.spelled}=VALUE`,
       );
     }
-    if (known.type === 'boolean' && token.inlineValue) {
-      throw new UsageError(ErrorCode.INVALID_VALUE, `flag ${token.rawName} takes no value`);
+    if (token.type === 'boolean' && token.inline) {
+      throw new UsageError(ErrorCode.INVALID_VALUE, `flag ${token.spelled} takes no value`);
     }
-    if (token.name.startsWith('no-') && !(token.name in flags)) {
-      raw.set(token.name.slice(3), { value: false, spelled: token.rawName });
-    } else {
-      raw.set(token.name, { value: known.type === 'boolean' ? true : token.value, spelled: token.rawName });
-    }
+    raw.set(token.name, {
+      value: token.type === 'boolean' ? !token.negated : token.value,
+      spelled: token.spelled,
+    });
   }
   const values: Record<string, unknown> = {};
   for (const name of names) {
     const definition = flags[name] as FlagSpec<unknown>;
     const given = raw.get(name);
-    if (given === undefined) {
-      values[name] = definition.default;
-      continue;
-    }
-    const result = definition.kind.schema.safeParse(given.value);
-    if (!result.success) {
-      throw new UsageError(
-        ErrorCode.INVALID_VALUE,
-        `invalid value for ${given.spelled}: ${JSON.stringify(given.value)}; expected ${definition.kind.expected}`,
-      );
-    }
-    values[name] = result.data;
+    values[name] =
+      given === undefined ? definition.default : checkedValue(definition.kind, given.value, given.spelled);
   }
   return {
     values: values as FlagValues<F>,
@@ -146,7 +224,9 @@ export function flagsHelp(flags: FlagTable): string[] {
   const rows = Object.entries(flags).map(([name, any]) => {
     const spec = any as FlagSpec<unknown>;
     const left = spec.kind.isBoolean ? `--${name}` : `--${name}=${spec.kind.hint}`;
-    const shown = spec.kind.format(spec.default);
+    const formatted = spec.kind.format(spec.default);
+    // A list's default is shown comma-separated; an empty one (like an empty string) is not shown.
+    const shown = Array.isArray(formatted) ? formatted.join(',') : String(formatted);
     const fallback = spec.kind.isBoolean || shown === '' ? '' : ` (default ${shown})`;
     return [left, `${spec.doc}${fallback}`] as const;
   });

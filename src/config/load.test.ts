@@ -33,6 +33,38 @@ describe('loadConfig', () => {
     assert.ok(Object.isFrozen(config));
   });
 
+  it('a flag named like an object prototype member is unknown, not an action or a setting (issue 14)', () => {
+    for (const flag of ['--constructor', '--toString', '--__proto__', '--hasOwnProperty=1']) {
+      assert.equal(
+        codeOf(() => loadConfig([flag], {})),
+        ErrorCode.UNKNOWN_FLAG,
+        flag,
+      );
+    }
+  });
+
+  it("server flags are scanned as the subcommands' are: --no- forms, --flag=false, -h, -v, refusals", () => {
+    assert.equal(loadConfig(['--no-metrics'], {}).config.metricsEnabled, false);
+    assert.equal(loadConfig(['--metrics=false'], {}).config.metricsEnabled, false);
+    assert.equal(loadConfig(['-v', '-h'], {}).action, 'help');
+    assert.equal(
+      codeOf(() => loadConfig(['--no-metrics=1'], {})),
+      ErrorCode.INVALID_VALUE,
+    );
+    assert.equal(
+      codeOf(() => loadConfig(['--help=yes'], {})),
+      ErrorCode.INVALID_VALUE,
+    );
+    assert.equal(
+      codeOf(() => loadConfig(['--port'], {})),
+      ErrorCode.MISSING_VALUE,
+    );
+    assert.equal(
+      codeOf(() => loadConfig(['8080'], {})),
+      ErrorCode.UNEXPECTED_ARGUMENT,
+    );
+  });
+
   it('takes flags over environment over file over defaults', () => {
     const yaml = 'server:\n  port: 1111\n  host: 127.0.0.2\nmetrics:\n  port: 2222\n';
     const source = files({ 'hub.yaml': yaml });

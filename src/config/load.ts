@@ -1,8 +1,7 @@
 import { readFileSync } from 'node:fs';
-import { parseArgs } from 'node:util';
 import { isMap, isScalar, LineCounter, type Node, parseDocument } from 'yaml';
 import { ErrorCode, UsageError } from '../errors.js';
-import { redactUrlPassword } from './redis-url.js';
+import { type ArgvFlag, checkedValue, quoteValue, scanArgv } from './args.js';
 import { type Config, envName, META_FLAGS, SETTINGS, type Setting, type SettingName } from './settings.js';
 import { didYouMean } from './suggest.js';
 
@@ -56,13 +55,6 @@ const SECTIONS = new Set(
   }),
 );
 
-const quote = (value: unknown): string => {
-  // A URL's password (e.g. --backplane=redis://user:pass@host) never reaches stderr or logs.
-  const text = typeof value === 'string' ? redactUrlPassword(value) : value;
-  const shown = typeof text === 'string' ? JSON.stringify(text) : (JSON.stringify(text) ?? String(text));
-  return shown.length > 80 ? `${shown.slice(0, 77)}...` : shown;
-};
-
 function describe(source: Source): string {
   switch (source.kind) {
     case 'flag':
@@ -100,16 +92,9 @@ export function loadConfig(
       values[name] = setting.default;
       continue;
     }
-    const result = setting.kind.schema.safeParse(raw.value);
-    if (!result.success) {
-      const where = raw.source.kind === 'file' ? `${raw.source.file}:${raw.source.line}: ` : '';
-      const what = raw.source.kind === 'file' ? raw.source.key : describe(raw.source);
-      throw new UsageError(
-        ErrorCode.INVALID_VALUE,
-        `${where}invalid value for ${what}: ${quote(raw.value)}; expected ${setting.kind.expected}`,
-      );
-    }
-    values[name] = result.data;
+    const where = raw.source.kind === 'file' ? `${raw.source.file}:${raw.source.line}: ` : '';
+    const what = raw.source.kind === 'file' ? raw.source.key : describe(raw.source);
+    values[name] = checkedValue(setting.kind, raw.value, what, where);
   }
   const config = Object.freeze(values) as Config;
   checkConsistency(config, (name) => flags.get(name) ?? fromEnv.get(name) ?? fromFile.get(name));
@@ -178,7 +163,7 @@ interface Flags {
 }
 
 function readFlags(argv: readonly string[]): Flags {
-  const parseOptions: Record<string, { type: 'string' | 'boolean'; short?: string }> = {
+  const declared: Record<string, ArgvFlag> = {
     help: { type: 'boolean', short: 'h' },
     version: { type: 'boolean', short: 'v' },
     'print-config': { type: 'boolean' },
@@ -187,55 +172,38 @@ function readFlags(argv: readonly string[]): Flags {
   };
   for (const name of SETTING_NAMES) {
     const setting = settingOf(name);
-    parseOptions[setting.flag] = { type: setting.kind.isBoolean ? 'boolean' : 'string' };
-    if (setting.kind.isBoolean) parseOptions[`no-${setting.flag}`] = { type: 'boolean' };
+    declared[setting.flag] = {
+      type: setting.kind.isBoolean ? 'boolean' : 'string',
+      negatable: setting.kind.isBoolean,
+    };
   }
-  const { tokens } = parseArgs({
-    args: [...argv],
-    options: parseOptions,
-    strict: false,
-    allowPositionals: true,
-    tokens: true,
-  });
 
   const flags = new Map<SettingName, Sourced>();
   let action: Action = 'run';
   let configFileFlag: string | undefined;
-  for (const token of tokens) {
+  for (const token of scanArgv(argv, declared)) {
     if (token.kind === 'positional') {
       throw new UsageError(
         ErrorCode.UNEXPECTED_ARGUMENT,
-        `unexpected argument ${quote(token.value)}; flags look like --port=8080 (see --help)`,
+        `unexpected argument ${quoteValue(token.value)}; flags look like --port=8080 (see --help)`,
       );
     }
-    if (token.kind !== 'option') continue;
-    const spelled = token.rawName;
-    const known = parseOptions[token.name];
-    if (known === undefined) {
-      const candidates = Object.keys(parseOptions).map((flag) => `--${flag}`);
-      throw new UsageError(
-        ErrorCode.UNKNOWN_FLAG,
-        `unknown flag ${spelled}${didYouMean(`--${token.name}`, candidates)} (see --help)`,
-      );
-    }
-    if (known.type === 'string' && token.value === undefined) {
-      throw new UsageError(ErrorCode.MISSING_VALUE, `flag ${spelled} needs a value, as in ${spelled}=VALUE`);
-    }
-    const chosen = ACTION_FLAGS[token.name];
+    const spelled = token.spelled;
+    const chosen = Object.hasOwn(ACTION_FLAGS, token.name) ? ACTION_FLAGS[token.name] : undefined;
     if (chosen !== undefined) {
-      if (token.inlineValue) throw new UsageError(ErrorCode.INVALID_VALUE, `flag ${spelled} takes no value`);
+      if (token.inline) throw new UsageError(ErrorCode.INVALID_VALUE, `flag ${spelled} takes no value`);
       action = firstAction(action, chosen);
     } else if (token.name === META_FLAGS.configFile.flag) configFileFlag = token.value;
-    else if (token.name.startsWith('no-') && FLAG_TO_NAME.has(token.name.slice(3))) {
-      if (token.inlineValue) {
+    else if (token.negated) {
+      if (token.inline) {
         throw new UsageError(ErrorCode.INVALID_VALUE, `flag ${spelled} takes no value`);
       }
-      const name = FLAG_TO_NAME.get(token.name.slice(3)) as SettingName;
-      flags.set(name, { value: false, source: { kind: 'flag', flag: token.name } });
+      const name = FLAG_TO_NAME.get(token.name) as SettingName;
+      flags.set(name, { value: false, source: { kind: 'flag', flag: `no-${token.name}` } });
     } else {
       const name = FLAG_TO_NAME.get(token.name) as SettingName;
       // A boolean flag alone means true; --flag=false is accepted too.
-      const value = known.type === 'boolean' ? (token.inlineValue ? token.value : true) : token.value;
+      const value = token.type === 'boolean' ? (token.inline ? token.value : true) : token.value;
       flags.set(name, { value, source: { kind: 'flag', flag: token.name } });
     }
   }
