@@ -4,6 +4,7 @@ import { hs256, startWithSecret } from './helpers/auth.js';
 import { TestClient } from './helpers/clients.js';
 import { H2Client } from './helpers/h2.js';
 import { metricValue } from './helpers/metrics.js';
+import { runWshub } from './helpers/server.js';
 import { sendUpgrade } from './helpers/upgrade.js';
 
 /**
@@ -126,5 +127,21 @@ describe('--max-connections-per-user over HTTP/2', () => {
       await new Promise((resolve) => setTimeout(resolve, 20));
     }
     assert.equal(again?.status, 200);
+  });
+});
+
+describe('wshub client --http2 with a token', () => {
+  it('sends authorization on the extended CONNECT; without it the 401 is reported', async () => {
+    const token = await hs256({ sub: 'cli-h2', rooms: ['*'], publish: ['*'] });
+    const url = `ws://127.0.0.1:${running.server.app.port}/ws/cli`;
+    const run = runWshub(['client', '--http2', `--token=${token}`, url], {}, { stdin: 'pipe' });
+    run.child.stdin?.end('over h2 with a token\n');
+    await run.stdout.waitFor(/^over h2 with a token$/);
+    assert.equal((await run.exited).code, 0, run.stderr.lines.join('\n'));
+    assert.match(run.stderr.lines.join('\n'), /connected to ws:\/\/127\.0\.0\.1:\d+\/ws\/cli \(HTTP\/2\)/);
+    const refused = runWshub(['client', '--http2', url], {}, { stdin: 'pipe' });
+    refused.child.stdin?.end();
+    assert.equal((await refused.exited).code, 1);
+    assert.match(refused.stderr.lines.join('\n'), /401/);
   });
 });
