@@ -6,7 +6,7 @@ import { connect, createServer } from 'node:net';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { makeTempDir } from './helpers/certs.js';
-import { TestClient } from './helpers/clients.js';
+import { rawHandshake, TestClient } from './helpers/clients.js';
 import { metricValue, waitForMetric } from './helpers/metrics.js';
 import { type InProcessServer, startServer } from './helpers/server.js';
 
@@ -68,6 +68,7 @@ describe('through HAProxy speaking HTTP/2 to wshub', () => {
         '  timeout tunnel 60s',
         'frontend websockets',
         `  bind 127.0.0.1:${front}`,
+        '  option forwardfor',
         '  default_backend wshub',
         'backend wshub',
         `  server wshub 127.0.0.1:${server.app.port} proto h2`,
@@ -87,9 +88,15 @@ describe('through HAProxy speaking HTTP/2 to wshub', () => {
   it('carries HTTP/1.1 clients as HTTP/2 streams: echo, rooms and ?hello through the proxy', async () => {
     const a = await TestClient.open(`ws://127.0.0.1:${front}/ws/room?hello`);
     const b = await TestClient.open(`ws://127.0.0.1:${front}/ws/room`);
-    const hello = JSON.parse(String((await a.next()).data)) as { type: string; room: string };
+    const hello = JSON.parse(String((await a.next()).data));
     assert.equal(hello.type, 'hello');
     assert.equal(hello.room, 'room');
+    // What reached wshub (issue 17): HAProxy's extended CONNECT over HTTP/2, with the X-Forwarded-For it added.
+    assert.equal(hello.http_version, '2');
+    assert.equal(hello.method, 'CONNECT');
+    assert.equal(hello.headers[':protocol'], 'websocket');
+    assert.equal(hello.headers.upgrade, undefined);
+    assert.deepEqual(hello.forwarded, { 'x-forwarded-for': '127.0.0.1' });
     await waitForMetric(server.metricsUrl, 'websocket_connected_clients', 2);
     // Both arrived at wshub as extended CONNECTs on HTTP/2.
     assert.equal(
@@ -110,6 +117,19 @@ describe('through HAProxy speaking HTTP/2 to wshub', () => {
     b.ws.close(1000);
     assert.equal((await b.closed).code, 1000);
     await waitForMetric(server.metricsUrl, 'websocket_connected_clients', 0);
+  });
+
+  it('?status=503&retry-after=3: the HTTP/1.1 client in front gets what wshub answered the extended CONNECT with', async () => {
+    const { response, socket } = await rawHandshake(front, '/ws?status=503&retry-after=3');
+    socket.destroy();
+    assert.match(response, /^HTTP\/1\.1 503 /);
+    assert.match(response, /\r\nretry-after: 3\r\n/i);
+    assert.equal(
+      await metricValue(server.metricsUrl, 'websocket_upgrades_rejected_total', {
+        reason: 'injected_status',
+      }),
+      1,
+    );
   });
 
   it('a refusal keeps its status through the proxy (404 for an unknown path)', async () => {
