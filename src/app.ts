@@ -73,6 +73,7 @@ export async function start(config: Config, dependencies: AppDependencies): Prom
   const historyInRedis = history.redis;
   if (historyInRedis && broadcastHub) {
     historyInRedis.onReady = () => broadcastHub.resync();
+    historyInRedis.onDown = () => broadcastHub.storeLost();
     historyInRedis.rooms = () => broadcastHub.roomNames();
   }
   const hub: Hub = broadcastHub ?? new EchoHub();

@@ -160,6 +160,8 @@ export class HistoryStats {
   /** Messages sent to clients by replays. */
   replayedMessages = 0;
   readonly resets: Record<ResetReason, number> = zeroes(RESET_REASONS);
+  /** Messages this node handed to its wshub.v1 clients as `pending` (Redis late to position them). */
+  pending = 0;
   /** Messages a node received twice (same room position) and delivered once. */
   duplicatesDropped = 0;
   /** Outbox messages sent to Redis again after a failure (connection lost before Redis answered). */

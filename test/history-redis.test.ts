@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
+import { connect, type Message, type ResetInfo, type WshubClient } from 'wshub/client';
 import { TestClient } from './helpers/clients.js';
 import { assertZeroMetrics, metricValue, QUIET_HISTORY_METRICS } from './helpers/metrics.js';
 import { RedisServer, spawnNode } from './helpers/redis.js';
@@ -47,15 +48,46 @@ async function sendSteadily(
   }
 }
 
+async function until(condition: () => boolean, what: string, timeoutMs = 30_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!condition()) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((resolve) => setTimeout(resolve, 10));
+  }
+}
+
+/** The client library (wshub/client), recording what it hands the application. */
+function library(url: string): { client: WshubClient; got: Message[]; resets: ResetInfo[]; opened: boolean } {
+  const got: Message[] = [];
+  const resets: ResetInfo[] = [];
+  const state = {
+    got,
+    resets,
+    opened: false,
+    client: connect(url, {
+      minDelayMs: 50,
+      maxDelayMs: 500,
+      onMessage: (message) => got.push(message),
+      onReset: (info) => resets.push(info),
+      onOpen: () => {
+        state.opened = true;
+      },
+    }),
+  };
+  return state;
+}
+
 describe('room history in Redis: positions on every node, resume anywhere, Redis faults', () => {
   let redis: RedisServer;
   const nodes: SpawnedServer[] = [];
   const clients: Array<{ ws: { terminate(): void } }> = [];
+  const libraries: WshubClient[] = [];
   before(async () => {
     redis = await RedisServer.start();
   });
   after(async () => {
     for (const client of clients) client.ws.terminate();
+    for (const client of libraries) client.close();
     for (const node of nodes) node.kill('SIGKILL');
     await redis.stop();
   });
@@ -113,7 +145,15 @@ describe('room history in Redis: positions on every node, resume anywhere, Redis
     assert.deepEqual(frames.slice(1), (await onB.waitFor(251)).slice(1 + seen));
     senderC.ws.send('live');
     const [live] = (await resumed.waitFor(2 + 250 - seen)).slice(-1);
-    assert.deepEqual(live, { type: 'message', room: 'three', epoch, offset: 251, data: 'live' });
+    assert.match(live?.id ?? '', /^[0-9a-f]{16}\.\d+$/, 'with the backplane a message frame carries its id');
+    assert.deepEqual(live, {
+      type: 'message',
+      room: 'three',
+      epoch,
+      offset: 251,
+      id: live?.id,
+      data: 'live',
+    });
     assert.equal(await metricValue(c.metricsUrl, 'wshub_history_replays_total'), 1);
   });
 
@@ -153,47 +193,98 @@ describe('room history in Redis: positions on every node, resume anywhere, Redis
     }
   });
 
-  it('Redis frozen for 5 s (SIGSTOP) while messages flow: a v1 client on another node gets every one, once, in order; local delivery never pauses', async () => {
+  it('Redis frozen for 5 s (SIGSTOP) while messages flow: a v1 client on another node gets every one, once, in order; local delivery, v1 included, never pauses', async () => {
     const [a, b] = await Promise.all([node(), node()]);
     assert.ok(a && b);
     const watcher = await v1(roomUrl(b, 'frozen'));
     await watcher.waitFor(1);
     const sender = await raw(roomUrl(a, 'frozen'));
     const local = await raw(roomUrl(a, 'frozen'));
+    // wshub.v1 on the publishing node: on the wire, and through the client library.
+    const localV1 = await v1(roomUrl(a, 'frozen'));
+    await localV1.waitFor(1);
+    const app = library(roomUrl(a, 'frozen'));
+    libraries.push(app.client);
+    await until(() => app.opened, 'the library connected');
     const total = 300;
     const sending = sendSteadily(sender, 'm', total, 20);
     await new Promise((resolve) => setTimeout(resolve, 1000));
     redis.pause();
+    const frozenAt = Date.now();
     const localBefore = local.received.length;
-    await new Promise((resolve) => setTimeout(resolve, 5000));
+    const appBefore = app.got.length;
+    // Frozen for 5 s, and until the local v1 client got 100 messages meanwhile (bounded).
+    await until(
+      () => Date.now() - frozenAt >= 5000 && localV1.pending.length >= 100,
+      '100 pending frames',
+      30_000,
+    );
     const localDuring = local.received.length - localBefore;
+    const appDuring = app.got.length - appBefore;
     redis.resume();
     await sending;
-    // Local delivery kept going during the freeze: ~250 messages were sent in those 5 s.
-    assert.ok(localDuring >= 100, `local client got ${localDuring} messages during the freeze`);
+    assert.ok(localDuring >= 100, `raw local client got ${localDuring} messages during the freeze`);
+    assert.ok(appDuring >= 100, `the library on node A delivered ${appDuring} messages during the freeze`);
     assert.deepEqual(
       (await local.take(total, 20_000)).map((m) => m.data.toString()),
       series('m', 1, total),
     );
     const frames = await watcher.waitFor(1 + total, 30_000);
     assert.deepEqual(payloadsFrom(frames.slice(1), 0), series('m', 1, total));
+    // Node A: the positioned stream is the same as node B's (positions, ids), every message once;
+    // each pending frame came before its positioned copy, with the same id, and nothing in Redis's
+    // order was positioned during the freeze.
+    const localFrames = await localV1.waitFor(1 + total, 30_000);
+    assert.deepEqual(localFrames.slice(1), frames.slice(1));
+    const pendingIds = localV1.pending.map((frame) => frame.id);
+    assert.deepEqual(
+      localV1.pending.map((frame) => frame.data),
+      frames.filter((frame) => pendingIds.includes(frame.id)).map((frame) => frame.data),
+    );
+    for (const frame of localV1.pending) {
+      const at = localV1.all.indexOf(frame);
+      assert.ok(localV1.all.findIndex((f) => f.type === 'message' && f.id === frame.id) > at);
+    }
+    // The application saw every message once, in order, and ends at the same position as node B.
+    await until(() => app.client.position?.offset === total, 'the library at the last position');
+    assert.deepEqual(
+      app.got.map((m) => m.data),
+      series('m', 1, total),
+    );
+    assert.ok(app.got.some((m) => m.pending === true && m.position === undefined));
+    assert.deepEqual(app.client.position, { epoch: frames[0]?.epoch, offset: total });
     await new Promise((resolve) => setTimeout(resolve, 300));
     assert.equal(watcher.frames.length, 1 + total, 'no duplicate after the last');
+    assert.equal(app.got.length, total, 'no duplicate after the last');
     assert.equal(await metricValue(a.metricsUrl, 'wshub_outbox_messages'), 0);
     assert.equal(await metricValue(a.metricsUrl, 'wshub_outbox_dropped_total'), 0);
+    assert.ok(((await metricValue(a.metricsUrl, 'wshub_history_pending_total')) ?? 0) >= 100);
+    assert.equal(await metricValue(b.metricsUrl, 'wshub_history_pending_total'), 0);
   });
 
-  it('Redis killed (-9) and restarted empty while messages flow: every message once, in order; the epoch changes with a reset', async () => {
+  it('Redis killed (-9) and restarted empty while messages flow: every message once, in order; the epoch changes with a reset; local v1 delivery goes on meanwhile', async () => {
     const [a, b] = await Promise.all([node(), node()]);
     assert.ok(a && b);
     const watcher = await v1(roomUrl(b, 'restart'));
     const epoch = (await watcher.waitFor(1))[0]?.epoch ?? '';
+    const localV1 = await v1(roomUrl(a, 'restart'));
+    await localV1.waitFor(1);
+    const app = library(roomUrl(a, 'restart'));
+    libraries.push(app.client);
+    await until(() => app.opened, 'the library connected');
     const sender = await raw(roomUrl(a, 'restart'));
     const total = 300;
     const sending = sendSteadily(sender, 'm', total, 20);
     await new Promise((resolve) => setTimeout(resolve, 1500));
     await redis.kill();
-    await new Promise((resolve) => setTimeout(resolve, 1500));
+    const killedAt = Date.now();
+    const appBefore = app.got.length;
+    // Down for 1.5 s, and until the library on node A delivered 20 messages meanwhile (bounded).
+    await until(
+      () => Date.now() - killedAt >= 1500 && app.got.length - appBefore >= 20,
+      '20 messages while Redis is down',
+    );
+    const appDuring = app.got.slice(appBefore);
     await redis.start();
     await sending;
     const deadline = Date.now() + 30_000;
@@ -207,6 +298,26 @@ describe('room history in Redis: positions on every node, resume anywhere, Redis
     assert.equal(result.epochs[0], epoch);
     const reset = watcher.frames.find((frame) => frame.type === 'reset');
     assert.deepEqual(reset, { type: 'reset', room: 'restart', epoch: result.epochs[1], offset: 0 });
+    // Node A's v1 clients: the messages published while Redis was down came at once, as pending;
+    // the positioned stream is node B's; the application saw every message once, in order.
+    assert.ok(appDuring.every((m) => m.pending === true && m.position === undefined));
+    await until(() => payloadsAcrossEpochs(localV1.frames).payloads.length >= total, 'node A positioned all');
+    assert.deepEqual(payloadsAcrossEpochs(localV1.frames), result);
+    assert.deepEqual(
+      localV1.frames.filter((f) => f.type === 'message'),
+      watcher.frames.filter((f) => f.type === 'message'),
+    );
+    const last = watcher.frames.at(-1);
+    await until(
+      () => app.client.position?.epoch === last?.epoch && app.client.position?.offset === last?.offset,
+      'the library at the last position',
+    );
+    assert.deepEqual(
+      app.got.map((m) => m.data),
+      series('m', 1, total),
+    );
+    assert.equal(app.resets.length, 1);
+    assert.deepEqual(app.resets[0]?.position, { epoch: result.epochs[1], offset: 0 });
     assert.equal(await metricValue(a.metricsUrl, 'wshub_outbox_dropped_total'), 0);
     assert.equal(
       await metricValue(b.metricsUrl, 'wshub_history_resets_total', { reason: 'history_lost' }),

@@ -162,8 +162,12 @@ export class BackplaneRelay {
     this.stopTimer();
   }
 
-  /** The BroadcastRelay of the hub: called after local delivery. */
-  publish(room: string, data: Buffer, isBinary: boolean): void {
+  /**
+   * The BroadcastRelay of the hub: called after local delivery. Returns the message's sequence
+   * number (its id with this node's: see history messageId) when the outbox keeps it until Redis
+   * has stored it.
+   */
+  publish(room: string, data: Buffer, isBinary: boolean): number | undefined {
     const sequence = this.nextSequence(room);
     const envelope = encodeEnvelope({
       nodeId: this.nodeId,
@@ -176,7 +180,7 @@ export class BackplaneRelay {
     const channel = roomChannel(this.options.channel, room);
     if (this.options.outbox) {
       this.options.outbox.push(room, channel, sequence, envelope);
-      return;
+      return sequence;
     }
     // A refusal is counted and logged by the driver (publishFailures, backplane_unavailable). The
     // number is reused, so a gap seen by other nodes always means a loss this node did not see.
@@ -184,6 +188,7 @@ export class BackplaneRelay {
       this.sequences.set(room, sequence - 1);
       this.used--;
     }
+    return undefined;
   }
 
   /**
@@ -247,6 +252,7 @@ export class BackplaneRelay {
       data: envelope.payload,
       isBinary: envelope.isBinary,
       node: envelope.nodeId,
+      sequence: envelope.sequence,
     });
   }
 

@@ -23,6 +23,8 @@ export interface HistoryEntry {
   readonly isBinary: boolean;
   /** The node that published it (with the backplane), to tell this node's own messages apart. */
   readonly node?: Buffer;
+  /** Its sequence number on that node (per node and room, from the envelope): with `node`, the message's id. */
+  readonly sequence?: number;
   v1?: unknown;
 }
 
@@ -67,15 +69,43 @@ export function formatPosition(position: Position): string {
 }
 
 /**
+ * A message's id with the backplane: the publishing node and its sequence number there,
+ * `<16 hex digits>.<decimal>`. A `pending` frame and the `message` frame that later gives the
+ * same message its position carry the same id.
+ */
+export function messageId(node: Buffer, sequence: number): string {
+  return `${node.toString('hex')}.${sequence}`;
+}
+
+function payloadField(data: Buffer, isBinary: boolean): string {
+  return isBinary
+    ? `"data_b64":"${data.toString('base64')}"`
+    : `"data":${JSON.stringify(data.toString('utf8'))}`;
+}
+
+/**
  * The wshub.v1 frame of one message (JSON text): the payload as a JSON string
- * when the message is text, base64 in `data_b64` when it is binary.
+ * when the message is text, base64 in `data_b64` when it is binary; with the
+ * backplane also its `id` (see pendingFrame).
  */
 export function messageFrame(room: string, epoch: string, entry: HistoryEntry): Buffer {
-  const body = entry.isBinary
-    ? `"data_b64":"${entry.data.toString('base64')}"`
-    : `"data":${JSON.stringify(entry.data.toString('utf8'))}`;
+  const id =
+    entry.node !== undefined && entry.sequence !== undefined
+      ? `"id":"${messageId(entry.node, entry.sequence)}",`
+      : '';
   return Buffer.from(
-    `{"type":"message","room":${JSON.stringify(room)},"epoch":"${epoch}","offset":${entry.offset},${body}}`,
+    `{"type":"message","room":${JSON.stringify(room)},"epoch":"${epoch}","offset":${entry.offset},${id}${payloadField(entry.data, entry.isBinary)}}`,
+  );
+}
+
+/**
+ * A message published on this node that Redis has not given a position yet (Redis unreachable or
+ * frozen, issue 16): delivered to this node's wshub.v1 clients at once, without a position. Its
+ * `message` frame (same `id`, with the position) follows once Redis has stored it.
+ */
+export function pendingFrame(room: string, id: string, data: Buffer, isBinary: boolean): Buffer {
+  return Buffer.from(
+    `{"type":"pending","room":${JSON.stringify(room)},"id":"${id}",${payloadField(data, isBinary)}}`,
   );
 }
 

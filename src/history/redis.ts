@@ -96,7 +96,9 @@ export interface RedisHistoryOptions {
   /** --history-ttl */
   readonly ttlMs: number;
   /** Reads the envelope stored with an entry (backplane/envelope.ts decodes it). */
-  readonly decode: (envelope: Buffer) => { data: Buffer; isBinary: boolean; node: Buffer } | undefined;
+  readonly decode: (
+    envelope: Buffer,
+  ) => { data: Buffer; isBinary: boolean; node: Buffer; sequence: number } | undefined;
 }
 
 export interface PublishRequest {

@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
+import { HistoryStats } from '../stats.js';
 import { BroadcastHub } from './broadcast.js';
 import type { Peer } from './hub.js';
 import type { OutboundMessage } from './message.js';
@@ -54,6 +55,7 @@ describe('BroadcastHub', () => {
       publish: (room, data, isBinary) => {
         assert.equal(peer.got.length, relayed.length + 1, 'local delivery comes first');
         relayed.push([room, data.toString(), isBinary]);
+        return undefined;
       },
       roomOpened: () => {},
       roomClosed: () => {},
@@ -96,7 +98,7 @@ describe('BroadcastHub', () => {
     hub.join(early);
     const events: string[] = [];
     hub.attachRelay({
-      publish: () => {},
+      publish: () => undefined,
       roomOpened: (room) => events.push(`open ${room}`),
       roomClosed: (room) => events.push(`close ${room}`),
     });
@@ -110,5 +112,119 @@ describe('BroadcastHub', () => {
     hub.leave(b);
     hub.join(new RecordingPeer(4, ''));
     assert.deepEqual(events, ['open early', 'open r', 'close r', 'open ']);
+  });
+});
+
+describe('BroadcastHub with history in Redis: pending frames (issue 16)', () => {
+  const nodeId = Buffer.from('0011223344556677', 'hex');
+  class V1Peer extends RecordingPeer {
+    readonly protocol = 'wshub.v1';
+    texts(): string[] {
+      return this.got.map((m) => m.data.toString());
+    }
+  }
+  function setup() {
+    const state = { up: true, sequence: 0 };
+    const stats = new HistoryStats();
+    const logs: string[] = [];
+    const hub = new BroadcastHub({
+      excludeSender: false,
+      history: {
+        reader: { read: async () => ({ epoch: 'e1', offset: 0, messages: [] }) },
+        stats,
+        limitedLog: { log: (_key: string, _level: string, text: string) => logs.push(text) } as never,
+        maxBufferedBytes: 1 << 20,
+        nodeId,
+        storeReachable: () => state.up,
+        isLocal: (entry) => entry.node?.equals(nodeId) === true,
+      },
+    });
+    hub.attachRelay({ publish: () => ++state.sequence, roomOpened: () => {}, roomClosed: () => {} });
+    /** The positioned copy of this node's message `sequence` comes back from Redis. */
+    const positioned = (offset: number, sequence: number, text: string) =>
+      hub.positioned('r', 'e1', { offset, sequence, node: nodeId, data: Buffer.from(text), isBinary: false });
+    return { state, stats, logs, hub, positioned };
+  }
+  const settle = () => new Promise((resolve) => setImmediate(resolve));
+
+  it('while the store is unreachable, v1 peers get this node’s messages at once as pending, then the positioned copies with the same id', async () => {
+    const { state, stats, logs, hub, positioned } = setup();
+    const [sender, v1a, v1b] = [new RecordingPeer(1, 'r'), new V1Peer(2, 'r'), new V1Peer(3, 'r')];
+    for (const peer of [sender, v1a, v1b]) hub.join(peer);
+    await settle();
+    assert.deepEqual(v1a.texts(), ['{"type":"welcome","room":"r","epoch":"e1","offset":0}']);
+    hub.receive(sender, Buffer.from('m1'), false);
+    positioned(1, 1, 'm1');
+    state.up = false;
+    hub.receive(sender, Buffer.from('m2'), false);
+    hub.receive(sender, Buffer.from('m3'), false);
+    // A v1 peer that arrives now never saw the earlier pending messages: it waits for positions.
+    const late = new V1Peer(4, 'r');
+    hub.join(late);
+    hub.receive(sender, Buffer.from('m4'), false);
+    const id = (sequence: number) => `0011223344556677.${sequence}`;
+    const message = (offset: number, text: string) =>
+      `{"type":"message","room":"r","epoch":"e1","offset":${offset},"id":"${id(offset)}","data":"${text}"}`;
+    const pending = (sequence: number, text: string) =>
+      `{"type":"pending","room":"r","id":"${id(sequence)}","data":"${text}"}`;
+    assert.deepEqual(v1a.texts().slice(1), [
+      message(1, 'm1'),
+      pending(2, 'm2'),
+      pending(3, 'm3'),
+      pending(4, 'm4'),
+    ]);
+    assert.equal(v1a.got[2], v1b.got[2], 'a pending frame is built once and shared');
+    assert.deepEqual(late.texts(), ['{"type":"welcome","room":"r","epoch":"e1","offset":1}']);
+    assert.equal(stats.pending, 3);
+    assert.match(logs.join('\n'), /Room r: Redis has not positioned this node's messages/);
+    // Redis is back: the positioned copies (same ids) go to every v1 peer; then live messages wait for positions again.
+    state.up = true;
+    for (const [offset, text] of [
+      [2, 'm2'],
+      [3, 'm3'],
+      [4, 'm4'],
+    ] as const)
+      positioned(offset, offset, text);
+    hub.receive(sender, Buffer.from('m5'), false);
+    assert.equal(v1a.got.length, 8, 'm5 waits for its position');
+    positioned(5, 5, 'm5');
+    assert.deepEqual(v1a.texts().slice(5), [
+      message(2, 'm2'),
+      message(3, 'm3'),
+      message(4, 'm4'),
+      message(5, 'm5'),
+    ]);
+    assert.deepEqual(late.texts().slice(1), [
+      message(2, 'm2'),
+      message(3, 'm3'),
+      message(4, 'm4'),
+      message(5, 'm5'),
+    ]);
+    assert.equal(sender.got.length, 5, 'raw peers got each message once, at once');
+  });
+
+  it('a store that stops answering: messages waiting longer than PENDING_AFTER_MS are handed out as pending, in order', async () => {
+    const { hub, positioned } = setup();
+    const [sender, v1] = [new RecordingPeer(1, 'r'), new V1Peer(2, 'r')];
+    hub.join(sender);
+    hub.join(v1);
+    await settle();
+    hub.receive(sender, Buffer.from('m1'), false);
+    hub.receive(sender, Buffer.from('m2'), false);
+    positioned(1, 1, 'm1');
+    assert.equal(v1.got.length, 2);
+    const deadline = Date.now() + 10_000;
+    while (v1.got.length < 3 && Date.now() < deadline)
+      await new Promise((resolve) => setTimeout(resolve, 20));
+    assert.deepEqual(v1.texts().slice(2), [
+      '{"type":"pending","room":"r","id":"0011223344556677.2","data":"m2"}',
+    ]);
+    hub.receive(sender, Buffer.from('m3'), false);
+    assert.equal(v1.got.length, 4, 'while Redis is late, at once');
+    positioned(2, 2, 'm2');
+    positioned(3, 3, 'm3');
+    assert.equal(v1.got.length, 6);
+    hub.leave(v1);
+    hub.leave(sender);
   });
 });

@@ -8,7 +8,12 @@ import { SequencedRooms, type SequencedRoomsOptions } from './sequenced.js';
  * plugs in here). It receives the sender's room and the payload, never a peer.
  */
 export interface BroadcastRelay {
-  publish(room: string, data: Buffer, isBinary: boolean): void;
+  /**
+   * Returns the message's sequence number on this node when the message is kept until the
+   * backplane has given it its position (room history in Redis), so the hub can hand it to this
+   * node's wshub.v1 peers as `pending` should that take long.
+   */
+  publish(room: string, data: Buffer, isBinary: boolean): number | undefined;
   /** `room` got its first local peer: from now on this node wants the room's messages from elsewhere (issue 18). */
   roomOpened(room: string): unknown;
   /** `room` lost its last local peer: this node no longer needs its messages. */
@@ -113,7 +118,13 @@ export class BroadcastHub implements Hub {
       this.options.excludeSender ? sender : undefined,
     );
     this.positionLocally(sender.room, data, isBinary);
-    this.relay?.publish(sender.room, data, isBinary);
+    this.publishOn(sender.room, data, isBinary);
+  }
+
+  /** To the other nodes; with history in Redis the rooms watch for their position meanwhile. */
+  private publishOn(room: string, data: Buffer, isBinary: boolean): void {
+    const sequence = this.relay?.publish(room, data, isBinary);
+    if (sequence !== undefined) this.sequenced?.published(room, sequence, data, isBinary);
   }
 
   /**
@@ -123,6 +134,11 @@ export class BroadcastHub implements Hub {
    */
   positioned(room: string, epoch: string, entry: HistoryEntry): void {
     this.sequenced?.accept(room, epoch, entry);
+  }
+
+  /** The history store's connection dropped: this node's v1 peers get its messages as pending now. */
+  storeLost(): void {
+    this.sequenced?.storeLost();
   }
 
   /** The backplane reconnected: fetch from the history what passed meanwhile. */
@@ -154,7 +170,7 @@ export class BroadcastHub implements Hub {
   publish(room: string, data: Buffer, isBinary: boolean): number {
     const handed = this.deliverLocally(room, new OutboundMessage(data, isBinary, true), undefined);
     this.positionLocally(room, data, isBinary);
-    this.relay?.publish(room, data, isBinary);
+    this.publishOn(room, data, isBinary);
     return handed;
   }
 

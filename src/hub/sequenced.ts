@@ -3,7 +3,9 @@ import {
   type HistoryRead,
   type HistoryReader,
   messageFrame,
+  messageId,
   type Position,
+  pendingFrame,
   resetFrame,
   SUBPROTOCOL_V1,
   welcomeFrame,
@@ -25,6 +27,26 @@ export interface SequencedRoomsOptions {
   readonly limitedLog: RateLimitedLog;
   /** --max-buffered-bytes: a replay pauses while its receiver has more than half of this waiting. */
   readonly maxBufferedBytes: number;
+  /** With the history in Redis: this node's id (the ids of `pending` frames, see published()). */
+  readonly nodeId?: Buffer;
+  /** Whether the connection to the store is up: while it is not, nothing waits PENDING_AFTER_MS. */
+  readonly storeReachable?: () => boolean;
+}
+
+/**
+ * How long a message published on this node may wait for Redis to give it its position before
+ * this node's wshub.v1 peers get it as a `pending` frame (issue 16: local delivery never pauses).
+ * Redis answers within a millisecond or two when it is up; a freeze or a crash is noticed here.
+ */
+export const PENDING_AFTER_MS = 250;
+const PENDING_CHECK_MS = 50;
+
+/** A message this node published, waiting for its position. */
+interface Own {
+  readonly sequence: number;
+  readonly data: Buffer;
+  readonly isBinary: boolean;
+  readonly at: number;
 }
 
 /** Live messages held while a room catches up (or a replay is paced) before giving up on holding them. */
@@ -70,6 +92,16 @@ class RoomLog {
   /** Another sync is wanted after the running one (a reconnect, an overflow). */
   again = false;
   held: Held[] = [];
+  /** This node's messages not yet delivered with their position nor handed out as pending; own[ownHead..] are live. */
+  own: Own[] = [];
+  ownHead = 0;
+  /**
+   * Redis is late (PENDING_AFTER_MS): this node's messages go to these v1 peers (those present when
+   * it started: later ones never saw the earlier pending messages, so they wait for positions) as
+   * `pending` at once, until the last one handed out (`pendingUpTo`) comes back positioned.
+   */
+  pendingPeers: Set<Peer> | undefined = undefined;
+  pendingUpTo = 0;
   constructor(readonly room: string) {}
 
   get empty(): boolean {
@@ -94,6 +126,9 @@ export class SequencedRooms {
   private readonly logs = new Map<string, RoomLog>();
   private readonly retry = new Set<RoomLog>();
   private retryTimer: NodeJS.Timeout | undefined = undefined;
+  /** Rooms with messages of this node waiting for their position; one timer checks them all. */
+  private readonly waiting = new Set<RoomLog>();
+  private pendingTimer: NodeJS.Timeout | undefined = undefined;
 
   constructor(private readonly options: SequencedRoomsOptions) {}
 
@@ -123,6 +158,7 @@ export class SequencedRooms {
     if (log === undefined) return;
     log.raw.delete(peer);
     log.v1.delete(peer);
+    log.pendingPeers?.delete(peer);
     const joiner = log.joiners.get(peer);
     if (joiner !== undefined) {
       joiner.closed = true;
@@ -161,6 +197,97 @@ export class SequencedRooms {
     this.deliver(log, entry);
   }
 
+  /**
+   * This node published a message with the history in Redis (it is in the outbox, its raw peers
+   * have it): its v1 peers get it with its position, or as `pending` if Redis takes too long.
+   */
+  published(room: string, sequence: number, data: Buffer, isBinary: boolean): void {
+    const log = this.logs.get(room);
+    if (log === undefined) return;
+    if (log.pendingPeers !== undefined) {
+      this.handOutPending(log, sequence, data, isBinary);
+      return;
+    }
+    log.own.push({ sequence, data, isBinary, at: performance.now() });
+    if (log.own.length - log.ownHead >= MAX_HELD || this.options.storeReachable?.() === false) {
+      this.startPending(log);
+      return;
+    }
+    this.waiting.add(log);
+    this.pendingTimer ??= setInterval(checkPending, PENDING_CHECK_MS, this).unref();
+  }
+
+  /** The connection to the store dropped: no need to wait PENDING_AFTER_MS to know it is late. */
+  storeLost(): void {
+    for (const log of this.waiting)
+      if (this.logs.get(log.room) === log && log.ownHead < log.own.length) this.startPending(log);
+    this.waiting.clear();
+  }
+
+  /** Rooms whose oldest waiting message is older than PENDING_AFTER_MS hand their messages out as pending. */
+  checkPending(): void {
+    const late = performance.now() - PENDING_AFTER_MS;
+    for (const log of this.waiting) {
+      const oldest = log.own[log.ownHead];
+      if (this.logs.get(log.room) !== log || oldest === undefined) this.waiting.delete(log);
+      else if (oldest.at <= late) {
+        this.waiting.delete(log);
+        this.startPending(log);
+      }
+    }
+    if (this.waiting.size === 0) {
+      clearInterval(this.pendingTimer);
+      this.pendingTimer = undefined;
+    }
+  }
+
+  private startPending(log: RoomLog): void {
+    log.pendingPeers = new Set(log.v1);
+    const { own, ownHead } = log;
+    log.own = [];
+    log.ownHead = 0;
+    for (let i = ownHead; i < own.length; i++) {
+      const { sequence, data, isBinary } = own[i] as Own;
+      this.handOutPending(log, sequence, data, isBinary);
+    }
+    this.options.limitedLog.log(
+      'history_pending',
+      'warn',
+      `Room ${log.room === '' ? '(default)' : log.room}: Redis has not positioned this node's messages for ${PENDING_AFTER_MS} ms; its wshub.v1 clients get them as pending frames until it does`,
+    );
+  }
+
+  private handOutPending(log: RoomLog, sequence: number, data: Buffer, isBinary: boolean): void {
+    log.pendingUpTo = sequence;
+    const { nodeId, stats } = this.options;
+    const peers = log.pendingPeers;
+    if (nodeId === undefined || peers === undefined || peers.size === 0) return;
+    stats.pending++;
+    const frame = new OutboundMessage(
+      pendingFrame(log.room, messageId(nodeId, sequence), data, isBinary),
+      false,
+      true,
+    );
+    for (const peer of peers) peer.deliver(frame);
+  }
+
+  /** This node's message `sequence` reached the v1 peers with its position: it and older ones no longer wait. */
+  private positionedOwn(log: RoomLog, sequence: number): void {
+    const own = log.own;
+    while (log.ownHead < own.length && (own[log.ownHead] as Own).sequence <= sequence) {
+      own[log.ownHead] = undefined as unknown as Own;
+      log.ownHead++;
+    }
+    if (log.ownHead === own.length) {
+      log.own = [];
+      log.ownHead = 0;
+    } else if (log.ownHead > 1024 && log.ownHead * 2 > own.length) {
+      log.own = own.slice(log.ownHead);
+      log.ownHead = 0;
+    }
+    if (log.pendingPeers !== undefined && sequence >= log.pendingUpTo) log.pendingPeers = undefined;
+  }
+
   /** Catch every room up with the store (after the backplane reconnected: messages may have passed meanwhile). */
   resync(): void {
     for (const log of this.logs.values()) this.sync(log);
@@ -174,7 +301,9 @@ export class SequencedRooms {
 
   private deliver(log: RoomLog, entry: HistoryEntry): void {
     log.last = entry.offset;
-    if (log.raw.size > 0 && !this.options.isLocal(entry)) {
+    const local = this.options.isLocal(entry);
+    if (local && entry.sequence !== undefined) this.positionedOwn(log, entry.sequence);
+    if (log.raw.size > 0 && !local) {
       const message = new OutboundMessage(entry.data, entry.isBinary, true);
       for (const peer of log.raw) peer.deliver(message);
     }
@@ -379,4 +508,8 @@ export class SequencedRooms {
     }
     this.promote(log, joiner);
   }
+}
+
+function checkPending(rooms: SequencedRooms): void {
+  rooms.checkPending();
 }

@@ -363,6 +363,11 @@ function registerHistoryMetrics(registry: Registry, stats: Stats, store: 'memory
       () => history.duplicatesDropped,
     ],
     [
+      'wshub_history_pending_total',
+      'Messages published on this node that its wshub.v1 clients got as pending frames, before Redis gave them a position (Redis unreachable or slow for 250 ms)',
+      () => history.pending,
+    ],
+    [
       'wshub_outbox_redeliveries_total',
       'Messages sent to Redis again because the connection was lost before Redis answered',
       () => history.redeliveries,

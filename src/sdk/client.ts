@@ -6,8 +6,9 @@
  * It speaks the wshub.v1 subprotocol: reconnects by itself with exponential
  * backoff and full jitter (so a drained node does not cause a reconnect storm),
  * resumes from the last position it saw (?since=EPOCH:OFFSET, on whichever node
- * the load balancer picks), drops duplicates, and tells the application when
- * the server cannot resume (`onReset`). Against a server without history it
+ * the load balancer picks), drops duplicates (by position, and the positioned
+ * copy of a `pending` message by its id), and tells the application when the
+ * server cannot resume (`onReset`). Against a server without history it
  * falls back to plain messages without positions.
  */
 
@@ -35,8 +36,19 @@ export interface Message {
   readonly room: string;
   /** A string for text messages, bytes for binary ones. */
   readonly data: string | Uint8Array;
-  /** Absent when the server has no history (no wshub.v1): then there is nothing to resume from. */
+  /**
+   * Absent when the server has no history (no wshub.v1): then there is nothing to resume from;
+   * and on a pending message.
+   */
   readonly position?: Position;
+  /**
+   * True when the message was published on the node this client is connected to while Redis
+   * could not give it its position (Redis down or frozen): the server hands it over at once
+   * instead of pausing. Its position comes later, silently (the library drops the positioned
+   * copy); messages other nodes published meanwhile may then arrive after it, although Redis
+   * ordered them before it.
+   */
+  readonly pending?: boolean;
 }
 
 export interface ResetInfo {
@@ -110,10 +122,13 @@ export interface WshubClient {
 
 const SUBPROTOCOL = 'wshub.v1';
 const OPEN = 1;
+/** Ids of pending messages remembered until their positioned copy comes; beyond, the oldest is forgotten. */
+const MAX_PENDING_IDS = 100_000;
 
 interface ServerFrame {
   readonly type?: string;
   readonly room?: string;
+  readonly id?: string;
   readonly epoch?: string;
   readonly offset?: number;
   readonly data?: string;
@@ -164,6 +179,12 @@ export function connect(url: string, options: ConnectOptions = {}): WshubClient 
     return target.toString();
   };
 
+  /** Ids of the pending messages delivered whose positioned copy has not come yet (kept across reconnections and resets). */
+  const pendingIds = new Set<string>();
+
+  const dataOf = (frame: ServerFrame): string | Uint8Array =>
+    frame.data_b64 !== undefined ? decodeBase64(frame.data_b64) : (frame.data ?? '');
+
   const onFrame = (text: string): void => {
     let frame: ServerFrame;
     try {
@@ -177,6 +198,13 @@ export function connect(url: string, options: ConnectOptions = {}): WshubClient 
       // load balancer picks, from the last position, within the server's window with full jitter.
       const within = Number(frame.within_ms);
       drainedWithinMs = Number.isFinite(within) ? Math.min(Math.max(within, 0), MAX_RECONNECT_WITHIN_MS) : 0;
+      return;
+    }
+    if (frame.type === 'pending') {
+      if (typeof frame.id !== 'string' || pendingIds.has(frame.id)) return;
+      if (pendingIds.size >= MAX_PENDING_IDS) pendingIds.delete(pendingIds.values().next().value as string);
+      pendingIds.add(frame.id);
+      options.onMessage?.({ room, data: dataOf(frame), pending: true });
       return;
     }
     if (typeof frame.epoch !== 'string' || typeof frame.offset !== 'number') return;
@@ -199,11 +227,15 @@ export function connect(url: string, options: ConnectOptions = {}): WshubClient 
       }
       case 'message': {
         // A message at or before the last position was already delivered (a resume overlapping live delivery).
-        if (position !== undefined && position.epoch === here.epoch && here.offset <= position.offset) return;
+        if (position !== undefined && position.epoch === here.epoch && here.offset <= position.offset) {
+          if (frame.id !== undefined) pendingIds.delete(frame.id);
+          return;
+        }
         position = here;
         requested = undefined;
-        const data = frame.data_b64 !== undefined ? decodeBase64(frame.data_b64) : (frame.data ?? '');
-        options.onMessage?.({ room, data, position: here });
+        // The positioned copy of a message delivered as pending: only the position is new.
+        if (frame.id !== undefined && pendingIds.delete(frame.id)) return;
+        options.onMessage?.({ room, data: dataOf(frame), position: here });
         break;
       }
     }

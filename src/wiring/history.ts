@@ -21,6 +21,8 @@ export interface RedisHistoryParts {
   readonly client: Redis | RedisCluster;
   /** Hub callbacks, set once the hub exists. */
   onReady: () => void;
+  /** The connection the scripts run on closed (Redis killed, restarted, a network cut). */
+  onDown: () => void;
   /** The rooms this node has clients in (the history metrics measure theirs). */
   rooms: () => Iterable<string>;
 }
@@ -107,8 +109,8 @@ function redisHistory(
     decode: (envelope) => {
       const decoded = decodeEnvelope(envelope);
       if (!decoded.ok) return undefined;
-      const { payload, isBinary, nodeId: from } = decoded.envelope;
-      return { data: payload, isBinary, node: from };
+      const { payload, isBinary, nodeId: from, sequence } = decoded.envelope;
+      return { data: payload, isBinary, node: from, sequence };
     },
   });
   const outbox = new Outbox({
@@ -137,6 +139,7 @@ function redisHistory(
     outbox,
     client,
     onReady: () => {},
+    onDown: () => {},
     rooms: () => [],
   };
   measureAtScrape(stats, store, () => parts.rooms());
@@ -144,6 +147,7 @@ function redisHistory(
     outbox.resume();
     parts.onReady();
   });
+  client.on('close', () => parts.onDown());
   return parts;
 }
 
@@ -183,7 +187,13 @@ export function buildHistory(config: Config, stats: Stats, limitedLog: RateLimit
     };
   } else if (redis) {
     const { nodeId } = redis;
-    hub = { ...common, reader: redis.store, isLocal: (entry) => entry.node?.equals(nodeId) === true };
+    hub = {
+      ...common,
+      reader: redis.store,
+      nodeId,
+      storeReachable: () => redis.client.status === 'ready',
+      isLocal: (entry) => entry.node?.equals(nodeId) === true,
+    };
   }
   return { memory, redis, hub, kind: memory ? 'memory' : redis ? 'redis' : undefined };
 }

@@ -3,24 +3,33 @@ import { type ClientOptions, WebSocket } from 'ws';
 
 /** A server frame of the wshub.v1 subprotocol (issue 16). */
 export interface V1Frame {
-  readonly type: 'welcome' | 'message' | 'reset' | 'reconnect';
+  readonly type: 'welcome' | 'message' | 'reset' | 'reconnect' | 'pending';
   readonly room: string;
   readonly epoch: string;
   readonly offset: number;
+  /** With the backplane: the message's id (a `pending` frame and its later `message` frame share it). */
+  readonly id?: string;
   readonly data?: string;
   readonly data_b64?: string;
 }
 
 /** A ws client speaking wshub.v1 that queues parsed frames, so a test can await them in order. */
 export class V1Client {
+  /** The positioned stream: welcome, message and reset frames, in arrival order. */
   readonly frames: V1Frame[] = [];
+  /** `pending` frames (a message of this node that Redis had not positioned yet), kept apart from `frames`. */
+  readonly pending: V1Frame[] = [];
+  /** Every frame, pending ones included, in arrival order. */
+  readonly all: V1Frame[] = [];
   readonly closed: Promise<{ code: number; reason: string }>;
   private waiters: Array<() => void> = [];
 
   private constructor(readonly ws: WebSocket) {
     ws.on('message', (data: Buffer, isBinary: boolean) => {
       if (isBinary) throw new Error('wshub.v1 server frames are text');
-      this.frames.push(JSON.parse(data.toString()) as V1Frame);
+      const frame = JSON.parse(data.toString()) as V1Frame;
+      this.all.push(frame);
+      (frame.type === 'pending' ? this.pending : this.frames).push(frame);
       for (const wake of this.waiters.splice(0)) wake();
     });
     this.closed = new Promise((resolve) => {
