@@ -1,5 +1,7 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
+import { Redis } from 'ioredis';
+import type { ClientOptions } from 'ws';
 import { connect, type Message, type ResetInfo, type WshubClient } from 'wshub/client';
 import { TestClient } from './helpers/clients.js';
 import { assertZeroMetrics, metricValue, QUIET_HISTORY_METRICS } from './helpers/metrics.js';
@@ -34,6 +36,9 @@ function payloadsAcrossEpochs(frames: readonly V1Frame[]): { payloads: string[];
   }
   return { payloads, epochs };
 }
+
+const only = (prefix: string, payloads: readonly string[]): string[] =>
+  payloads.filter((p) => p.startsWith(prefix));
 
 /** Sends `count` messages at a steady rate (one per `everyMs`), from `sender`. */
 async function sendSteadily(
@@ -97,8 +102,8 @@ describe('room history in Redis: positions on every node, resume anywhere, Redis
     nodes.push(spawned);
     return spawned;
   }
-  async function v1(url: string): Promise<V1Client> {
-    const client = await V1Client.open(url);
+  async function v1(url: string, options: ClientOptions = {}): Promise<V1Client> {
+    const client = await V1Client.open(url, options);
     clients.push(client);
     return client;
   }
@@ -108,8 +113,8 @@ describe('room history in Redis: positions on every node, resume anywhere, Redis
     return client;
   }
 
-  it('three nodes: the same positions everywhere; resume on another node at a random position', async () => {
-    const [a, b, c] = await Promise.all([node(), node(), node()]);
+  it('three nodes: the same positions everywhere; resume on another node at a random position, with permessage-deflate', async () => {
+    const [a, b, c] = await Promise.all([node(), node(), node(['--compression'])]);
     assert.ok(a && b && c);
     const onA = await v1(roomUrl(a, 'three'));
     const onB = await v1(roomUrl(b, 'three'));
@@ -139,7 +144,8 @@ describe('room history in Redis: positions on every node, resume anywhere, Redis
     onA.ws.terminate();
     for (const text of series('late', 1, 50)) senderA.ws.send(text);
     await onB.waitFor(251, 20_000);
-    const resumed = await v1(roomUrl(c, 'three', `?since=${epoch}:${seen}`));
+    const resumed = await v1(roomUrl(c, 'three', `?since=${epoch}:${seen}`), { perMessageDeflate: true });
+    assert.match(resumed.ws.extensions, /permessage-deflate/);
     const frames = await resumed.waitFor(1 + 250 - seen, 20_000);
     assert.deepEqual(frames[0], { type: 'welcome', room: 'three', epoch, offset: seen });
     assert.deepEqual(frames.slice(1), (await onB.waitFor(251)).slice(1 + seen));
@@ -193,12 +199,118 @@ describe('room history in Redis: positions on every node, resume anywhere, Redis
     }
   });
 
-  it('Redis frozen for 5 s (SIGSTOP) while messages flow: a v1 client on another node gets every one, once, in order; local delivery, v1 included, never pauses', async () => {
-    const [a, b] = await Promise.all([node(), node()]);
+  it('--history-ttl in Redis: a quiet room’s keys expire; the next message starts a new epoch, live clients get a reset, an old position gets welcome + reset', async () => {
+    const [a, b] = await Promise.all([
+      spawnNode(redis, ['--history-size=100', '--history-ttl=1s']),
+      spawnNode(redis, ['--history-size=100', '--history-ttl=1s']),
+    ]);
+    nodes.push(a, b);
+    const watcher = await v1(roomUrl(b, 'quiet'));
+    const sender = await raw(roomUrl(a, 'quiet'));
+    await watcher.waitFor(1);
+    sender.ws.send('before');
+    const [welcome, first] = await watcher.waitFor(2);
+    assert.equal(first?.offset, 1);
+    const client = new Redis({
+      host: '127.0.0.1',
+      port: redis.port,
+      lazyConnect: true,
+      maxRetriesPerRequest: 0,
+    });
+    try {
+      await client.connect();
+      assert.equal(await client.exists('wshub:{quiet}:meta', 'wshub:{quiet}:history'), 2);
+      const deadline = Date.now() + 15_000;
+      while ((await client.exists('wshub:{quiet}:meta', 'wshub:{quiet}:history')) > 0) {
+        assert.ok(Date.now() < deadline, 'the keys expire after --history-ttl');
+        await new Promise((resolve) => setTimeout(resolve, 100));
+      }
+    } finally {
+      client.disconnect();
+    }
+    sender.ws.send('after');
+    const [reset, next] = (await watcher.waitFor(4)).slice(2);
+    assert.equal(reset?.type, 'reset');
+    assert.notEqual(reset?.epoch, welcome?.epoch);
+    assert.equal(reset?.offset, 0);
+    assert.deepEqual(next, {
+      type: 'message',
+      room: 'quiet',
+      epoch: reset?.epoch,
+      offset: 1,
+      id: next?.id,
+      data: 'after',
+    });
+    const old = await v1(roomUrl(a, 'quiet', `?since=${welcome?.epoch}:1`));
+    assert.deepEqual(await old.waitFor(2), [
+      { type: 'welcome', room: 'quiet', epoch: reset?.epoch, offset: 1 },
+      { type: 'reset', room: 'quiet', epoch: reset?.epoch, offset: 1 },
+    ]);
+    assert.equal(
+      await metricValue(b.metricsUrl, 'wshub_history_resets_total', { reason: 'history_lost' }),
+      1,
+    );
+    assert.equal(await metricValue(a.metricsUrl, 'wshub_history_resets_total', { reason: 'other_epoch' }), 1);
+  });
+
+  it('past --backplane-max-pending while Redis is frozen: drops are counted and logged, and other nodes’ v1 clients get a reset at the hole', async () => {
+    const [a, b] = await Promise.all([node(['--backplane-max-pending=64KiB']), node()]);
     assert.ok(a && b);
+    const watcher = await v1(roomUrl(b, 'bounded'));
+    await watcher.waitFor(1);
+    const sender = await raw(roomUrl(a, 'bounded'));
+    const big = (i: number) => `${i}:${'x'.repeat(4000)}`;
+    redis.pause();
+    try {
+      for (let i = 1; i <= 40; i++) await sender.send(big(i));
+      await sender.take(40);
+    } finally {
+      redis.resume();
+    }
+    const dropped = (await metricValue(a.metricsUrl, 'wshub_outbox_dropped_total')) ?? 0;
+    const kept = 40 - dropped;
+    assert.ok(dropped > 0 && kept > 0, `kept ${kept}, dropped ${dropped} of 40 (64 KiB of 4 KB messages)`);
+    await a.stdout.waitFor(/Message not relayed to other nodes: more than 65536 bytes are waiting for Redis/);
+    sender.ws.send('after');
+    const frames = await watcher.waitFor(1 + kept + 2, 30_000);
+    assert.deepEqual(
+      payloadsFrom(frames.slice(1, 1 + kept), 0),
+      Array.from({ length: kept }, (_, i) => big(i + 1)),
+    );
+    assert.deepEqual(frames[1 + kept], {
+      type: 'reset',
+      room: 'bounded',
+      epoch: frames[0]?.epoch,
+      offset: 40,
+    });
+    assert.deepEqual(frames[2 + kept], {
+      type: 'message',
+      room: 'bounded',
+      epoch: frames[0]?.epoch,
+      offset: 41,
+      id: frames[2 + kept]?.id,
+      data: 'after',
+    });
+    assert.equal(
+      await metricValue(b.metricsUrl, 'wshub_history_resets_total', { reason: 'history_lost' }),
+      1,
+    );
+    assert.equal(
+      await metricValue(a.metricsUrl, 'websocket_messages_dropped_total', {
+        reason: 'backplane_unavailable',
+      }),
+      dropped,
+    );
+  });
+
+  it('Redis frozen for 5 s (SIGSTOP) while messages flow: a v1 client on another node gets every one, once, in order; local delivery, v1 included, never pauses', async () => {
+    const [a, b, c] = await Promise.all([node(), node(), node()]);
+    assert.ok(a && b && c);
     const watcher = await v1(roomUrl(b, 'frozen'));
     await watcher.waitFor(1);
     const sender = await raw(roomUrl(a, 'frozen'));
+    // A second sender on a third node: its messages wait in node C's outbox through the freeze.
+    const senderC = await raw(roomUrl(c, 'frozen'));
     const local = await raw(roomUrl(a, 'frozen'));
     // wshub.v1 on the publishing node: on the wire, and through the client library.
     const localV1 = await v1(roomUrl(a, 'frozen'));
@@ -207,7 +319,10 @@ describe('room history in Redis: positions on every node, resume anywhere, Redis
     libraries.push(app.client);
     await until(() => app.opened, 'the library connected');
     const total = 300;
-    const sending = sendSteadily(sender, 'm', total, 20);
+    const sending = Promise.all([
+      sendSteadily(sender, 'm', total, 20),
+      sendSteadily(senderC, 'c', total, 20),
+    ]);
     await new Promise((resolve) => setTimeout(resolve, 1000));
     redis.pause();
     const frozenAt = Date.now();
@@ -225,16 +340,17 @@ describe('room history in Redis: positions on every node, resume anywhere, Redis
     await sending;
     assert.ok(localDuring >= 100, `raw local client got ${localDuring} messages during the freeze`);
     assert.ok(appDuring >= 100, `the library on node A delivered ${appDuring} messages during the freeze`);
-    assert.deepEqual(
-      (await local.take(total, 20_000)).map((m) => m.data.toString()),
-      series('m', 1, total),
-    );
-    const frames = await watcher.waitFor(1 + total, 30_000);
-    assert.deepEqual(payloadsFrom(frames.slice(1), 0), series('m', 1, total));
+    const localGot = (await local.take(2 * total, 30_000)).map((m) => m.data.toString());
+    assert.deepEqual(only('m', localGot), series('m', 1, total));
+    assert.deepEqual(only('c', localGot), series('c', 1, total));
+    const frames = await watcher.waitFor(1 + 2 * total, 30_000);
+    const payloads = payloadsFrom(frames.slice(1), 0);
+    assert.deepEqual(only('m', payloads), series('m', 1, total));
+    assert.deepEqual(only('c', payloads), series('c', 1, total));
     // Node A: the positioned stream is the same as node B's (positions, ids), every message once;
     // each pending frame came before its positioned copy, with the same id, and nothing in Redis's
     // order was positioned during the freeze.
-    const localFrames = await localV1.waitFor(1 + total, 30_000);
+    const localFrames = await localV1.waitFor(1 + 2 * total, 30_000);
     assert.deepEqual(localFrames.slice(1), frames.slice(1));
     const pendingIds = localV1.pending.map((frame) => frame.id);
     assert.deepEqual(
@@ -245,17 +361,20 @@ describe('room history in Redis: positions on every node, resume anywhere, Redis
       const at = localV1.all.indexOf(frame);
       assert.ok(localV1.all.findIndex((f) => f.type === 'message' && f.id === frame.id) > at);
     }
-    // The application saw every message once, in order, and ends at the same position as node B.
-    await until(() => app.client.position?.offset === total, 'the library at the last position');
-    assert.deepEqual(
-      app.got.map((m) => m.data),
-      series('m', 1, total),
-    );
+    // The application saw every message once, each sender's in order, and ends at node B's position.
+    await until(() => app.client.position?.offset === 2 * total, 'the library at the last position');
+    const appGot = app.got.map((m) => String(m.data));
+    assert.deepEqual(only('m', appGot), series('m', 1, total));
+    assert.deepEqual(only('c', appGot), series('c', 1, total));
     assert.ok(app.got.some((m) => m.pending === true && m.position === undefined));
-    assert.deepEqual(app.client.position, { epoch: frames[0]?.epoch, offset: total });
+    assert.ok(
+      app.got.every((m) => m.pending !== true || String(m.data).startsWith('m')),
+      'only node A’s own are pending',
+    );
+    assert.deepEqual(app.client.position, { epoch: frames[0]?.epoch, offset: 2 * total });
     await new Promise((resolve) => setTimeout(resolve, 300));
-    assert.equal(watcher.frames.length, 1 + total, 'no duplicate after the last');
-    assert.equal(app.got.length, total, 'no duplicate after the last');
+    assert.equal(watcher.frames.length, 1 + 2 * total, 'no duplicate after the last');
+    assert.equal(app.got.length, 2 * total, 'no duplicate after the last');
     assert.equal(await metricValue(a.metricsUrl, 'wshub_outbox_messages'), 0);
     assert.equal(await metricValue(a.metricsUrl, 'wshub_outbox_dropped_total'), 0);
     assert.ok(((await metricValue(a.metricsUrl, 'wshub_history_pending_total')) ?? 0) >= 100);

@@ -173,6 +173,7 @@ describe('BroadcastHub with history in Redis: pending frames (issue 16)', () => 
       pending(3, 'm3'),
       pending(4, 'm4'),
     ]);
+    assert.equal(v1a.got[1], v1b.got[1], 'a message frame is built once and shared');
     assert.equal(v1a.got[2], v1b.got[2], 'a pending frame is built once and shared');
     assert.deepEqual(late.texts(), ['{"type":"welcome","room":"r","epoch":"e1","offset":1}']);
     assert.equal(stats.pending, 3);
