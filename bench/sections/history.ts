@@ -160,11 +160,15 @@ async function resumeTime(
     ws: InstanceType<typeof WebSocket>,
     until: (frame: { type: string; offset: number; epoch: string }) => boolean,
   ) =>
-    new Promise<{ type: string; offset: number; epoch: string }>((resolve) => {
+    new Promise<{ type: string; offset: number; epoch: string }>((resolve, reject) => {
       ws.on('message', (data: Buffer) => {
         const frame = JSON.parse(data.toString()) as { type: string; offset: number; epoch: string };
         if (until(frame)) resolve(frame);
       });
+      // Never wait forever: a client the server closed (e.g. as a slow consumer) gets no more frames.
+      ws.once('close', (code: number, reason: Buffer) =>
+        reject(new Error(`history resume: the server closed a bench client (${code} ${String(reason)})`)),
+      );
     });
   // A v1 watcher on the publisher's node learns the epoch and when the last message is stored.
   const watcher = await open(`ws://127.0.0.1:${publisher.port}/ws/${room}`, 'wshub.v1');

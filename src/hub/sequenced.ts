@@ -31,12 +31,16 @@ export interface SequencedRoomsOptions {
   readonly nodeId?: Buffer;
   /** Whether the connection to the store is up: while it is not, nothing waits PENDING_AFTER_MS. */
   readonly storeReachable?: () => boolean;
+  /** Monotonic milliseconds (tests). */
+  readonly now?: () => number;
 }
 
 /**
- * How long a message published on this node may wait for Redis to give it its position before
- * this node's wshub.v1 peers get it as a `pending` frame (issue 16: local delivery never pauses).
- * Redis answers within a millisecond or two when it is up; a freeze or a crash is noticed here.
+ * How long Redis may give no position at all while a message published on this node waits for
+ * one, before this node's wshub.v1 peers get its waiting messages as `pending` frames (issue 16:
+ * local delivery never pauses). Redis answers within a millisecond or two when it is up; a freeze
+ * is noticed here, a crash at once (storeLost). A Redis that is behind (a burst queued up) still
+ * positions messages all the time: that is no outage, and frames stay positioned.
  */
 export const PENDING_AFTER_MS = 250;
 const PENDING_CHECK_MS = 50;
@@ -129,8 +133,14 @@ export class SequencedRooms {
   /** Rooms with messages of this node waiting for their position; one timer checks them all. */
   private readonly waiting = new Set<RoomLog>();
   private pendingTimer: NodeJS.Timeout | undefined = undefined;
+  /** When a positioned message last arrived (any room): Redis is answering. */
+  private progressAt = 0;
 
-  constructor(private readonly options: SequencedRoomsOptions) {}
+  private readonly now: () => number;
+
+  constructor(private readonly options: SequencedRoomsOptions) {
+    this.now = options.now ?? (() => performance.now());
+  }
 
   get roomCount(): number {
     return this.logs.size;
@@ -178,6 +188,7 @@ export class SequencedRooms {
 
   /** A message with its position (from the local store, or from the backplane for every node's messages). */
   accept(room: string, epoch: string, entry: HistoryEntry): void {
+    if (this.pendingTimer !== undefined) this.progressAt = this.now();
     const log = this.logs.get(room);
     if (log === undefined) return;
     if (log.syncing || log.epoch === undefined) {
@@ -208,13 +219,16 @@ export class SequencedRooms {
       this.handOutPending(log, sequence, data, isBinary);
       return;
     }
-    log.own.push({ sequence, data, isBinary, at: performance.now() });
+    log.own.push({ sequence, data, isBinary, at: this.now() });
     if (log.own.length - log.ownHead >= MAX_HELD || this.options.storeReachable?.() === false) {
       this.startPending(log);
       return;
     }
     this.waiting.add(log);
-    this.pendingTimer ??= setInterval(checkPending, PENDING_CHECK_MS, this).unref();
+    if (this.pendingTimer === undefined) {
+      this.progressAt = this.now();
+      this.pendingTimer = setInterval(checkPending, PENDING_CHECK_MS, this).unref();
+    }
   }
 
   /** The connection to the store dropped: no need to wait PENDING_AFTER_MS to know it is late. */
@@ -224,13 +238,17 @@ export class SequencedRooms {
     this.waiting.clear();
   }
 
-  /** Rooms whose oldest waiting message is older than PENDING_AFTER_MS hand their messages out as pending. */
+  /**
+   * When nothing was positioned for PENDING_AFTER_MS, rooms whose oldest waiting message is older
+   * than that hand their messages out as pending.
+   */
   checkPending(): void {
-    const late = performance.now() - PENDING_AFTER_MS;
+    const late = this.now() - PENDING_AFTER_MS;
+    const stalled = this.progressAt <= late;
     for (const log of this.waiting) {
       const oldest = log.own[log.ownHead];
       if (this.logs.get(log.room) !== log || oldest === undefined) this.waiting.delete(log);
-      else if (oldest.at <= late) {
+      else if (stalled && oldest.at <= late) {
         this.waiting.delete(log);
         this.startPending(log);
       }
@@ -253,7 +271,7 @@ export class SequencedRooms {
     this.options.limitedLog.log(
       'history_pending',
       'warn',
-      `Room ${log.room === '' ? '(default)' : log.room}: Redis has not positioned this node's messages for ${PENDING_AFTER_MS} ms; its wshub.v1 clients get them as pending frames until it does`,
+      `Room ${log.room === '' ? '(default)' : log.room}: Redis has positioned nothing for ${PENDING_AFTER_MS} ms (or the connection dropped) while this node's messages wait; its wshub.v1 clients get them as pending frames until it does`,
     );
   }
 

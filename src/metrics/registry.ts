@@ -364,7 +364,7 @@ function registerHistoryMetrics(registry: Registry, stats: Stats, store: 'memory
     ],
     [
       'wshub_history_pending_total',
-      'Messages published on this node that its wshub.v1 clients got as pending frames, before Redis gave them a position (Redis unreachable or slow for 250 ms)',
+      'Messages published on this node that its wshub.v1 clients got as pending frames, before Redis gave them a position (Redis unreachable, or no answer for 250 ms)',
       () => history.pending,
     ],
     [
