@@ -44,6 +44,12 @@ export interface SequencedRoomsOptions {
  */
 export const PENDING_AFTER_MS = 250;
 const PENDING_CHECK_MS = 50;
+/**
+ * Checks in a row that saw no position arrive: each check is a turn of the event loop of its own,
+ * with the sockets read in between, so a loop that was merely busy (a burst of client messages)
+ * does not look like a silent Redis.
+ */
+const STALLED_CHECKS = PENDING_AFTER_MS / PENDING_CHECK_MS;
 
 /** A message this node published, waiting for its position. */
 interface Own {
@@ -133,8 +139,10 @@ export class SequencedRooms {
   /** Rooms with messages of this node waiting for their position; one timer checks them all. */
   private readonly waiting = new Set<RoomLog>();
   private pendingTimer: NodeJS.Timeout | undefined = undefined;
-  /** When a positioned message last arrived (any room): Redis is answering. */
-  private progressAt = 0;
+  /** A positioned message arrived (any room) since the last check: Redis is answering. */
+  private progressed = false;
+  /** Checks in a row without one. */
+  private idleChecks = 0;
 
   private readonly now: () => number;
 
@@ -188,7 +196,7 @@ export class SequencedRooms {
 
   /** A message with its position (from the local store, or from the backplane for every node's messages). */
   accept(room: string, epoch: string, entry: HistoryEntry): void {
-    if (this.pendingTimer !== undefined) this.progressAt = this.now();
+    this.progressed = true;
     const log = this.logs.get(room);
     if (log === undefined) return;
     if (log.syncing || log.epoch === undefined) {
@@ -226,7 +234,8 @@ export class SequencedRooms {
     }
     this.waiting.add(log);
     if (this.pendingTimer === undefined) {
-      this.progressAt = this.now();
+      this.idleChecks = 0;
+      this.progressed = false;
       this.pendingTimer = setInterval(checkPending, PENDING_CHECK_MS, this).unref();
     }
   }
@@ -244,7 +253,9 @@ export class SequencedRooms {
    */
   checkPending(): void {
     const late = this.now() - PENDING_AFTER_MS;
-    const stalled = this.progressAt <= late;
+    this.idleChecks = this.progressed ? 0 : this.idleChecks + 1;
+    this.progressed = false;
+    const stalled = this.idleChecks >= STALLED_CHECKS;
     for (const log of this.waiting) {
       const oldest = log.own[log.ownHead];
       if (this.logs.get(log.room) !== log || oldest === undefined) this.waiting.delete(log);
