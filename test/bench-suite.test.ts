@@ -52,8 +52,13 @@ for (const [path, module] of Object.entries(exported)) {
   if (!path.startsWith('sections/') || path === 'sections/index.js') continue;
   sections[path] = Object.values(module).map((value) => value && value.name);
 }
-// The module loader's own file reads (CloseReq) end within a turn; anything an import started stays.
-await new Promise((resolve) => setTimeout(resolve, 100));
+// The module loader's own file reads (CloseReq, FSReqCallback) end soon, later on a loaded machine:
+// wait for them (bounded); a timer, socket or process an import started stays and is reported.
+const loaderRequests = ['CloseReq', 'FSReqCallback', 'FileHandleCloseReq'];
+for (let i = 0; i < 100; i++) {
+  await new Promise((resolve) => setTimeout(resolve, 50));
+  if (!process.getActiveResourcesInfo().some((resource) => loaderRequests.includes(resource))) break;
+}
 const after = process.getActiveResourcesInfo();
 process.stdout.write(JSON.stringify({
   calls,
