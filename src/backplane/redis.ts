@@ -136,6 +136,8 @@ export class RedisBackplane implements Backplane {
     this.subscriber.on('close', this.onSubscriberClose);
     this.subscriber.on('error', this.onError);
     this.subscriber.on('messageBuffer', this.onMessage);
+    reconnectWhenEnded(this.publisher, (attempt) => this.reconnectDelay(attempt));
+    reconnectWhenEnded(this.subscriber, (attempt) => this.reconnectDelay(attempt));
     // Failures are reported through 'error' and retried by retryStrategy.
     this.publisher.connect().catch(() => {});
     this.subscriber.connect().catch(() => {});
@@ -287,8 +289,35 @@ export class RedisBackplane implements Backplane {
 
 const QUIT_TIMEOUT_MS = 1000;
 
+/** Connections quit() is closing: their 'end' is wanted. */
+const quitting = new WeakSet<Redis | Cluster>();
+
+/**
+ * Connects again, after the backoff, a connection that ioredis gave up on. Behind
+ * Sentinel ioredis can end a connection for good in the middle of a failover: the
+ * failover detector (+switch-master) disconnects the connector while a reconnect is
+ * asking the Sentinels, that reconnect fails with "Connection is closed" and the
+ * client goes to 'end' without calling retryStrategy (seen in test/backplane-redis-sentinel:
+ * one of two nodes stayed disconnected for good, about one failover in two).
+ */
+export function reconnectWhenEnded(connection: Redis, delay: (attempt: number) => number): void {
+  let attempt = 0;
+  connection.on('ready', () => {
+    attempt = 0;
+  });
+  connection.on('end', () => {
+    if (quitting.has(connection)) return;
+    attempt++;
+    setTimeout(() => {
+      if (quitting.has(connection) || connection.status !== 'end') return;
+      connection.connect().catch(() => {});
+    }, delay(attempt)).unref();
+  });
+}
+
 /** QUIT lets Redis finish the PUBLISHes already sent; an unresponsive server gets the socket closed instead. */
 export async function quit(connection: Redis | Cluster): Promise<void> {
+  quitting.add(connection);
   if (connection.status === 'ready') {
     let timer: NodeJS.Timeout | undefined;
     const timedOut = new Promise<void>((resolve) => {

@@ -2,7 +2,7 @@ import { randomBytes } from 'node:crypto';
 import { Redis, Cluster as RedisCluster } from 'ioredis';
 import { decodeEnvelope, ENVELOPE_HEADER_BYTES, NODE_ID_BYTES } from '../backplane/envelope.js';
 import { Outbox } from '../backplane/outbox.js';
-import { reconnectDelay, redisConnectionOptions } from '../backplane/redis.js';
+import { reconnectDelay, reconnectWhenEnded, redisConnectionOptions } from '../backplane/redis.js';
 import { clusterClientOptions } from '../backplane/redis-cluster.js';
 import { roomHistoryKey, roomMetaKey } from '../backplane/room-keys.js';
 import { formatRedisTarget, type RedisTarget } from '../config/redis-url.js';
@@ -99,6 +99,9 @@ function redisHistory(
   client.on('error', (error: Error) =>
     limitedLog.log('backplane_error', 'warn', `Backplane error (${where}, history): ${error.message}`),
   );
+  if (!(client instanceof RedisCluster)) {
+    reconnectWhenEnded(client, (attempt) => reconnectDelay(attempt, config.backplaneReconnectMax));
+  }
   client.connect().catch(() => {});
   const store = new RedisHistory({
     client,
