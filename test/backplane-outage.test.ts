@@ -39,6 +39,9 @@ describe('backplane: Redis failures', () => {
     await waitForMetric(b.metricsUrl, 'wshub_backplane_subscribed_rooms', 1);
     for (const message of series('pre', 100)) await a1.send(message);
     assert.deepEqual(await texts(b1, 100), series('pre', 100));
+    // B got them, but A counts a PUBLISH as done only when Redis's reply arrives: wait for that, or a
+    // reply lost in the kill turns a delivered message into a counted drop (seen: 102 drops, not 100).
+    await waitForMetric(a.metricsUrl, 'wshub_backplane_messages_published_total', 100);
 
     await redis.kill();
     // Sent at once, before wshub has even noticed: none of these can reach Redis.

@@ -100,6 +100,9 @@ describe('browser console (GET /) in headless Chromium', () => {
       '--ping-interval=300ms',
       '--max-message-size=1KiB',
     ]);
+    // The previous test's page may still be polling or reconnecting to its own server: leave it first,
+    // so only this page's requests are recorded (seen once: a late request of the old page).
+    await page.goto('about:blank');
     const requests: string[] = [];
     const onRequest = (request: { url(): string }) => requests.push(request.url());
     page.on('request', onRequest);

@@ -86,7 +86,7 @@ describe('fuzzing a spawned server (bounded by session counts)', () => {
     assert.ok(record.sessions.length >= 1);
     // Replaying sends the same bytes again (the pacing is in the plan; bounded retries for timing).
     let reproduced = false;
-    for (let attempt = 0; attempt < 5 && !reproduced; attempt++) {
+    for (let attempt = 0; attempt < 12 && !reproduced; attempt++) {
       const replay = await replayFailure(failureFile, { serverEnv: UNGUARDED });
       reproduced = replay.failures.some((failure) => failure.startsWith('the server died'));
     }
