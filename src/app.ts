@@ -24,7 +24,13 @@ import { createWebSocketHttpServer, plainRequestHandler } from './transport/http
 import { Http2Front } from './transport/http2.js';
 import { tlsHandshakeFailureListener } from './transport/tls.js';
 import { loadTlsMaterial } from './transport/tls-files.js';
-import { buildAuth, checkAuthFiles, startAuth, webSocketPathGuard } from './wiring/auth.js';
+import {
+  buildAuth,
+  checkAuthFiles,
+  httpRefusalReporter,
+  startAuth,
+  webSocketPathGuard,
+} from './wiring/auth.js';
 import { joinBackplane, logBackplane } from './wiring/backplane.js';
 import { buildHistory } from './wiring/history.js';
 import { serveMetrics } from './wiring/metrics.js';
@@ -64,7 +70,7 @@ export async function start(config: Config, dependencies: AppDependencies): Prom
   const health = new Health();
   const limitedLog = new RateLimitedLog(logger);
   const auth = buildAuth(config, { stats, logger, limitedLog, jwksUrlTimings: dependencies.jwksUrlTimings });
-  const gate = buildGate(config, workers, auth?.verifier);
+  const gate = buildGate(config, worker, auth?.verifier);
   const history = buildHistory(config, stats, limitedLog);
   const broadcastHub =
     config.mode === 'broadcast'
@@ -99,6 +105,7 @@ export async function start(config: Config, dependencies: AppDependencies): Prom
     subprotocols: config.historySize > 0 && broadcastHub ? [SUBPROTOCOL_V1] : [],
   });
   const tls = buildTls(config, { stats, logger, limitedLog });
+  const refusedForToken = httpRefusalReporter(stats, limitedLog);
   const routes = plainRoutes(config, {
     connectionCount: () => transport.connections.size,
     broadcastHub,
@@ -107,8 +114,9 @@ export async function start(config: Config, dependencies: AppDependencies): Prom
     stats,
     limitedLog,
     auth,
+    refused: refusedForToken,
   });
-  const guardWebSocketPath = webSocketPathGuard(auth);
+  const guardWebSocketPath = webSocketPathGuard(auth, refusedForToken);
   // Issue 17: WebSockets over HTTP/2 on the same port (h2c by its preface, h2 by ALPN).
   const http2 = config.http2
     ? new Http2Front({

@@ -101,25 +101,57 @@ describe('a ?since= resume re-checks the token (--auth=jwt with --history-size)'
 });
 
 describe('a plain GET of a WebSocket path (what a browser can read after a failed handshake)', () => {
-  it('answers 401/403 as the handshake would, readable cross-origin; 426 with a good token', async () => {
+  it('answers 401/403 as the handshake would, readable cross-origin; 426 with a good token; refusals counted and logged', async () => {
     const get = (path: string) =>
       fetch(`http://127.0.0.1:${port()}${path}`, { headers: { Origin: 'https://app.example' } });
+    const { server } = running;
+    const failures = async () => {
+      const counts: Record<string, number | undefined> = {};
+      for (const reason of ['missing', 'expired', 'room'])
+        counts[reason] = await metricValue(server.metricsUrl, 'wshub_auth_failures_total', { reason });
+      return counts;
+    };
+    const before = await failures();
     const missing = await get('/ws/feed');
     assert.equal(missing.status, 401);
     assert.equal(missing.headers.get('www-authenticate'), 'Bearer realm="wshub"');
     assert.equal(missing.headers.get('access-control-allow-origin'), '*');
-    const expired = await get(
-      `/ws/feed?access_token=${await hs256({ sub: 'g', rooms: ['*'], exp: Math.floor(Date.now() / 1000) - 5 })}`,
-    );
+    const expiredToken = await hs256({ sub: 'g', rooms: ['*'], exp: Math.floor(Date.now() / 1000) - 5 });
+    const expired = await get(`/ws/feed?access_token=${expiredToken}`);
     assert.equal(expired.status, 401);
     assert.match(expired.headers.get('www-authenticate') ?? '', /error="invalid_token"/);
     assert.match(await expired.text(), /the token has expired/);
-    const narrow = await get(`/ws/feed?access_token=${await hs256({ sub: 'g', rooms: ['news'] })}`);
+    const narrowToken = await hs256({ sub: 'g', rooms: ['news'] });
+    const narrow = await get(`/ws/feed?access_token=${narrowToken}`);
     assert.equal(narrow.status, 403);
     assert.match(await narrow.text(), /do not cover room feed/);
-    const good = await get(`/ws/feed?access_token=${await hs256({ sub: 'g', rooms: ['feed'] })}`);
+    const goodToken = await hs256({ sub: 'g', rooms: ['feed'] });
+    const good = await get(`/ws/feed?access_token=${goodToken}`);
     assert.equal(good.status, 426);
     assert.equal(good.headers.get('access-control-allow-origin'), '*');
+
+    // Each refused GET is a refusal like a refused upgrade: counted by reason and logged with the
+    // path and the address, never the query the token travels in.
+    const after = await failures();
+    assert.deepEqual(
+      Object.fromEntries(
+        Object.keys(after).map((reason) => [reason, (after[reason] ?? 0) - (before[reason] ?? 0)]),
+      ),
+      { missing: 1, expired: 1, room: 1 },
+    );
+    await server.log.waitFor(
+      /Request refused: GET \/ws\/feed from 127\.0\.0\.1:\d+ 401 missing \(no token \(Authorization: Bearer or \?access_token=\)\)$/,
+    );
+    await server.log.waitFor(
+      /Request refused: GET \/ws\/feed from 127\.0\.0\.1:\d+ 401 expired \(the token has expired\)$/,
+    );
+    await server.log.waitFor(
+      /Request refused: GET \/ws\/feed from 127\.0\.0\.1:\d+ 403 room \(the token's "rooms" do not cover room feed\)$/,
+    );
+    const logged = server.log.lines.join('\n');
+    for (const token of [expiredToken, narrowToken, goodToken]) {
+      assert.ok(!logged.includes(token.split('.')[2] as string), 'no token (nor its signature) in the log');
+    }
   });
 });
 

@@ -216,9 +216,22 @@ describe('--auth=jwt with an HMAC secret (HS256)', () => {
   it("guards the console's live figures (GET /stats) with a token; the page itself stays open", async () => {
     const base = `http://127.0.0.1:${server.app.port}`;
     assert.equal((await fetch(`${base}/`)).status, 200);
+    const missingBefore = await failures(server, 'missing');
     const refused = await fetch(`${base}/stats`);
     assert.equal(refused.status, 401);
     assert.equal(refused.headers.get('www-authenticate'), 'Bearer realm="wshub"');
+    // Counted and logged like a refused upgrade (issue 15: every refusal).
+    assert.equal(await failures(server, 'missing'), (missingBefore ?? 0) + 1);
+    await server.log.waitFor(/Request refused: GET \/stats from 127\.0\.0\.1:\d+ 401 missing/);
+    const forged = await fetch(`${base}/stats`, {
+      headers: {
+        Authorization: `Bearer ${await remember(hs256({ sub: 'ops' }, new TextEncoder().encode('x'.repeat(40))))}`,
+      },
+    });
+    assert.equal(forged.status, 401);
+    await server.log.waitFor(
+      /Request refused: GET \/stats from 127\.0\.0\.1:\d+ 401 signature \(signature verification failed\)/,
+    );
     const token = await remember(hs256({ sub: 'ops', rooms: [] }));
     const allowed = await fetch(`${base}/stats`, { headers: { Authorization: `Bearer ${token}` } });
     assert.equal(allowed.status, 200);

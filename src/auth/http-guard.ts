@@ -6,19 +6,26 @@ import { credentialOf, type TokenVerifier } from './verifier.js';
 type Route = (request: IncomingMessage, response: ServerResponse) => void;
 
 /**
+ * Told about every plain request refused for its token (issue 15: every refusal is counted and
+ * logged at a bounded rate, like a refused upgrade). `detail` never carries the token.
+ */
+export type HttpRefusal = (
+  request: IncomingMessage,
+  status: number,
+  reason: AuthFailureReason,
+  detail: string,
+) => void;
+
+/**
  * With --auth=jwt a plain route that shows live state (the console's GET /stats:
  * connection counts, the busiest rooms' names) needs a valid token too, in
  * `Authorization: Bearer` as the console sends it; any verified token will do.
  */
-export function requireToken(
-  route: Route,
-  verifier: TokenVerifier,
-  countFailure: (reason: AuthFailureReason) => void,
-): Route {
+export function requireToken(route: Route, verifier: TokenVerifier, refused: HttpRefusal): Route {
   return function routeWithToken(request, response) {
     const token = /^Bearer +(\S+)$/i.exec(request.headers.authorization ?? '')?.[1];
     if (token === undefined) {
-      countFailure('missing');
+      refused(request, 401, 'missing', 'no token (Authorization: Bearer)');
       refuse(response, 'Bearer realm="wshub"');
       return;
     }
@@ -27,7 +34,7 @@ export function requireToken(
         route(request, response);
         return;
       }
-      countFailure(verification.reason);
+      refused(request, 401, verification.reason, verification.detail);
       refuse(response, 'Bearer realm="wshub", error="invalid_token"');
     });
   };
@@ -51,33 +58,48 @@ function refuse(response: ServerResponse, challenge: string): void {
  * handshake failed; wshub/client asks this way after one failed, so a page can tell "log in
  * again" from "the server is down". The answer says no more than the handshake itself does;
  * it is readable cross-origin (no credentials, the token is in the query as on the handshake).
- * Not counted as an auth failure: the handshake it explains already was.
+ * A refusal is counted and logged (`refused`) as any other: it is a request the server refused.
  */
 export function tokenCheckForWebSocketPaths(
   verifier: TokenVerifier,
+  refused: HttpRefusal,
 ): (request: IncomingMessage, response: ServerResponse, room: string, next: () => void) => void {
+  const refuseWith = (
+    request: IncomingMessage,
+    response: ServerResponse,
+    status: number,
+    reason: AuthFailureReason,
+    challenge: string | undefined,
+    detail: string,
+  ): void => {
+    refused(request, status, reason, detail);
+    answer(response, status, challenge, detail);
+  };
   return function checkTokenOfWebSocketPath(request, response, room, next) {
     const credential = credentialOf(request);
     if (credential.kind === 'missing') {
-      answer(response, 401, 'Bearer realm="wshub"', 'no token (Authorization: Bearer or ?access_token=)');
+      const detail = 'no token (Authorization: Bearer or ?access_token=)';
+      refuseWith(request, response, 401, 'missing', 'Bearer realm="wshub"', detail);
       return;
     }
     if (credential.kind === 'malformed') {
-      answer(response, 401, 'Bearer realm="wshub", error="invalid_request"', credential.detail);
+      const challenge = 'Bearer realm="wshub", error="invalid_request"';
+      refuseWith(request, response, 401, 'malformed', challenge, credential.detail);
       return;
     }
     verifier.verify(credential.token).then((verification) => {
       if (!verification.ok) {
-        if (verification.reason === 'keys_unavailable')
-          answer(response, 503, undefined, 'cannot verify tokens now: no keys');
-        else answer(response, 401, 'Bearer realm="wshub", error="invalid_token"', verification.detail);
+        if (verification.reason === 'keys_unavailable') {
+          const detail = 'cannot verify tokens now: no keys';
+          refuseWith(request, response, 503, 'keys_unavailable', undefined, detail);
+        } else {
+          const challenge = 'Bearer realm="wshub", error="invalid_token"';
+          refuseWith(request, response, 401, verification.reason, challenge, verification.detail);
+        }
       } else if (!verification.identity.mayJoin(room)) {
-        answer(
-          response,
-          403,
-          'Bearer realm="wshub", error="insufficient_scope"',
-          `the token's "rooms" do not cover ${describeRoom(room)}`,
-        );
+        const challenge = 'Bearer realm="wshub", error="insufficient_scope"';
+        const detail = `the token's "rooms" do not cover ${describeRoom(room)}`;
+        refuseWith(request, response, 403, 'room', challenge, detail);
       } else {
         response.setHeader('Access-Control-Allow-Origin', '*');
         next();

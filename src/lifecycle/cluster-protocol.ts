@@ -40,6 +40,19 @@ export const COLLECT_REPLY = 'cluster:collect';
 export const CONSOLE_REQUEST = 'cluster:console-request';
 export const CONSOLE_REPLY = 'cluster:console';
 
+/**
+ * --max-connections-per-user with --workers (issue 15): the primary counts every user's slots for
+ * the whole cluster. A worker asks for one once a token is verified and gives it back when the
+ * handshake is refused or abandoned or the connection closes; a dead worker's slots are dropped.
+ */
+export const USER_ACQUIRE = 'cluster:user-acquire';
+export const USER_GRANT = 'cluster:user-grant';
+export const USER_RELEASE = 'cluster:user-release';
+/** A worker that has no answer by then refuses the handshake (429, Retry-After) rather than wait. */
+export const USER_SLOT_TIMEOUT_MS = 2000;
+/** The longest `sub` a token may carry (auth/claims.ts), so the longest user a message names. */
+const MAX_USER_LENGTH = 256;
+
 export type ClusterMessage =
   | { wshub: typeof LISTENING; port: number }
   | { wshub: typeof STARTUP_FAILED; code: string | undefined; message: string }
@@ -48,7 +61,10 @@ export type ClusterMessage =
   | { wshub: typeof COLLECT_REQUEST; id: number; what: Collected }
   | { wshub: typeof COLLECT_REPLY; id: number; value: unknown; error?: string }
   | { wshub: typeof CONSOLE_REQUEST; id: number }
-  | { wshub: typeof CONSOLE_REPLY; id: number; snapshot: unknown; error?: string };
+  | { wshub: typeof CONSOLE_REPLY; id: number; snapshot: unknown; error?: string }
+  | { wshub: typeof USER_ACQUIRE; id: number; user: string; limit: number }
+  | { wshub: typeof USER_GRANT; id: number; user: string; granted: boolean }
+  | { wshub: typeof USER_RELEASE; user: string };
 
 export function ignoreSendResult(): void {}
 
@@ -67,6 +83,8 @@ const isRequestId = (value: unknown): value is number =>
   Number.isSafeInteger(value) && (value as number) >= 0;
 const isOptionalString = (value: unknown): value is string | undefined =>
   value === undefined || typeof value === 'string';
+const isUser = (value: unknown): value is string =>
+  typeof value === 'string' && value !== '' && value.length <= MAX_USER_LENGTH;
 
 function isWorkerStatus(value: unknown): value is WorkerStatus {
   return (
@@ -108,6 +126,16 @@ export function decodeClusterMessage(message: unknown): ClusterMessage | undefin
       return isRequestId(m.id) ? (m as ClusterMessage) : undefined;
     case CONSOLE_REPLY:
       return isRequestId(m.id) && isOptionalString(m.error) ? (m as ClusterMessage) : undefined;
+    case USER_ACQUIRE:
+      return isRequestId(m.id) && isUser(m.user) && Number.isSafeInteger(m.limit) && (m.limit as number) > 0
+        ? (m as ClusterMessage)
+        : undefined;
+    case USER_GRANT:
+      return isRequestId(m.id) && isUser(m.user) && typeof m.granted === 'boolean'
+        ? (m as ClusterMessage)
+        : undefined;
+    case USER_RELEASE:
+      return isUser(m.user) ? (m as ClusterMessage) : undefined;
     default:
       return undefined;
   }

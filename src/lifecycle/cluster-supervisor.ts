@@ -18,6 +18,9 @@ import {
   STATUS,
   STOP,
   sendClusterMessage,
+  USER_ACQUIRE,
+  USER_GRANT,
+  USER_RELEASE,
   type WorkerStatus,
 } from './cluster-protocol.js';
 
@@ -73,6 +76,8 @@ interface Slot {
   state: WorkerState;
   status: WorkerStatus | undefined;
   startupError: { code: string | undefined; message: string } | undefined;
+  /** The per-user slots this worker holds (--max-connections-per-user), dropped when it exits. */
+  readonly users: Map<string, number>;
 }
 
 export interface SupervisorOptions {
@@ -112,6 +117,8 @@ export class WorkerSupervisor {
   private allExited: (() => void) | undefined;
   private nextCollectRequest = 0;
   private readonly collectRequests = new Map<number, (value: unknown) => void>();
+  /** Every user's slots over all workers (issue 15): the cluster's --max-connections-per-user. */
+  private readonly users = new Map<string, number>();
 
   constructor(private readonly options: SupervisorOptions) {}
 
@@ -246,6 +253,7 @@ export class WorkerSupervisor {
       state: 'starting',
       status: undefined,
       startupError: undefined,
+      users: new Map(),
     };
     this.slots.set(worker, slot);
     this.options.onWorker?.(slot.link, `worker ${index}`);
@@ -274,7 +282,28 @@ export class WorkerSupervisor {
       case CONSOLE_REQUEST:
         this.answerConsole(slot, message.id);
         break;
+      case USER_ACQUIRE: {
+        const granted = (this.users.get(message.user) ?? 0) < message.limit;
+        if (granted) {
+          addTo(this.users, message.user, 1);
+          addTo(slot.users, message.user, 1);
+        }
+        this.sendTo(slot, { wshub: USER_GRANT, id: message.id, user: message.user, granted });
+        break;
+      }
+      case USER_RELEASE:
+        // Only a slot this worker holds: a confused or late release cannot free another worker's.
+        if (slot.users.has(message.user)) {
+          addTo(slot.users, message.user, -1);
+          addTo(this.users, message.user, -1);
+        }
+        break;
     }
+  }
+
+  /** Users with at least one slot in the cluster (their connections and handshakes in progress). */
+  get trackedUsers(): number {
+    return this.users.size;
   }
 
   private onListening(slot: Slot, port: number): void {
@@ -297,6 +326,9 @@ export class WorkerSupervisor {
 
   private onExit(slot: Slot, code: number | null, signal: string | null): void {
     this.slots.delete(slot.worker);
+    // Its connections are gone with it (their clients reconnect, perhaps to another worker).
+    for (const [user, held] of slot.users) addTo(this.users, user, -held);
+    slot.users.clear();
     const how = signal !== null ? `signal ${signal}` : `code ${code}`;
     const who = `Worker ${slot.index} (pid ${slot.worker.process.pid})`;
     if (this.phase === 'stopping') {
@@ -363,4 +395,11 @@ export class WorkerSupervisor {
   private sendTo(slot: Slot, message: ClusterMessage): void {
     sendClusterMessage(slot.link, message);
   }
+}
+
+/** Adds `delta` to a count; a key leaves the map at zero, so it holds only users with slots. */
+function addTo(counts: Map<string, number>, key: string, delta: number): void {
+  const count = (counts.get(key) ?? 0) + delta;
+  if (count > 0) counts.set(key, count);
+  else counts.delete(key);
 }

@@ -16,6 +16,10 @@ import {
   STATUS_INTERVAL_MS,
   STOP,
   sendClusterMessage,
+  USER_ACQUIRE,
+  USER_GRANT,
+  USER_RELEASE,
+  USER_SLOT_TIMEOUT_MS,
   type WorkerStatus,
 } from './cluster-protocol.js';
 
@@ -64,6 +68,15 @@ export interface WorkerContext {
   clusterConsole(): Promise<unknown>;
   /** Reports `read()` to the primary now and every STATUS_INTERVAL_MS; returns the function that stops it. */
   reportStatus(read: () => WorkerStatus): () => void;
+  /** --max-connections-per-user for the whole cluster, counted by the primary (issue 15). */
+  sharedUserLimit(limit: number): SharedUserSlots;
+}
+
+/** A user's slots as the primary counts them (the upgrade gate's SharedUserLimit). */
+export interface SharedUserSlots {
+  readonly limit: number;
+  acquire(user: string): Promise<'granted' | 'full' | 'unavailable'>;
+  release(user: string): void;
 }
 
 /** A worker's end of the supervision protocol. */
@@ -77,6 +90,8 @@ export class PrimaryConnection implements WorkerContext {
     number,
     (reply: { snapshot: unknown; error?: string }) => void
   >();
+  private nextUserRequest = 0;
+  private readonly userRequests = new Map<number, (answer: 'granted' | 'full' | 'unavailable') => void>();
 
   constructor(
     readonly link: IpcLink,
@@ -108,6 +123,33 @@ export class PrimaryConnection implements WorkerContext {
       });
       sendClusterMessage(this.link, { wshub: CONSOLE_REQUEST, id }, (error) => {
         if (error) this.consoleRequests.get(id)?.({ snapshot: undefined, error: error.message });
+      });
+    });
+  }
+
+  sharedUserLimit(limit: number): SharedUserSlots {
+    return {
+      limit,
+      acquire: (user) => this.acquireUserSlot(user, limit),
+      release: (user) => sendClusterMessage(this.link, { wshub: USER_RELEASE, user }),
+    };
+  }
+
+  private acquireUserSlot(user: string, limit: number): Promise<'granted' | 'full' | 'unavailable'> {
+    const id = this.nextUserRequest++;
+    return new Promise((resolve) => {
+      const timer = setTimeout(() => {
+        // A grant that arrives after this is given back (onMessage): the primary's count stays exact.
+        this.userRequests.delete(id);
+        resolve('unavailable');
+      }, USER_SLOT_TIMEOUT_MS);
+      this.userRequests.set(id, (answer) => {
+        clearTimeout(timer);
+        this.userRequests.delete(id);
+        resolve(answer);
+      });
+      sendClusterMessage(this.link, { wshub: USER_ACQUIRE, id, user, limit }, (error) => {
+        if (error) this.userRequests.get(id)?.('unavailable');
       });
     });
   }
@@ -164,8 +206,18 @@ export class PrimaryConnection implements WorkerContext {
       case CONSOLE_REPLY:
         this.consoleRequests.get(message.id)?.(message);
         break;
+      case USER_GRANT:
+        this.onUserGrant(message.id, message.user, message.granted);
+        break;
     }
   };
+
+  private onUserGrant(id: number, user: string, granted: boolean): void {
+    const waiting = this.userRequests.get(id);
+    if (waiting !== undefined) waiting(granted ? 'granted' : 'full');
+    // The handshake already gave up waiting (USER_SLOT_TIMEOUT_MS): the slot goes back at once.
+    else if (granted) sendClusterMessage(this.link, { wshub: USER_RELEASE, user });
+  }
 
   private answer(id: number, what: Collected): void {
     const collect = this.collectors[what];

@@ -31,6 +31,9 @@ describe('cluster protocol: what a received message must look like', () => {
     { wshub: 'cluster:console-request', id: 1 },
     { wshub: 'cluster:console', id: 1, snapshot: { connections: 1 } },
     { wshub: 'cluster:console', id: 1, snapshot: undefined, error: 'console disabled' },
+    { wshub: 'cluster:user-acquire', id: 3, user: 'alice', limit: 2 },
+    { wshub: 'cluster:user-grant', id: 3, user: 'alice', granted: false },
+    { wshub: 'cluster:user-release', user: 'alice' },
   ];
   for (const message of valid) {
     it(`accepts ${JSON.stringify(message)}`, () => {
@@ -69,6 +72,14 @@ describe('cluster protocol: what a received message must look like', () => {
     ['collect reply with an error object', { wshub: 'cluster:collect', id: 1, error: new Error('x') }],
     ['console-request without an id', { wshub: 'cluster:console-request' }],
     ['console reply with id "1"', { wshub: 'cluster:console', id: '1', snapshot: {} }],
+    ['user-acquire with limit 0', { wshub: 'cluster:user-acquire', id: 1, user: 'a', limit: 0 }],
+    ['user-acquire with an empty user', { wshub: 'cluster:user-acquire', id: 1, user: '', limit: 1 }],
+    [
+      'user-acquire with a user longer than a sub may be',
+      { wshub: 'cluster:user-acquire', id: 1, user: 'u'.repeat(257), limit: 1 },
+    ],
+    ['user-grant with granted "yes"', { wshub: 'cluster:user-grant', id: 1, user: 'a', granted: 'yes' }],
+    ['user-release without a user', { wshub: 'cluster:user-release' }],
   ];
   for (const [what, message] of invalid) {
     it(`ignores ${what}`, () => {
@@ -295,6 +306,44 @@ describe('cluster supervision: the primary and its workers over the protocol', (
     await until(() => forks.length === 2 && supervisor.stateCounts().listening === 1);
     assert.equal(supervisor.restarts, 1);
     assert.ok(logs.some((line) => /Worker 1 \(pid 4242\) exited unexpectedly \(signal SIGKILL\)/.test(line)));
+    await supervisor.stop();
+  });
+
+  it("counts a user's slots over every worker (--max-connections-per-user); a dead worker's are dropped", async () => {
+    const primaries: PrimaryConnection[] = [];
+    const fakes: FakeWorker[] = [];
+    const { supervisor } = cluster(2, (primary, worker) => {
+      primaries.push(primary);
+      fakes.push(worker);
+      primary.onStop(() => worker.exit(0));
+      setImmediate(() => primary.listening(9000));
+    });
+    await supervisor.start();
+    const [one, two] = primaries.map((primary) => primary.sharedUserLimit(2)) as [
+      ReturnType<PrimaryConnection['sharedUserLimit']>,
+      ReturnType<PrimaryConnection['sharedUserLimit']>,
+    ];
+    // Two slots for alice, one on each worker; a third is refused wherever it is asked for.
+    assert.equal(await one.acquire('alice'), 'granted');
+    assert.equal(await two.acquire('alice'), 'granted');
+    assert.equal(await one.acquire('alice'), 'full');
+    assert.equal(await two.acquire('alice'), 'full');
+    assert.equal(await two.acquire('bob'), 'granted');
+    assert.equal(supervisor.trackedUsers, 2);
+    // A slot given back on one worker can be taken on the other.
+    two.release('alice');
+    assert.equal(await one.acquire('alice'), 'granted');
+    // A release for a slot the worker does not hold frees nothing.
+    two.release('alice');
+    two.release('carol');
+    assert.equal(await two.acquire('alice'), 'full');
+    // Worker 1 dies with its two alice connections: they no longer count; bob's (worker 2) still does.
+    fakes[0]?.exit(null, 'SIGKILL');
+    await until(() => supervisor.trackedUsers === 1);
+    assert.equal(await two.acquire('alice'), 'granted');
+    assert.equal(await two.acquire('bob'), 'granted');
+    assert.equal(await two.acquire('bob'), 'full');
+    await until(() => supervisor.stateCounts().listening === 2);
     await supervisor.stop();
   });
 

@@ -231,7 +231,7 @@ export function createMetricsRegistry(sources: MetricSources): Registry {
   mirrorCounter(
     registry,
     'wshub_auth_failures_total',
-    'Refusals of the access policy: upgrades and publish calls refused for their token, room or user limit, and client messages refused (publish, rate)',
+    'Refusals of the access policy: upgrades, publish calls and other plain requests (GET /stats, a GET of a WebSocket path) refused for their token, room or user limit, and client messages refused (publish, rate)',
     {
       labelNames: ['reason'],
       read: (set) => {

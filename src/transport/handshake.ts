@@ -114,6 +114,7 @@ export class Handshake {
       socket.removeListener('error', ignoreSocketError);
       // The client went away while its token was being verified: nothing to answer.
       if (socket.destroyed || !socket.writable) {
+        gate.abandon(verification);
         socket.destroy();
         return;
       }
@@ -146,6 +147,7 @@ export class Handshake {
     // request itself (e.g. a malformed Sec-WebSocket-Protocol) or the socket was gone.
     if (this.upgrading !== undefined) {
       this.upgrading = undefined;
+      this.options.gate.notOpened(admission);
       this.countRefusal(socket, 'bad_handshake', 400, 'refused by the WebSocket library');
     }
   }

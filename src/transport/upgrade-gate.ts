@@ -26,7 +26,25 @@ export interface GateOptions {
   readonly verifier?: TokenVerifier | undefined;
   /** Open connections allowed per token `sub`; 0 is unlimited. */
   readonly maxConnectionsPerUser?: number;
+  /**
+   * With --workers: --max-connections-per-user counted by the primary for the whole cluster
+   * (maxConnectionsPerUser is then 0 here). A handshake takes one of its user's slots once the
+   * token is verified, and gives it back when it is refused, abandoned, or its connection closes.
+   */
+  readonly sharedUserLimit?: SharedUserLimit | undefined;
 }
+
+/** Where a user's slots are counted when the workers of --workers share the per-user limit (issue 15). */
+export interface SharedUserLimit {
+  /** --max-connections-per-user (for the refusal's wording). */
+  readonly limit: number;
+  /** `granted`: the user had fewer than the limit; `full`; `unavailable`: the primary did not answer. */
+  acquire(user: string): Promise<'granted' | 'full' | 'unavailable'>;
+  release(user: string): void;
+}
+
+/** A verified token; with a shared per-user limit, the user whose slot this handshake holds. */
+export type Authentication = Verification & { readonly heldSlot?: string };
 
 const UNLIMITED: GateOptions = {
   maxConnections: 0,
@@ -230,8 +248,35 @@ export class UpgradeGate {
    * Verifies the token of an admission that carries one. The only asynchronous
    * step of admission; what it decides is applied by admitAuthenticated().
    */
-  authenticate(admission: Extract<Admission, { ok: true }>): Promise<Verification> {
-    return (this.options.verifier as TokenVerifier).verify(admission.token as string);
+  async authenticate(admission: Extract<Admission, { ok: true }>): Promise<Authentication> {
+    const verification = await (this.options.verifier as TokenVerifier).verify(admission.token as string);
+    const shared = this.options.sharedUserLimit;
+    // The room is checked first: a token refused with 403 takes no slot.
+    if (shared === undefined || !verification.ok || !verification.identity.mayJoin(admission.route.room)) {
+      return verification;
+    }
+    const user = verification.identity.user;
+    const slot = await shared.acquire(user);
+    if (slot === 'granted') return { ...verification, heldSlot: user };
+    return {
+      ok: false,
+      reason: 'user_limit',
+      detail:
+        slot === 'full'
+          ? `more than ${shared.limit} connections for this user`
+          : 'cannot check the per-user connection limit now',
+    };
+  }
+
+  /** A handshake whose client went away after authenticate(): its user's slot is given back. */
+  abandon(authentication: Authentication): void {
+    if (authentication.heldSlot !== undefined) this.options.sharedUserLimit?.release(authentication.heldSlot);
+  }
+
+  /** An admitted handshake that did not become a connection (ws refused it): its slot is given back. */
+  notOpened(admission: Extract<Admission, { ok: true }>): void {
+    const user = admission.identity?.user;
+    if (user !== undefined) this.options.sharedUserLimit?.release(user);
   }
 
   /**
@@ -241,7 +286,16 @@ export class UpgradeGate {
    * Draining and the limits are checked again: they may have changed while the
    * token was being verified. Then the room (403) and the per-user limit (429).
    */
-  admitAuthenticated(admission: Extract<Admission, { ok: true }>, verification: Verification): Admission {
+  admitAuthenticated(admission: Extract<Admission, { ok: true }>, authentication: Authentication): Admission {
+    const decided = this.decideAuthenticated(admission, authentication);
+    if (!decided.ok) this.abandon(authentication);
+    return decided;
+  }
+
+  private decideAuthenticated(
+    admission: Extract<Admission, { ok: true }>,
+    verification: Authentication,
+  ): Admission {
     const { clientAddress, route } = admission;
     if (!verification.ok) {
       // The keys could not be fetched: the token may well be good; ask the client to come back.
@@ -253,6 +307,10 @@ export class UpgradeGate {
           'cannot verify tokens now: no keys',
           retryAfter(),
         );
+      }
+      // The per-user limit as the primary counts it (--workers).
+      if (verification.reason === 'user_limit') {
+        return authRefusal(clientAddress, 'user_limit', 429, verification.detail, retryAfter());
       }
       return authRefusal(clientAddress, verification.reason, 401, verification.detail, {
         'WWW-Authenticate': challenge('invalid_token', verification.detail),
@@ -305,7 +363,7 @@ export class UpgradeGate {
   closed(clientAddress: string, user?: string): void {
     if (!decrement(this.openByAddress, clientAddress)) return;
     this.open--;
-    if (user !== undefined) decrement(this.openByUser, user);
+    if (user !== undefined && decrement(this.openByUser, user)) this.options.sharedUserLimit?.release(user);
   }
 
   /** Distinct users (token `sub`) with at least one open connection. */

@@ -1,10 +1,12 @@
-import { tokenCheckForWebSocketPaths } from '../auth/http-guard.js';
+import { type HttpRefusal, tokenCheckForWebSocketPaths } from '../auth/http-guard.js';
 import { AuthService, type JwksUrlTimings } from '../auth/service.js';
 import type { Config } from '../config/settings.js';
 import type { Health } from '../lifecycle/health.js';
 import { type Logger, RateLimitedLog } from '../log.js';
 import { Stats } from '../stats.js';
+import { formatPeer } from '../transport/address.js';
 import type { WebSocketPathGuard } from '../transport/http-server.js';
+import { pathOf } from '../transport/routes.js';
 
 const authConfigOf = (config: Config) => ({
   secretFile: config.authJwtSecretFile,
@@ -56,7 +58,28 @@ export function startAuth(
   if (keys) parts.health.addCheck('auth_keys', keys.ready, { describe: keys.describe });
 }
 
+/**
+ * Issue 15: a plain request refused for its token (GET /stats, a plain GET of a WebSocket path) is
+ * counted in wshub_auth_failures_total and logged at a bounded rate like a refused upgrade: the
+ * path without its query (where ?access_token= would be), never the token.
+ */
+export function httpRefusalReporter(stats: Stats, limitedLog: RateLimitedLog): HttpRefusal {
+  return function reportHttpRefusal(request, status, reason, detail) {
+    stats.authFailures[reason]++;
+    const peer = formatPeer(request.socket?.remoteAddress, request.socket?.remotePort);
+    limitedLog.log(
+      `http_${reason}`,
+      'warn',
+      `Request refused: ${request.method ?? 'GET'} ${pathOf(request.url)} from ${peer} ${status} ${reason} (${detail})`,
+      { remote_addr: peer, status, auth_failure: reason },
+    );
+  };
+}
+
 /** Issue 15: a plain GET of a WebSocket path tells a browser why its handshake was refused (401/403). */
-export function webSocketPathGuard(auth: AuthService | undefined): WebSocketPathGuard | undefined {
-  return auth && tokenCheckForWebSocketPaths(auth.verifier);
+export function webSocketPathGuard(
+  auth: AuthService | undefined,
+  refused: HttpRefusal,
+): WebSocketPathGuard | undefined {
+  return auth && tokenCheckForWebSocketPaths(auth.verifier, refused);
 }

@@ -1,4 +1,4 @@
-import { requireToken } from '../auth/http-guard.js';
+import { type HttpRefusal, requireToken } from '../auth/http-guard.js';
 import type { AuthService } from '../auth/service.js';
 import type { Config } from '../config/settings.js';
 import { consoleRoutes } from '../console/routes.js';
@@ -23,10 +23,12 @@ export function plainRoutes(
     readonly limitedLog: RateLimitedLog;
     /** --auth=jwt (issue 15). */
     readonly auth: AuthService | undefined;
+    /** Counts and logs a plain request refused for its token. */
+    readonly refused: HttpRefusal;
   },
 ): Map<string, PlainRoute> {
   const routes = new Map<string, PlainRoute>();
-  const { broadcastHub, worker, auth, stats } = parts;
+  const { broadcastHub, worker, auth } = parts;
   if (config.consoleEnabled) {
     const readSnapshot = snapshotReader({
       stats: parts.stats,
@@ -46,12 +48,7 @@ export function plainRoutes(
       history: config.mode === 'broadcast' && config.historySize > 0,
     })) {
       // Issue 15: with --auth=jwt the live figures (room names among them) need a token; the page itself is static.
-      const guarded =
-        auth && path === '/stats'
-          ? requireToken(route, auth.verifier, (reason) => {
-              stats.authFailures[reason]++;
-            })
-          : route;
+      const guarded = auth && path === '/stats' ? requireToken(route, auth.verifier, parts.refused) : route;
       routes.set(path, guarded);
     }
   }

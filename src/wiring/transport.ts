@@ -3,6 +3,7 @@ import { hostname } from 'node:os';
 import type { TokenVerifier } from '../auth/verifier.js';
 import type { Config } from '../config/settings.js';
 import type { Hub } from '../hub/hub.js';
+import type { WorkerContext } from '../lifecycle/cluster-worker.js';
 import type { Logger, RateLimitedLog } from '../log.js';
 import type { Stats } from '../stats.js';
 import { perMessageDeflateOptions } from '../transport/compression.js';
@@ -19,8 +20,19 @@ import { VERSION } from '../version.js';
 export const shareOf = (limit: number, workers: number): number =>
   limit === 0 ? 0 : Math.ceil(limit / workers);
 
-/** The upgrade gate: admission limits (a worker's share of them), origins, proxies, fault injection. */
-export function buildGate(config: Config, workers: number, verifier?: TokenVerifier): UpgradeGate {
+/**
+ * The upgrade gate: admission limits (a worker's share of them), origins, proxies, fault injection.
+ * --max-connections-per-user is not shared out: one user's connections need not be spread evenly
+ * (a limit of 1 would allow one per worker), so in a worker the primary counts them (issue 15).
+ */
+export function buildGate(
+  config: Config,
+  worker: WorkerContext | undefined,
+  verifier?: TokenVerifier,
+): UpgradeGate {
+  const workers = worker?.count ?? 1;
+  const perUser = config.maxConnectionsPerUser;
+  const shared = worker !== undefined && perUser > 0 && verifier !== undefined;
   return new UpgradeGate({
     maxConnections: shareOf(config.maxConnections, workers),
     maxConnectionsPerIp: shareOf(config.maxConnectionsPerIp, workers),
@@ -28,7 +40,8 @@ export function buildGate(config: Config, workers: number, verifier?: TokenVerif
     trustProxyHops: config.trustProxyHops,
     allowFaultInjection: config.allowFaultInjection,
     verifier,
-    maxConnectionsPerUser: shareOf(config.maxConnectionsPerUser, workers),
+    maxConnectionsPerUser: shared ? 0 : perUser,
+    sharedUserLimit: shared ? worker.sharedUserLimit(perUser) : undefined,
   });
 }
 
