@@ -153,6 +153,15 @@ export class BackplaneStats {
 export const RESET_REASONS = ['other_epoch', 'too_old', 'history_lost'] as const;
 export type ResetReason = (typeof RESET_REASONS)[number];
 
+/**
+ * Why a server told a wshub.v1 client to reconnect (a `reconnect` frame before its 1001, issue 17):
+ * the node is going away (a graceful shutdown or drain), or the connection reached
+ * --max-connection-lifetime. Each is also the label of the close that follows
+ * (`websocket_server_disconnects_total{reason}`). A bounded set: these become metric labels.
+ */
+export const RECONNECT_REASONS = ['shutdown', 'max_lifetime'] as const satisfies readonly DisconnectReason[];
+export type ReconnectReason = (typeof RECONNECT_REASONS)[number];
+
 /** Room history, resume and the publishing outbox (issue 16); all zero without --history-size. */
 export class HistoryStats {
   /** Resumes (?since=) answered with a replay. */
@@ -255,6 +264,6 @@ export class Stats {
   shutdownPhase = 0;
   /** WebSocket connections accepted during --drain-delay (readiness already 503). */
   acceptedWhileDraining = 0;
-  /** `reconnect` frames sent to wshub.v1 clients before their 1001 close at shutdown (issue 17). */
-  reconnectFramesSent = 0;
+  /** `reconnect` frames sent to wshub.v1 clients before a 1001 close (issue 17), by why the server closed. */
+  readonly reconnectFramesSent: Record<ReconnectReason, number> = zeroes(RECONNECT_REASONS);
 }

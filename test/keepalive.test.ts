@@ -1,9 +1,11 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
+import { connect, type Message } from 'wshub/client';
 import { TestClient } from './helpers/clients.js';
 import { metricValue, sampleValue } from './helpers/metrics.js';
 import { type InProcessServer, startServer } from './helpers/server.js';
 import { closedByServer, sendUpgrade } from './helpers/upgrade.js';
+import { V1Client } from './helpers/v1.js';
 
 const serverDisconnects = (server: InProcessServer, reason: string) =>
   metricValue(server.metricsUrl, 'websocket_server_disconnects_total', { reason });
@@ -164,5 +166,98 @@ describe('connection lifetime (--max-connection-lifetime)', () => {
     await server.log.waitFor(
       /^WebSocket connection lifetime reached: closing 127\.0\.0\.1:\d+ so it reconnects$/,
     );
+  });
+});
+
+describe('connection lifetime with wshub.v1 (--max-connection-lifetime, --history-size)', () => {
+  let server: InProcessServer;
+  before(async () => {
+    server = await startServer([
+      '--stats-interval=0',
+      '--mode=broadcast',
+      '--history-size=100',
+      '--max-connection-lifetime=1s',
+      '--ping-interval=0',
+    ]);
+  });
+  after(() => server.app.stop());
+
+  it('a wshub.v1 client is told to reconnect (reason max_lifetime) right before its 1001, counted by reason', async () => {
+    const v1 = await V1Client.open(`${server.url}/life`);
+    const closed = await v1.closed;
+    assert.equal(closed.code, 1001);
+    assert.equal(closed.reason, 'connection lifetime reached, please reconnect');
+    // One connection: lifetimes are spread over 2 × 10% of 1 s, so it is asked back within 200 ms.
+    assert.deepEqual(
+      v1.frames.map((frame) => frame.type),
+      ['welcome', 'reconnect'],
+    );
+    assert.deepEqual(v1.frames[1], {
+      type: 'reconnect',
+      room: 'life',
+      reason: 'max_lifetime',
+      within_ms: 200,
+    });
+    assert.equal(
+      await metricValue(server.metricsUrl, 'wshub_reconnect_frames_total', { reason: 'max_lifetime' }),
+      1,
+    );
+    assert.equal(
+      await metricValue(server.metricsUrl, 'wshub_reconnect_frames_total', { reason: 'shutdown' }),
+      0,
+    );
+  });
+
+  it('the client library comes back within that window (not after its backoff) and resumes with no gap', async () => {
+    const got: Message[] = [];
+    const opens: Array<{ resumed: boolean }> = [];
+    const closes: Array<{ code: number; retryInMs?: number; drained?: boolean }> = [];
+    const client = connect(`${server.url}/life2`, {
+      // A backoff this long would outlast the test: only the reconnect frame brings the client back in time.
+      minDelayMs: 60_000,
+      onMessage: (message) => got.push(message),
+      onOpen: (info) => opens.push(info),
+      onClose: (info) => closes.push(info),
+    });
+    try {
+      const publish = async (text: string): Promise<void> => {
+        const producer = await TestClient.open(`${server.url}/life2`);
+        await producer.send(text);
+        producer.ws.close();
+      };
+      await eventually(
+        async () => opens.length,
+        (count) => count === 1,
+      );
+      await publish('before');
+      await eventually(
+        async () => got.length,
+        (count) => count === 1,
+      );
+      await eventually(
+        async () => opens.length,
+        (count) => count === 2,
+        10_000,
+      );
+      assert.equal(closes[0]?.code, 1001);
+      assert.equal(closes[0]?.drained, true);
+      const retry = closes[0]?.retryInMs ?? -1;
+      assert.ok(retry >= 0 && retry < 200, `reconnected after ${retry} ms, window 200 ms`);
+      assert.equal(opens[1]?.resumed, true);
+      await publish('after');
+      await eventually(
+        async () => got.length,
+        (count) => count === 2,
+      );
+      assert.deepEqual(
+        got.map((message) => [message.data, message.position?.offset]),
+        [
+          ['before', 1],
+          ['after', 2],
+        ],
+      );
+    } finally {
+      client.close();
+    }
   });
 });

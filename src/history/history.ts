@@ -123,17 +123,15 @@ export function resetFrame(room: string, position: Position): Buffer {
   );
 }
 
-/** What a drained node tells a wshub.v1 client before its 1001 close (issue 17: drains without reconnect storms). */
-export const RECONNECT_REASONS = ['shutdown'] as const;
-export type ReconnectReason = (typeof RECONNECT_REASONS)[number];
-
 /**
- * Sent right before the server closes a wshub.v1 client with 1001 because this node is going
- * away (issue 17): reconnect (the load balancer sends you to another node) and resume from your
- * last position, after a uniform random delay below `within_ms` (jitter; the server spreads its
- * closes over --drain-window, so together the reconnections arrive at the rate the closes left).
+ * Sent right before the server closes a wshub.v1 client with 1001 (issue 17: drains without
+ * reconnect storms): this node is going away (`reason` "shutdown") or the connection reached
+ * --max-connection-lifetime ("max_lifetime"). Reconnect (the load balancer picks the node) and
+ * resume from your last position, after a uniform random delay below `within_ms` (jitter; the
+ * server spreads its closes, so together the reconnections arrive at the rate the closes left).
+ * `reason` is one of a bounded list (stats.ts RECONNECT_REASONS), never a client's value.
  */
-export function reconnectFrame(room: string, reason: ReconnectReason, withinMs: number): Buffer {
+export function reconnectFrame(room: string, reason: string, withinMs: number): Buffer {
   return Buffer.from(
     `{"type":"reconnect","room":${JSON.stringify(room)},"reason":"${reason}","within_ms":${Math.round(withinMs)}}`,
   );

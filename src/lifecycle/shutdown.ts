@@ -6,7 +6,7 @@ import type { Stats } from '../stats.js';
 import type { Connection } from '../transport/connection.js';
 import type { Http2Front } from '../transport/http2.js';
 import type { UpgradeGate } from '../transport/upgrade-gate.js';
-import type { WebSocketTransport } from '../transport/websocket-server.js';
+import { reconnectWithinMs, type WebSocketTransport } from '../transport/websocket-server.js';
 import type { Health } from './health.js';
 import { closeServer } from './listen.js';
 
@@ -82,13 +82,13 @@ export async function shutDown(parts: ShutdownParts): Promise<void> {
       `Closing ${open} connection${open === 1 ? '' : 's'} with 1001 (going away)${spread ? ` spread over ${formatDuration(drainWindowMs)} (--drain-window)` : ''}`,
       { connections: open, close_code: 1001, drain_window_ms: spread ? drainWindowMs : 0 },
     );
-    const framesBefore = stats.reconnectFramesSent;
+    const framesBefore = stats.reconnectFramesSent.shutdown;
     const withinMs = reconnectWithinMs(drainWindowMs > 0 ? drainWindowMs / open : 0);
     const goAway = (connection: Connection): void =>
-      transport.goAway(connection, DISCONNECT.shutdown, 'shutdown', withinMs);
+      transport.goAway(connection, DISCONNECT.shutdown, withinMs);
     if (spread) await closeSpread([...transport.connections], drainWindowMs, goAway);
     else for (const connection of transport.connections) goAway(connection);
-    const told = stats.reconnectFramesSent - framesBefore;
+    const told = stats.reconnectFramesSent.shutdown - framesBefore;
     if (told > 0) {
       logger.info(
         `Told ${told} wshub.v1 client${told === 1 ? '' : 's'} to reconnect elsewhere within ${formatDuration(withinMs)} before their 1001`,
@@ -127,23 +127,6 @@ export async function shutDown(parts: ShutdownParts): Promise<void> {
 
 /** Values of the wshub_shutdown_phase gauge. */
 export const SHUTDOWN_PHASES = { serving: 0, delay: 1, closing: 2, waiting: 3 } as const;
-
-/** Bounds of the `within_ms` a reconnect frame carries (see reconnectWithinMs). */
-const RECONNECT_WITHIN_MIN_MS = 100;
-const RECONNECT_WITHIN_MAX_MS = 5000;
-/** Without --drain-window every client is closed at once: they spread their reconnections over this long. */
-const RECONNECT_WITHIN_AT_ONCE_MS = 1000;
-
-/**
- * How long a wshub.v1 client told to reconnect spreads its reconnection over (uniform, full jitter).
- * Over a drain window the server closes one connection every `slotMs` already: reconnecting within a
- * slot keeps the reconnection rate at the close rate. Closed all at once, the clients spread over a
- * second themselves; a larger --drain-window is what spreads a big node further.
- */
-export function reconnectWithinMs(slotMs: number): number {
-  const wanted = slotMs > 0 ? slotMs : RECONNECT_WITHIN_AT_ONCE_MS;
-  return Math.round(Math.min(RECONNECT_WITHIN_MAX_MS, Math.max(RECONNECT_WITHIN_MIN_MS, wanted)));
-}
 
 /**
  * Closes `connections` one by one over `windowMs`: the i-th at (i + u) × windowMs / n with u

@@ -7,6 +7,7 @@ import {
   HTTP_VERSIONS,
   type PlainHistogram,
   PUBLISH_STATUSES,
+  RECONNECT_REASONS,
   REJECT_REASONS,
   RELAY_DROP_REASON,
   RESET_REASONS,
@@ -224,8 +225,13 @@ export function createMetricsRegistry(sources: MetricSources): Registry {
   mirrorCounter(
     registry,
     'wshub_reconnect_frames_total',
-    'reconnect frames sent to wshub.v1 clients before their 1001 close at shutdown (reconnect elsewhere and resume)',
-    { read: (set) => set(stats.reconnectFramesSent) },
+    'reconnect frames sent to wshub.v1 clients before their 1001 close (reconnect and resume), by reason: shutdown, max_lifetime',
+    {
+      labelNames: ['reason'],
+      read: (set) => {
+        for (const reason of RECONNECT_REASONS) set(stats.reconnectFramesSent[reason], { reason });
+      },
+    },
   );
 
   mirrorCounter(

@@ -97,8 +97,9 @@ export interface ConnectOptions {
   readonly onRefused?: (info: { readonly status: 401 | 403; readonly room: string }) => boolean | undefined;
   /**
    * A connection ended; `retryInMs` is undefined when the client was closed for good. `drained`:
-   * the server asked this client to reconnect elsewhere first (a `reconnect` frame: the node is
-   * going away), so the retry is a resume within the server's window, not a backoff after a failure.
+   * the server asked this client to reconnect first (a `reconnect` frame: the node is going away,
+   * or the connection reached the server's lifetime; `reason` says which), so the retry is a resume
+   * within the server's window, not a backoff after a failure.
    */
   readonly onClose?: (info: {
     readonly code: number;
@@ -194,8 +195,9 @@ export function connect(url: string, options: ConnectOptions = {}): WshubClient 
     }
     const room = frame.room ?? '';
     if (frame.type === 'reconnect') {
-      // The node is going away (a drain): its close (1001) follows. Come back, to whichever node the
-      // load balancer picks, from the last position, within the server's window with full jitter.
+      // The node is going away (a drain) or the connection reached its lifetime: its close (1001)
+      // follows. Come back, to whichever node the load balancer picks, from the last position,
+      // within the server's window with full jitter.
       const within = Number(frame.within_ms);
       drainedWithinMs = Number.isFinite(within) ? Math.min(Math.max(within, 0), MAX_RECONNECT_WITHIN_MS) : 0;
       return;

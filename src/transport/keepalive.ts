@@ -65,6 +65,8 @@ export class Keepalive {
     private readonly connections: Iterable<Connection>,
     private readonly stats: Stats,
     private readonly limitedLog: RateLimitedLog,
+    /** Closes a connection that reached its lifetime (1001; a wshub.v1 client is told to reconnect first). */
+    private readonly lifetimeReached: (connection: Connection) => void,
   ) {
     this.tickMs = sweepIntervalMs(options);
   }
@@ -160,7 +162,7 @@ export class Keepalive {
           `WebSocket connection lifetime reached: closing ${connection.peer} so it reconnects`,
           { ...connectionFields(connection), reason: 'max_lifetime' },
         );
-        connection.disconnect(DISCONNECT.max_lifetime);
+        this.lifetimeReached(connection);
       }
     }
   };

@@ -5,10 +5,10 @@ import type { PerMessageDeflateOptions } from 'ws';
 import type { Identity } from '../auth/claims.js';
 import { describeRoom } from '../auth/patterns.js';
 import { DISCONNECT, type Disconnect, type DisconnectReason } from '../disconnects.js';
-import { type ReconnectReason, reconnectFrame, SUBPROTOCOL_V1 } from '../history/history.js';
+import { reconnectFrame, SUBPROTOCOL_V1 } from '../history/history.js';
 import type { Hub } from '../hub/hub.js';
 import type { Logger, RateLimitedLog } from '../log.js';
-import type { AuthFailureReason, Stats } from '../stats.js';
+import type { AuthFailureReason, ReconnectReason, Stats } from '../stats.js';
 import { sharedDeflateOptions } from './compression.js';
 import {
   type Connection,
@@ -19,7 +19,7 @@ import {
 import { FaultActions, type InstanceInfo } from './fault-actions.js';
 import { type AdmittedUpgrade, Handshake } from './handshake.js';
 import { isHttp2Stream } from './http2.js';
-import { Keepalive, type KeepaliveOptions } from './keepalive.js';
+import { Keepalive, type KeepaliveOptions, LIFETIME_JITTER } from './keepalive.js';
 import { disconnectReasonOf } from './protocol-errors.js';
 import type { UpgradeGate } from './upgrade-gate.js';
 import { OPEN, Writer, WriterGroup } from './writer.js';
@@ -82,7 +82,13 @@ export class WebSocketTransport implements ConnectionOwner {
     for (const problem of shapes.problems) options.logger.warn(problem);
     // Compression as negotiable: --compression, unless ws lacks what shared compressed frames need (ws-adapter).
     const deflate = shapes.compression ? options.perMessageDeflate : false;
-    this.keepalive = new Keepalive(options.keepalive, this.connections, options.stats, options.limitedLog);
+    this.keepalive = new Keepalive(
+      options.keepalive,
+      this.connections,
+      options.stats,
+      options.limitedLog,
+      this.lifetimeReached,
+    );
     this.writers = new WriterGroup<Connection>({
       stats: options.stats,
       maxBufferedBytes: options.maxBufferedBytes,
@@ -288,23 +294,57 @@ export class WebSocketTransport implements ConnectionOwner {
   }
 
   /**
-   * Closes a connection because this node is going away (issue 17): a wshub.v1 client first gets a
-   * `reconnect` frame (reconnect elsewhere, resume, within `withinMs` with jitter), in order after
-   * everything already delivered to it, then the catalogue's close frame. Raw clients get the close only.
+   * Closes a connection the client should come back from at once (issue 17): this node is going
+   * away, or the connection reached its lifetime. A wshub.v1 client first gets a `reconnect` frame
+   * (reconnect, resume, within `withinMs` with jitter), in order after everything already delivered
+   * to it, then the catalogue's close frame. Raw clients get the close only.
    */
-  goAway(connection: Connection, disconnect: Disconnect, reason: ReconnectReason, withinMs: number): void {
+  goAway(
+    connection: Connection,
+    disconnect: Disconnect & { reason: ReconnectReason },
+    withinMs: number,
+  ): void {
     if (connection.protocol === SUBPROTOCOL_V1 && connection.readyState === OPEN) {
-      connection.send(reconnectFrame(connection.room, reason, withinMs));
-      this.options.stats.reconnectFramesSent++;
+      connection.send(reconnectFrame(connection.room, disconnect.reason, withinMs));
+      this.options.stats.reconnectFramesSent[disconnect.reason]++;
     }
     connection.disconnect(disconnect);
   }
+
+  /**
+   * --max-connection-lifetime: the same advance notice as a drain. Connections opened together reach
+   * their lifetimes spread over ±LIFETIME_JITTER of it, at worst one every 2·jitter·lifetime/n ms:
+   * each client is asked to come back within such a slot, so the reconnections are no burstier
+   * than the closes.
+   */
+  private readonly lifetimeReached = (connection: Connection): void => {
+    const spreadMs = 2 * LIFETIME_JITTER * this.options.keepalive.maxLifetimeMs;
+    this.goAway(connection, DISCONNECT.max_lifetime, reconnectWithinMs(spreadMs / this.connections.size));
+  };
 
   /** Resolves once no connection is open. */
   allClosed(): Promise<void> {
     if (this.connections.size === 0) return Promise.resolve();
     return new Promise((resolve) => this.allClosedWaiters.push(resolve));
   }
+}
+
+/** Bounds of the `within_ms` a reconnect frame carries (see reconnectWithinMs). */
+const RECONNECT_WITHIN_MIN_MS = 100;
+const RECONNECT_WITHIN_MAX_MS = 5000;
+/** When every client is closed at once (no --drain-window), they spread their reconnections over this long. */
+const RECONNECT_WITHIN_AT_ONCE_MS = 1000;
+
+/**
+ * How long a wshub.v1 client told to reconnect spreads its reconnection over (uniform, full jitter).
+ * When the server closes one connection every `slotMs` already (a drain window, lifetimes with
+ * jitter), reconnecting within a slot keeps the reconnection rate at the close rate. Closed all at
+ * once (`slotMs` 0), the clients spread over a second themselves; a larger --drain-window is what
+ * spreads a big node further.
+ */
+export function reconnectWithinMs(slotMs: number): number {
+  const wanted = slotMs > 0 ? slotMs : RECONNECT_WITHIN_AT_ONCE_MS;
+  return Math.round(Math.min(RECONNECT_WITHIN_MAX_MS, Math.max(RECONNECT_WITHIN_MIN_MS, wanted)));
 }
 
 /** A new connection's guard (see ConnectionGuard); the token's exp moves to the keepalive clock. */
