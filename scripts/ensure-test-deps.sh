@@ -13,6 +13,9 @@ have chromedriver || need="$need chromium-driver"
 have script || need="$need bsdutils"                            # wshub bench progress line (a pseudo-terminal)
 have redis-server || need="$need redis-server"                  # backplane tests start their own
 have haproxy || need="$need haproxy"                            # proxy tests (issue 17)
+have nghttp || need="$need nghttp2-client"                      # an independent HTTP/2 client in C (issue 17)
+# An independent HTTP/2 client in Python (issue 17, test/helpers/h2ws.py): Debian's python3 with its h2.
+"${H2_PYTHON:-/usr/bin/python3}" -c 'import h2' >/dev/null 2>&1 || need="$need python3-h2"
 [ -z "$need" ] && exit 0
 if [ "$(id -u)" != 0 ]; then
   echo "npm test needs these Debian packages:$need" >&2

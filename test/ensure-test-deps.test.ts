@@ -17,6 +17,9 @@ const TOOLS = [
   'script',
   'redis-server',
   'haproxy',
+  'nghttp',
+  // Stands for Debian's python3 with python3-h2 (the script runs $H2_PYTHON -c 'import h2').
+  'python3',
 ];
 const scratch = mkdtempSync(join(tmpdir(), 'wshub-deps-'));
 after(() => rmSync(scratch, { recursive: true, force: true }));
@@ -28,7 +31,10 @@ function run(name: string, present: readonly string[]): { status: number | null;
   for (const tool of present) writeFileSync(join(bin, tool), '#!/bin/sh\nexit 0\n', { mode: 0o755 });
   writeFileSync(join(bin, 'id'), '#!/bin/sh\necho 1000\n', { mode: 0o755 });
   symlinkSync('/bin/sh', join(bin, 'sh'));
-  const result = spawnSync('/bin/sh', [SCRIPT], { env: { PATH: bin }, encoding: 'utf8' });
+  const result = spawnSync('/bin/sh', [SCRIPT], {
+    env: { PATH: bin, H2_PYTHON: join(bin, 'python3') },
+    encoding: 'utf8',
+  });
   return { status: result.status, stderr: result.stderr };
 }
 
@@ -40,10 +46,16 @@ describe('npm test installs what it needs (scripts/ensure-test-deps.sh, issue 14
   it('not root: names the missing Debian packages and the command, and fails', () => {
     const result = run(
       'some',
-      TOOLS.filter((tool) => tool !== 'haproxy' && tool !== 'chromedriver'),
+      TOOLS.filter((tool) => !['haproxy', 'chromedriver', 'python3'].includes(tool)),
     );
     assert.equal(result.status, 1);
-    assert.match(result.stderr, /^npm test needs these Debian packages: chromium-driver haproxy$/m);
-    assert.match(result.stderr, /sudo apt-get install -y --no-install-recommends chromium-driver haproxy/);
+    assert.match(
+      result.stderr,
+      /^npm test needs these Debian packages: chromium-driver haproxy python3-h2$/m,
+    );
+    assert.match(
+      result.stderr,
+      /sudo apt-get install -y --no-install-recommends chromium-driver haproxy python3-h2/,
+    );
   });
 });
