@@ -4,6 +4,7 @@ import { once } from 'node:events';
 import { type AddressInfo, createServer, type Socket } from 'node:net';
 import { after, before, describe, it } from 'node:test';
 import type { BenchReport } from '../src/bench/report.js';
+import { metricValue } from './helpers/metrics.js';
 import { BIN, type InProcessServer, runWshub, startServer } from './helpers/server.js';
 
 async function bench(args: string[]): Promise<{ code: number | null; stdout: string; stderr: string }> {
@@ -137,6 +138,50 @@ describe('wshub bench --mode=broadcast against a broadcast-mode wshub', () => {
       assert.ok(received <= sent * 3 && received >= sent * 2, `sent ${sent}, received ${received}`);
       assert.equal(report.latencyMs.count, received);
       assert.equal(report.errors, 0);
+    } finally {
+      await server.app.stop();
+    }
+  });
+});
+
+describe('wshub bench --http2 against wshub --http2 (issue 17)', () => {
+  it('opens the WebSockets as streams of shared HTTP/2 connections and reports how many shared each', async () => {
+    const server = await startServer(['--stats-interval=0', '--http2']);
+    try {
+      const { code, report } = await benchJson([
+        server.url,
+        '--http2',
+        '--connections=8',
+        '--streams-per-connection=4',
+        '--workers=1',
+        '--connect-rate=1000',
+        '--duration=1s',
+      ]);
+      assert.equal(code, 0);
+      assert.equal(report.connections.established, 8);
+      assert.deepEqual(report.connections.http2, { connections: 2, streamsPerConnection: 4 });
+      assert.ok(report.messages.sent > 0);
+      assert.equal(report.messages.received, report.messages.sent);
+      assert.equal(report.errors, 0);
+      // What the server saw: two HTTP/2 connections carrying the 8 WebSockets, none over HTTP/1.1.
+      assert.equal(await metricValue(server.metricsUrl, 'wshub_http2_connections_total'), 2);
+      const byVersion = (version: string) =>
+        metricValue(server.metricsUrl, 'wshub_connections_by_http_version_total', { http_version: version });
+      assert.equal(await byVersion('2'), 8);
+      assert.equal(await byVersion('1.1'), 0);
+
+      // The human report says it too (3 streams, 2 per connection: 2 connections, 1.5 on average).
+      const human = await bench([
+        server.url,
+        '--http2',
+        '--connections=3',
+        '--streams-per-connection=2',
+        '--workers=1',
+        '--connect-rate=1000',
+        '--duration=500ms',
+      ]);
+      assert.equal(human.code, 0, human.stderr);
+      assert.match(human.stdout, /^http\/2 +2 connections, 1\.5 WebSocket streams per connection$/m);
     } finally {
       await server.app.stop();
     }

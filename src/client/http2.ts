@@ -26,7 +26,11 @@ const STREAM_WINDOW = 1024 * 1024;
 export class Http2WebSocketConnection {
   readonly session: ClientHttp2Session;
   private readonly ready: Promise<void>;
-  /** WebSocket streams opened on this connection so far. */
+  /**
+   * WebSocket streams asked of this connection so far, counted when asked: streams asked before the
+   * server's SETTINGS arrive wait for them, and `wshub bench --http2` must not put more than
+   * --streams-per-connection of those on one connection (at a high --connect-rate, all of them).
+   */
   opened = 0;
 
   constructor(
@@ -69,6 +73,7 @@ export class Http2WebSocketConnection {
    * as ws words it) and a 'close' with 1006.
    */
   open(url: string, timeoutMs = 0, headers: Readonly<Record<string, string>> = {}): WebSocket {
+    this.opened++;
     const ws = createClientWebSocket();
     const target = new URL(url);
     let stream: ClientHttp2Stream | undefined;
@@ -109,7 +114,6 @@ export class Http2WebSocketConnection {
         fail(error as Error);
         return;
       }
-      this.opened++;
       const opening = stream;
       opening.on('error', fail);
       opening.once('response', (headers: IncomingHttpHeaders) => {
