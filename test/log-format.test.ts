@@ -3,6 +3,7 @@ import type { AddressInfo } from 'node:net';
 import { connect, createServer } from 'node:net';
 import { describe, it } from 'node:test';
 import { TestClient } from './helpers/clients.js';
+import { H2Client } from './helpers/h2.js';
 import { runWshub } from './helpers/server.js';
 
 const BASE = ['--host=127.0.0.1', '--port=0', '--metrics-port=0', '--stats-interval=0'];
@@ -46,6 +47,31 @@ describe('--log-format=json (spawned process)', () => {
     assert.ok(
       lines.some((line) => line.msg === 'Received SIGTERM, shutting down' && line.signal === 'SIGTERM'),
     );
+  });
+
+  it('a WebSocket over HTTP/2 (--http2) says so in its connect and disconnect lines: http_version "2"', async () => {
+    const run = runWshub([...BASE, '--log-format=json', '--http2']);
+    const started = await run.stdout.waitFor(/"msg":"Starting WebSocket server on [^"]*:\d+"/);
+    const port = Number(/:(\d+)$/.exec(JSON.parse(started).msg)?.[1]);
+    const client = await H2Client.connect(`http://127.0.0.1:${port}`);
+    try {
+      const ws = await client.openOk('/ws/h2room');
+      ws.close(1000);
+      await ws.frames.nextClose();
+      ws.stream.end();
+      await run.stdout.waitFor(/"msg":"WebSocket disconnected/);
+    } finally {
+      client.close();
+    }
+    run.child.kill('SIGTERM');
+    assert.equal((await run.exited).code, 0);
+    const lines = run.stdout.lines.map((line) => JSON.parse(line));
+    const connected = lines.find((line) => line.msg.startsWith('WebSocket connected: '));
+    const disconnected = lines.find((line) => line.msg.startsWith('WebSocket disconnected: '));
+    assert.equal(connected?.http_version, '2');
+    assert.equal(connected?.room, 'h2room');
+    assert.equal(disconnected?.http_version, '2');
+    assert.equal(disconnected?.close_code, 1000);
   });
 
   it('--log-level=warn leaves out connect and disconnect lines', async () => {
