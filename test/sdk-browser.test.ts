@@ -3,12 +3,30 @@ import { after, before, describe, it } from 'node:test';
 import type { Page } from 'playwright-core';
 import { type Browser, launchChromium } from './helpers/browser.js';
 import { TestClient } from './helpers/clients.js';
-import { type InProcessServer, startServer } from './helpers/server.js';
+import { metricValue } from './helpers/metrics.js';
+import { RedisServer, spawnNode } from './helpers/redis.js';
+import { type InProcessServer, type SpawnedServer, startServer } from './helpers/server.js';
+
+let browser: Browser;
+let page: Page;
+before(async () => {
+  browser = await launchChromium();
+  page = browser.page;
+});
+after(async () => {
+  await browser?.close();
+});
+
+/** Sends `m1`…`m<total>` from `producer`, one every `everyMs`. */
+async function sendSteadily(producer: TestClient, total: number, everyMs: number): Promise<void> {
+  for (let i = 1; i <= total; i++) {
+    producer.ws.send(`m${i}`);
+    await new Promise((resolve) => setTimeout(resolve, everyMs));
+  }
+}
 
 describe('wshub/client in headless Chromium (through the console page, GET /)', () => {
   let server: InProcessServer;
-  let browser: Browser;
-  let page: Page;
 
   before(async () => {
     server = await startServer([
@@ -17,12 +35,9 @@ describe('wshub/client in headless Chromium (through the console page, GET /)', 
       '--history-size=10000',
       '--allow-fault-injection',
     ]);
-    browser = await launchChromium();
-    page = browser.page;
   });
 
   after(async () => {
-    await browser?.close();
     await server?.app.stop();
   });
 
@@ -45,12 +60,7 @@ describe('wshub/client in headless Chromium (through the console page, GET /)', 
       .waitFor();
     const producer = await TestClient.open(`ws://127.0.0.1:${server.app.port}/ws/stream`);
     const total = 300;
-    const sending = (async () => {
-      for (let i = 1; i <= total; i++) {
-        producer.ws.send(`m${i}`);
-        await new Promise((resolve) => setTimeout(resolve, 5));
-      }
-    })();
+    const sending = sendSteadily(producer, total, 5);
     await page
       .locator('#log li.received span')
       .filter({ hasText: /^m100$/ })
@@ -81,6 +91,74 @@ describe('wshub/client in headless Chromium (through the console page, GET /)', 
       events.join('\n'),
     );
     producer.ws.terminate();
+    await page.click('#disconnect');
+    await page.locator('#state[data-state=closed]').waitFor();
+    assert.deepEqual(browser.errors, []);
+  });
+});
+
+describe('wshub/client in headless Chromium with the history in Redis: pending frames while Redis is frozen', () => {
+  let redis: RedisServer;
+  let node: SpawnedServer;
+  const cleanups: Array<() => void> = [];
+
+  before(async () => {
+    redis = await RedisServer.start();
+    node = await spawnNode(redis, ['--history-size=5000', '--history-ttl=10m', '--allow-fault-injection']);
+  });
+
+  after(async () => {
+    for (const cleanup of cleanups) cleanup();
+    node?.kill('SIGKILL');
+    redis?.resume();
+    await redis?.stop();
+  });
+
+  it('messages of its node keep coming during a SIGSTOP of Redis (as pending), and each is shown once when their positions follow', async () => {
+    const received = page.locator('#log li.received span');
+    await page.goto(`http://127.0.0.1:${node.port}/`);
+    // ?drop (fault injection): at the end, a send cuts the connection, and the resume shows the position the page reached.
+    await page.fill('#path', '/ws/frozen?drop');
+    await page.click('#connect');
+    const welcome = page.locator('#log li.event span').filter({ hasText: /welcome at [0-9a-f]{12}:0$/ });
+    await welcome.waitFor();
+    const epoch = /welcome at ([0-9a-f]{12}):0$/.exec(await welcome.innerText())?.[1];
+    const producer = await TestClient.open(`ws://127.0.0.1:${node.port}/ws/frozen`);
+    cleanups.push(() => producer.ws.terminate());
+    const total = 300;
+    const sending = sendSteadily(producer, total, 20);
+    await received.filter({ hasText: /^m30$/ }).waitFor({ timeout: 20_000 });
+    redis.pause();
+    const frozenAt = Date.now();
+    const before = await received.count();
+    // Frozen at least 2 s, and until 50 more messages reached the page meanwhile (bounded): Redis
+    // positions nothing now, so they can only have come as pending frames.
+    const deadline = Date.now() + 20_000;
+    while (
+      (Date.now() - frozenAt < 2000 || (await received.count()) < before + 50) &&
+      Date.now() < deadline
+    ) {
+      await new Promise((resolve) => setTimeout(resolve, 50));
+    }
+    const during = (await received.count()) - before;
+    redis.resume();
+    assert.ok(during >= 50, `the page showed ${during} messages while Redis was frozen`);
+    await sending;
+    await received.filter({ hasText: new RegExp(`^m${total}$`) }).waitFor({ timeout: 30_000 });
+    assert.ok(((await metricValue(node.metricsUrl, 'wshub_history_pending_total')) ?? 0) >= 50);
+    // Cut the connection: the page resumes from the position the library reached, which only
+    // positioned frames move: every pending message's positioned copy arrived, in the same epoch.
+    await page.fill('#message', 'cut me off');
+    await page.click('#send');
+    await page
+      .locator('#log li.event span')
+      .filter({ hasText: new RegExp(`resumed at ${epoch}:${total}$`) })
+      .waitFor({ timeout: 20_000 });
+    // Every message once, in order: the positioned copies of the pending ones were not shown again.
+    assert.deepEqual(
+      await received.allTextContents(),
+      Array.from({ length: total }, (_, i) => `m${i + 1}`),
+    );
     await page.click('#disconnect');
     await page.locator('#state[data-state=closed]').waitFor();
     assert.deepEqual(browser.errors, []);
