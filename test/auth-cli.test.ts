@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
@@ -124,6 +124,30 @@ describe('wshub client and wshub bench with a token', () => {
     };
     assert.equal(report.connections.established, 4);
     assert.equal(report.connections.failed, 0);
+
+    // A token in the URL (as a browser would pass it) reaches the server but no output: the
+    // --json report, the HTML report and stderr show the URL with access_token=<redacted>.
+    const file = join(running.dir, 'report.html');
+    const viaUrl = runWshub([
+      'bench',
+      `${running.server.url}?access_token=${token}`,
+      '--connections=2',
+      '--duration=1s',
+      '--workers=1',
+      '--json',
+      `--report=${file}`,
+    ]);
+    assert.equal((await viaUrl.exited).code, 0, viaUrl.stderr.lines.join('\n'));
+    const json = viaUrl.stdout.lines.join('\n');
+    assert.equal(
+      (JSON.parse(json) as { url: string; connections: { established: number } }).connections.established,
+      2,
+    );
+    assert.match(json, /"url":"ws:\/\/127\.0\.0\.1:\d+\/ws\?access_token=<redacted>"/);
+    const signature = token.split('.')[2] as string;
+    for (const output of [json, viaUrl.stderr.lines.join('\n'), readFileSync(file, 'utf8')]) {
+      assert.ok(!output.includes(signature), 'no token in the bench output or report');
+    }
   });
 });
 

@@ -210,7 +210,15 @@ describe('--auth=jwt with an HMAC secret (HS256)', () => {
     await server.log.waitFor(
       /Closing 127\.0\.0\.1:\d+ with 1008: the token's "publish" does not cover room news/,
     );
-    await Promise.all([listener.close(), writer.close()]);
+    // No "publish" claim at all: receive-only too.
+    await listener.send('no publish claim');
+    assert.equal((await listener.closed).code, 1008);
+    assert.equal(await failures(server, 'publish'), 2);
+    // Not delivered: the writer (which gets its own messages) sees its two, nothing in between.
+    await writer.send('after');
+    assert.equal((await writer.next()).data.toString(), 'allowed');
+    assert.equal((await writer.next()).data.toString(), 'after');
+    await writer.close();
   });
 
   it("guards the console's live figures (GET /stats) with a token; the page itself stays open", async () => {
