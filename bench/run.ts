@@ -1,6 +1,6 @@
 import { writeFileSync } from 'node:fs';
 import { loadavg } from 'node:os';
-import { runScript } from '../src/config/args.js';
+import { checkReportWritable, runScript } from '../src/config/args.js';
 import { buildLoadgen, RESULTS_DIR } from './loadgen.js';
 import { parseSuiteOptions, suiteHelp } from './options.js';
 import { writeSuiteReport } from './report-html.js';
@@ -19,6 +19,8 @@ async function main(argv: readonly string[]): Promise<number> {
     process.stdout.write(suiteHelp());
     return 0;
   }
+  // A report that cannot be written is found out now, not after the whole suite has run.
+  if (options.report) checkReportWritable(options.report);
   const machine = detectMachine();
   const conditions = runConditions(machine, options);
   const suite = new Suite(options, machine, buildLoadgen());

@@ -115,7 +115,7 @@ describe('npm run bench: one module per section, nothing done at import time', (
     );
   });
 
-  it('--help and a wrong --only name answer without running anything', async () => {
+  it('--help, a wrong --only name and an unwritable --report answer without running anything', async () => {
     const run = fileURLToPath(new URL('run.js', BENCH));
     const help = await promisify(execFile)(process.execPath, [run, '--help'], { timeout: 30_000 });
     assert.match(help.stdout, /^Usage: npm run bench -- \[flags\]/);
@@ -131,6 +131,21 @@ describe('npm run bench: one module per section, nothing done at import time', (
     assert.match(
       wrong.stderr,
       /^bench: invalid value for --only: "echo,nope"; .* \[WSHUB_INVALID_VALUE\]\n$/,
+    );
+    // A --report that cannot be written is refused before the suite runs (not after its minutes).
+    const unwritable = await promisify(execFile)(
+      process.execPath,
+      [run, '--only=echo', '--report=/nonexistent-directory/suite.html'],
+      { timeout: 30_000 },
+    ).then(
+      () => assert.fail('an unwritable --report must fail'),
+      (error: { code: number; stdout: string; stderr: string }) => error,
+    );
+    assert.equal(unwritable.code, 2);
+    assert.equal(unwritable.stdout, '', 'nothing ran');
+    assert.match(
+      unwritable.stderr,
+      /^bench: cannot write --report=\/nonexistent-directory\/suite\.html: ENOENT .*\[WSHUB_REPORT_FILE_UNWRITABLE\]\n$/,
     );
   });
 });

@@ -1,7 +1,7 @@
-import { accessSync, constants, writeFileSync } from 'node:fs';
+import { writeFileSync } from 'node:fs';
 import { availableParallelism } from 'node:os';
-import { dirname, resolve } from 'node:path';
-import { ErrorCode, UsageError } from '../errors.js';
+import { resolve } from 'node:path';
+import { checkReportWritable } from '../config/args.js';
 import { benchReportHtml } from './html-report.js';
 import { benchHelpText, parseBenchArgs } from './options.js';
 import { formatProgress, formatReport } from './report.js';
@@ -27,7 +27,7 @@ export async function benchCommand(argv: readonly string[], io: CommandIO): Prom
     return 0;
   }
   // A report that cannot be written is found out before the run, not after it.
-  if (options.report !== '') checkWritable(options.report);
+  if (options.report !== '') checkReportWritable(options.report);
   const live = io.stderr.isTTY === true;
   const run = runBench(options, {
     onProgress: live
@@ -45,15 +45,4 @@ export async function benchCommand(argv: readonly string[], io: CommandIO): Prom
     (options.json ? io.stderr : io.stdout).write(`HTML report written to ${resolve(options.report)}\n`);
   }
   return report.passed ? 0 : 1;
-}
-
-function checkWritable(file: string): void {
-  try {
-    accessSync(dirname(resolve(file)), constants.W_OK);
-  } catch (error) {
-    throw new UsageError(
-      ErrorCode.REPORT_FILE_UNWRITABLE,
-      `cannot write --report=${file}: ${(error as NodeJS.ErrnoException).code ?? String(error)} (its directory must exist and be writable)`,
-    );
-  }
 }

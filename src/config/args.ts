@@ -1,3 +1,5 @@
+import { accessSync, constants } from 'node:fs';
+import { dirname, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import { ErrorCode, UsageError } from '../errors.js';
 import type { Kind } from './kinds.js';
@@ -246,5 +248,20 @@ export async function runScript(name: string, main: () => Promise<number>): Prom
     if (!(error instanceof UsageError)) throw error;
     process.stderr.write(`${name}: ${error.message} [${error.code}]\n`);
     process.exit(error.exitCode);
+  }
+}
+
+/**
+ * A `--report=FILE` to be written when the work is done: its directory must exist and be
+ * writable, found out before a run of minutes, not after it (`wshub bench`, `npm run bench`).
+ */
+export function checkReportWritable(file: string): void {
+  try {
+    accessSync(dirname(resolve(file)), constants.W_OK);
+  } catch (error) {
+    throw new UsageError(
+      ErrorCode.REPORT_FILE_UNWRITABLE,
+      `cannot write --report=${file}: ${(error as NodeJS.ErrnoException).code ?? String(error)} (its directory must exist and be writable)`,
+    );
   }
 }
