@@ -63,6 +63,20 @@ describe("ARCHITECTURE.md's import table is enforced by npm run lint (issue 14)"
     assert.match(result.output, /architecture: src\/log\.ts may import only nothing/);
   });
 
+  it('without dependency-cruiser installed, lint fails (a check that did not run never passes)', () => {
+    const empty = join(scratch, 'no-node-modules');
+    mkdirSync(empty, { recursive: true });
+    const run = spawnSync(process.execPath, [join(ROOT, 'scripts', 'lint-architecture.mjs')], {
+      cwd: empty,
+      encoding: 'utf8',
+    });
+    assert.equal(run.status, 1, run.stderr);
+    assert.match(
+      run.stderr,
+      /dependency-cruiser is not installed, so the import-table check cannot run: run npm ci/,
+    );
+  });
+
   it('every module of src/ has a row in the table', () => {
     const modules = new Set(architectureRows().map((row) => row.module));
     const missing = readdirSync(join(ROOT, 'src'), { withFileTypes: true })
