@@ -1,6 +1,7 @@
 import { writeFileSync } from 'node:fs';
 import { availableParallelism } from 'node:os';
 import { resolve } from 'node:path';
+import { checkHttp2ClientShape } from '../client/http2.js';
 import { checkReportWritable } from '../config/args.js';
 import { benchReportHtml } from './html-report.js';
 import { benchHelpText, parseBenchArgs } from './options.js';
@@ -28,6 +29,7 @@ export async function benchCommand(argv: readonly string[], io: CommandIO): Prom
   }
   // A report that cannot be written is found out before the run, not after it.
   if (options.report !== '') checkReportWritable(options.report);
+  if (options.http2) checkHttp2ClientShape();
   const live = io.stderr.isTTY === true;
   const run = runBench(options, {
     onProgress: live

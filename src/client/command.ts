@@ -1,5 +1,6 @@
 import type { Readable, Writable } from 'node:stream';
 import { runClient } from './client.js';
+import { checkHttp2ClientShape } from './http2.js';
 import { clientHelpText, parseClientArgs } from './options.js';
 
 export interface ClientCommandIO {
@@ -17,6 +18,7 @@ export async function clientCommand(argv: readonly string[], io: ClientCommandIO
     io.stdout.write(clientHelpText());
     return 0;
   }
+  if (options.http2) checkHttp2ClientShape();
   const client = runClient(options, { input: io.stdin, output: io.stdout, status: io.stderr });
   io.onInterrupt(() => client.interrupt());
   const status = await client.done;

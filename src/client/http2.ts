@@ -6,7 +6,19 @@ import {
   type IncomingHttpHeaders,
 } from 'node:http2';
 import { WebSocket } from 'ws';
-import { attachClientStream, createClientWebSocket, failClientWebSocket } from '../transport/ws-adapter.js';
+import {
+  attachClientStream,
+  checkHttp2ClientShape,
+  createClientWebSocket,
+  failClientWebSocket,
+} from '../transport/ws-adapter.js';
+
+/**
+ * For `wshub client --http2` and `wshub bench --http2`, before anything is opened: throws a
+ * UsageError (one line, exit 2) when the installed ws cannot run a WebSocket over a stream
+ * (ws-adapter shape 8).
+ */
+export { checkHttp2ClientShape };
 
 export interface Http2ConnectionOptions {
   readonly ca?: Buffer | undefined;

@@ -13,7 +13,7 @@ import type { TLSSocket } from 'node:tls';
 import type { RateLimitedLog } from '../log.js';
 import type { Stats } from '../stats.js';
 import { formatPeer } from './address.js';
-import { compatPairOf } from './ws-adapter.js';
+import { checkHttp2Shapes, compatPairOf } from './ws-adapter.js';
 
 /**
  * WebSockets over HTTP/2 (RFC 8441, issue 17). The WebSocket port keeps one listener: a
@@ -104,12 +104,15 @@ export class Http2Front {
   private closing = false;
 
   constructor(private readonly options: Http2FrontOptions) {
+    // ws and Node used where they do not document it (ws-adapter shapes 6 and 7): checked once, here.
+    const shapes = checkHttp2Shapes();
+    for (const problem of shapes.problems) options.limitedLog.log('ws_adapter', 'warn', problem);
     // Each stream may hold --max-buffered-bytes of outgoing frames and a receive window; the
     // session's memory bound (which refuses new streams past it) must allow that for every stream.
     const perStreamMiB = (options.maxBufferedBytes + STREAM_WINDOW) / (1024 * 1024);
     this.server = createServer({
       settings: {
-        enableConnectProtocol: true,
+        enableConnectProtocol: shapes.extendedConnect,
         maxConcurrentStreams: options.maxStreams,
         maxHeaderListSize: options.maxHeaderSize,
         initialWindowSize: STREAM_WINDOW,

@@ -4,9 +4,12 @@ import { writeSync } from 'node:fs';
 import { createServer, type Server, type Socket } from 'node:net';
 import { Duplex } from 'node:stream';
 import { after, describe, it } from 'node:test';
+import * as wsModule from 'ws';
 import { WebSocket, WebSocketServer } from 'ws';
 import {
   checkDescriptorShape,
+  checkHttp2ClientShape,
+  checkHttp2Shapes,
   checkWsShapes,
   descriptorOf,
   descriptorOpen,
@@ -15,7 +18,11 @@ import {
   ReceiverBase,
   type ReceiverOptions,
   releaseExtensions,
+  type WsLibrary,
+  WsShapeError,
 } from './ws-adapter.js';
+
+const pinned = wsModule as unknown as Required<WsLibrary>;
 
 /** A client frame (masked, RFC 6455 §5.3) with opcode `opcode` and `payload`. */
 function clientFrame(opcode: number, payload: Buffer, fin = true): Buffer {
@@ -188,6 +195,78 @@ describe('ws-adapter: the private shapes of the pinned ws and of Node, one test 
     assert.deepEqual(
       plain.events.map(([, args]) => String(args[0])),
       ['a', 'b'],
+    );
+  });
+
+  it('shapes 1 and 2 missing: startup fails with one line naming what is missing (no fallback)', () => {
+    assert.throws(
+      () => checkWsShapes({ ...pinned, Receiver: undefined }),
+      (error: Error) =>
+        error instanceof WsShapeError &&
+        /^ws \S+ lacks what wshub relies on \(ws exports Receiver\); wshub pins ws to an exact version, reinstall with npm ci$/.test(
+          error.message,
+        ),
+    );
+    assert.throws(
+      () => checkWsShapes({ ...pinned, WebSocketServer: class {} }),
+      /WebSocketServer\.completeUpgrade constructs options\.WebSocket, sets _extensions and calls setSocket/,
+    );
+  });
+
+  it('shape 3 missing (an agreement without params): one line, and compression is not negotiated', () => {
+    const Deflate = pinned.PerMessageDeflate as unknown as new (...args: unknown[]) => object;
+    class WithoutParams extends Deflate {
+      accept(): object {
+        return {};
+      }
+    }
+    const shapes = checkWsShapes({
+      ...pinned,
+      PerMessageDeflate: WithoutParams as unknown as WsLibrary['PerMessageDeflate'],
+    });
+    assert.equal(shapes.compression, false);
+    assert.deepEqual(shapes.problems.length, 1);
+    assert.match(
+      shapes.problems[0] ?? '',
+      /PerMessageDeflate#params\/#cleanup not found; --compression is off/,
+    );
+  });
+
+  it("shape 6: ws's handshake over a stream answers in one write (101) or one end (a refusal)", () => {
+    assert.deepEqual(checkHttp2Shapes(), { extendedConnect: true, problems: [] });
+    // A ws that wrote its 101 in two writes would put HTTP/1.1 text on the HTTP/2 stream.
+    const TwoWrites = class {
+      handleUpgrade(_request: unknown, socket: Duplex): void {
+        socket.write('HTTP/1.1 101 Switching Protocols\r\n');
+        socket.write('Upgrade: websocket\r\n\r\n');
+      }
+    } as unknown as typeof WebSocketServer;
+    const shapes = checkHttp2Shapes({ server: TwoWrites });
+    assert.equal(shapes.extendedConnect, false);
+    assert.match(
+      shapes.problems[0] ?? '',
+      /its handshake no longer answers in one write over a stream; --http2 serves HTTP\/2 without WebSockets/,
+    );
+  });
+
+  it("shape 7: Node's HTTP/2 compatibility request/response build for one stream, else --http2 fails in one line", () => {
+    assert.doesNotThrow(() => checkHttp2Shapes());
+    assert.throws(
+      () => checkHttp2Shapes({ compat: () => false }),
+      (error: Error) =>
+        error instanceof WsShapeError &&
+        /--http2 cannot serve the port's routes: run without --http2$/.test(error.message),
+    );
+  });
+
+  it('shape 8: a client WebSocket can be built for a stream (_isServer, setSocket, emitClose), else one line', () => {
+    assert.doesNotThrow(() => checkHttp2ClientShape());
+    class WithoutEmitClose extends WebSocket {}
+    Object.defineProperty(WithoutEmitClose.prototype, 'emitClose', { value: undefined });
+    assert.throws(
+      () => checkHttp2ClientShape(WithoutEmitClose),
+      (error: Error) =>
+        error instanceof WsShapeError && /_isServer, setSocket and emitClose/.test(error.message),
     );
   });
 

@@ -6,7 +6,7 @@ import {
   type ServerHttp2Stream,
 } from 'node:http2';
 import { createRequire } from 'node:module';
-import type { Duplex, Writable } from 'node:stream';
+import { Duplex, type Writable } from 'node:stream';
 import { constants as zlibConstants } from 'node:zlib';
 import * as wsModule from 'ws';
 import { WebSocket, WebSocketServer } from 'ws';
@@ -45,6 +45,19 @@ import type { Logger } from '../log.js';
  * 5. `Receiver#_write` and `#_errored`, for the receiver guard against the permessage-deflate
  *    remote crash (installReceiverGuard below): the one sanctioned patch of ws, installed
  *    once per process. Fallbacks described there.
+ * 6. ws's handshake over a stream that is not an HTTP/1.1 socket (--http2, RFC 8441,
+ *    handleUpgradeOverStream below): completeUpgrade writes the 101 with ONE `socket.write()`
+ *    before `setSocket()`, a refusal is ONE `socket.end()`. Checked at startup by running the
+ *    handshake over an in-memory stream (checkHttp2Shapes). Fallback: --http2 serves HTTP/2
+ *    without WebSockets (SETTINGS_ENABLE_CONNECT_PROTOCOL is not sent, RFC 8441 §3, so clients
+ *    open their WebSockets with an HTTP/1.1 upgrade), logged.
+ * 7. Node's HTTP/2 compatibility classes built for one stream (`new Http2ServerRequest(stream,
+ *    headers, options, rawHeaders)`, `new Http2ServerResponse(stream)`; compatPairOf below), for
+ *    the port's plain routes over HTTP/2. Checked at startup with --http2 (checkHttp2Shapes). No
+ *    fallback: --http2 fails at startup with one line (WsShapeError), run without it.
+ * 8. The client side of --http2 (`wshub client`, `wshub bench`): ws's WebSocket built without an
+ *    address has `_isServer`, `setSocket()` and `emitClose()` (createClientWebSocket below).
+ *    Checked when the subcommand starts (checkHttp2ClientShape). No fallback: one line, exit 2.
  */
 
 /** ws's Receiver as wshub uses it: a Writable that parses client frames. */
@@ -65,10 +78,20 @@ export interface ReceiverOptions {
 
 type WsReceiverClass = new (options: ReceiverOptions) => WsReceiver;
 
-const ws = wsModule as unknown as {
-  Receiver?: WsReceiverClass;
-  PerMessageDeflate?: { prototype: object; extensionName?: string };
-};
+/** What checkWsShapes reads of ws (tests pass a library that lacks a part). */
+export interface WsLibrary {
+  readonly Receiver?: WsReceiverClass | undefined;
+  readonly PerMessageDeflate?:
+    | (new (
+        options: object,
+        isServer: boolean,
+        maxPayload: number,
+      ) => DeflateExtension & { accept?(offers: object[]): unknown })
+    | undefined;
+  readonly WebSocketServer?: { prototype: object } | undefined;
+}
+
+const ws = wsModule as unknown as WsLibrary;
 
 /**
  * A shape ws does not have (an install other than the pinned version): wshub cannot serve
@@ -172,19 +195,19 @@ function wsVersion(): string {
 
 /**
  * Checks the private shapes of ws once, at startup. Throws WsShapeError for shapes 1 and 2
- * (nothing can be served without them); returns the fallback for 3.
+ * (nothing can be served without them); returns the fallback for 3. `lib`: tests only.
  */
-export function checkWsShapes(): WsShapes {
+export function checkWsShapes(lib: WsLibrary = ws): WsShapes {
   const fatal: string[] = [];
-  if (typeof ws.Receiver !== 'function') fatal.push('ws exports Receiver');
+  if (typeof lib.Receiver !== 'function') fatal.push('ws exports Receiver');
   else {
-    const proto = ws.Receiver.prototype as { _write?: unknown; startLoop?: unknown };
+    const proto = lib.Receiver.prototype as { _write?: unknown; startLoop?: unknown };
     if (typeof proto._write !== 'function' || typeof proto.startLoop !== 'function') {
       fatal.push('Receiver has _write and startLoop');
     }
   }
-  const completeUpgrade = (WebSocketServer.prototype as unknown as { completeUpgrade?: unknown })
-    .completeUpgrade;
+  const completeUpgrade = (lib.WebSocketServer?.prototype as { completeUpgrade?: unknown } | undefined)
+    ?.completeUpgrade;
   const source =
     typeof completeUpgrade === 'function' ? Function.prototype.toString.call(completeUpgrade) : '';
   if (
@@ -199,15 +222,38 @@ export function checkWsShapes(): WsShapes {
   if (fatal.length > 0) throw new WsShapeError(describeMissing(fatal));
 
   const problems: string[] = [];
-  const deflateProto = ws.PerMessageDeflate?.prototype as { cleanup?: unknown; accept?: unknown } | undefined;
-  const compression =
-    typeof deflateProto?.cleanup === 'function' && typeof deflateProto.accept === 'function';
+  const compression = deflateShapeHolds(lib.PerMessageDeflate);
   if (!compression) {
     problems.push(
       `ws ${wsVersion()}: PerMessageDeflate#params/#cleanup not found; --compression is off (permessage-deflate is not negotiated)`,
     );
   }
   return { problems, compression };
+}
+
+/**
+ * Shape 3, by use: a server-side PerMessageDeflate accepts an offer and exposes the agreement
+ * as `params` (the window the writer compresses with), and frees itself with `cleanup()`.
+ */
+function deflateShapeHolds(Deflate: WsLibrary['PerMessageDeflate']): boolean {
+  if (typeof Deflate !== 'function') return false;
+  try {
+    // isServer and maxPayload both ways: in the options (as ws 8.23 reads them) and as arguments.
+    const extension = new Deflate(
+      { serverNoContextTakeover: true, serverMaxWindowBits: 11, isServer: true, maxPayload: 0 },
+      true,
+      0,
+    );
+    extension.accept?.([{}]);
+    const holds =
+      negotiatedDeflateWindowBits({ [DEFLATE]: extension }) === 11 &&
+      extension.params?.server_no_context_takeover === true &&
+      typeof extension.cleanup === 'function';
+    extension.cleanup?.();
+    return holds;
+  } catch {
+    return false;
+  }
 }
 
 /**
@@ -549,4 +595,162 @@ export function compatPairOf(
   );
   const response = new (Http2ServerResponse as unknown as CompatResponse)(stream);
   return [request as unknown as IncomingMessage, response as unknown as ServerResponse];
+}
+
+// --- The startup checks of shapes 6 to 8 (--http2).
+
+/** A server-side connection class that records what ws's handshake gives it (shape 6's check). */
+class HandshakeProbe {
+  _extensions: object = {};
+  _protocol = '';
+  socket: Duplex | undefined = undefined;
+  setSocket(socket: Duplex): void {
+    this.socket = socket;
+  }
+}
+
+/** An in-memory stream that records what reaches it (shape 6's check). */
+class RecordingStream extends Duplex {
+  readonly written: Buffer[] = [];
+  override _read(): void {}
+  override _write(chunk: Buffer, _encoding: BufferEncoding, callback: () => void): void {
+    this.written.push(chunk);
+    callback();
+  }
+}
+
+const PROBE_KEY = 'dGhlIHNhbXBsZSBub25jZQ=='; // RFC 6455 §1.3's example key
+
+function probeRequest(version: string): IncomingMessage {
+  return {
+    method: 'GET',
+    url: '/',
+    headers: { upgrade: 'websocket', 'sec-websocket-key': PROBE_KEY, 'sec-websocket-version': version },
+  } as unknown as IncomingMessage;
+}
+
+/**
+ * Shape 6, by use: ws's handshake run over an in-memory stream through handleUpgradeOverStream
+ * answers an admitted request with one 101 (and hands the stream to the connection class,
+ * writing nothing to it), and a refused one (an unsupported version) with one 400.
+ */
+function streamHandshakeHolds(Server: typeof WebSocketServer): boolean {
+  try {
+    const wss = new Server({
+      noServer: true,
+      clientTracking: false,
+      perMessageDeflate: false,
+      WebSocket: HandshakeProbe as unknown as typeof WebSocket,
+    });
+    const admitted = new RecordingStream();
+    const answers: HandshakeAnswer[] = [];
+    let upgraded: unknown;
+    handleUpgradeOverStream(
+      wss,
+      probeRequest('13'),
+      admitted,
+      (answer) => answers.push(answer),
+      (connection) => {
+        upgraded = connection;
+      },
+    );
+    const probe = upgraded as HandshakeProbe | undefined;
+    const accepted =
+      answers.length === 1 &&
+      answers[0]?.status === 101 &&
+      probe?.socket === admitted &&
+      admitted.written.length === 0;
+    const refused = new RecordingStream();
+    const refusals: HandshakeAnswer[] = [];
+    handleUpgradeOverStream(
+      wss,
+      probeRequest('7'),
+      refused,
+      (answer) => refusals.push(answer),
+      () => {},
+    );
+    admitted.destroy();
+    refused.destroy();
+    return accepted && refusals.length === 1 && refusals[0]?.status === 400 && refused.written.length === 0;
+  } catch {
+    return false;
+  }
+}
+
+/** Shape 7, by use: Node's compat request and response built for one (stand-in) stream. */
+function compatPairHolds(): boolean {
+  try {
+    const stream = new RecordingStream() as unknown as ServerHttp2Stream;
+    const [request, response] = compatPairOf(
+      stream,
+      { ':method': 'GET', ':path': '/probe', ':authority': 'localhost', ':scheme': 'http' },
+      [':method', 'GET', ':path', '/probe'],
+    );
+    const holds =
+      request.method === 'GET' &&
+      request.url === '/probe' &&
+      request.headers[':authority'] === 'localhost' &&
+      response.statusCode === 200 &&
+      typeof response.writeHead === 'function';
+    (stream as unknown as Duplex).destroy();
+    return holds;
+  } catch {
+    return false;
+  }
+}
+
+/** What --http2 may offer, and one line per shape that is missing (shapes 6 and 7). */
+export interface Http2Shapes {
+  /** Shape 6 holds: WebSockets over HTTP/2 (extended CONNECT, RFC 8441) may be offered. */
+  readonly extendedConnect: boolean;
+  readonly problems: readonly string[];
+}
+
+/**
+ * Checks shapes 6 and 7 once, when --http2 starts. Throws WsShapeError when shape 7 is missing
+ * (the port's plain routes cannot be served over HTTP/2); returns shape 6's fallback. `parts`: tests only.
+ */
+export function checkHttp2Shapes(
+  parts: { server?: typeof WebSocketServer; compat?: () => boolean } = {},
+): Http2Shapes {
+  if (!(parts.compat ?? compatPairHolds)()) {
+    throw new WsShapeError(
+      `Node ${process.version} does not build its HTTP/2 compatibility request/response for a stream as wshub expects (new Http2ServerRequest(stream, headers, options, rawHeaders)); --http2 cannot serve the port's routes: run without --http2`,
+    );
+  }
+  const extendedConnect = streamHandshakeHolds(parts.server ?? WebSocketServer);
+  return {
+    extendedConnect,
+    problems: extendedConnect
+      ? []
+      : [
+          `ws ${wsVersion()}: its handshake no longer answers in one write over a stream; --http2 serves HTTP/2 without WebSockets (no SETTINGS_ENABLE_CONNECT_PROTOCOL: clients open WebSockets over HTTP/1.1)`,
+        ],
+  };
+}
+
+/**
+ * Shape 8, when `wshub client --http2` or `wshub bench --http2` starts: throws WsShapeError
+ * (one line, exit 2) when ws's WebSocket cannot be built for a stream. `Ctor`: tests only.
+ */
+export function checkHttp2ClientShape(Ctor: typeof WebSocket = WebSocket): void {
+  let holds = false;
+  try {
+    const proto = Ctor.prototype as unknown as Partial<SocketAttachable>;
+    const probe = new Ctor(null as unknown as string, undefined, {} as WebSocket.ClientOptions);
+    holds =
+      typeof proto.setSocket === 'function' &&
+      typeof proto.emitClose === 'function' &&
+      typeof (probe as unknown as Partial<SocketAttachable>)._isServer === 'boolean' &&
+      probe.readyState === Ctor.CONNECTING;
+  } catch {
+    holds = false;
+  }
+  if (!holds) {
+    throw new WsShapeError(
+      describeMissing([
+        "a WebSocket built without an address has _isServer, setSocket and emitClose (WebSockets over HTTP/2 on the client's side)",
+      ]),
+    );
+  }
 }
