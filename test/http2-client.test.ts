@@ -2,6 +2,8 @@ import assert from 'node:assert/strict';
 import { once } from 'node:events';
 import { readFileSync } from 'node:fs';
 import { after, before, describe, it } from 'node:test';
+import { WebSocket } from 'ws';
+import { Http2WebSocketConnection } from '../src/client/http2.js';
 import { makeCertificate, makeTempDir, requireOpenssl } from './helpers/certs.js';
 import { metricValue } from './helpers/metrics.js';
 import { type InProcessServer, runWshub, type SpawnResult, startServer } from './helpers/server.js';
@@ -46,6 +48,32 @@ describe('wshub client --http2', () => {
     const result = await finished(runClient(['--http2', server.url.replace('/ws', '/nope')], 'x\n'));
     assert.equal(result.code, 1);
     assert.match(result.stderr.join('\n'), /Unexpected server response: 404/);
+  });
+
+  it('terminate() while the stream is opening cancels it: error, then close 1006; no method replaced on the WebSocket', async () => {
+    const connection = new Http2WebSocketConnection(server.url, {
+      rejectUnauthorized: true,
+      maxPayload: 1024,
+    });
+    try {
+      const ws = connection.open(server.url);
+      assert.equal(
+        Object.hasOwn(ws, 'terminate'),
+        false,
+        'terminate is the class method, not a per-connection one',
+      );
+      const events: string[] = [];
+      ws.on('error', (error: Error) => events.push(`error: ${error.message}`));
+      // Not events.once: it would reject on the 'error' that comes first.
+      const closed = new Promise<number>((resolve) => ws.on('close', resolve));
+      ws.terminate();
+      const code = await closed;
+      assert.equal(code, 1006);
+      assert.deepEqual(events, ['error: WebSocket was closed before the connection was established']);
+      assert.equal(ws.readyState, WebSocket.CLOSED);
+    } finally {
+      connection.close();
+    }
   });
 
   it('says what is wrong when the server does not speak HTTP/2', async () => {

@@ -86,7 +86,6 @@ export class Http2WebSocketConnection {
    */
   open(url: string, timeoutMs = 0, headers: Readonly<Record<string, string>> = {}): WebSocket {
     this.opened++;
-    const ws = createClientWebSocket();
     const target = new URL(url);
     let stream: ClientHttp2Stream | undefined;
     let timer: NodeJS.Timeout | undefined;
@@ -95,13 +94,10 @@ export class Http2WebSocketConnection {
       if (stream !== undefined && !stream.closed) stream.close(constants.NGHTTP2_CANCEL);
       failClientWebSocket(ws, error);
     };
-    // ws's terminate() of a WebSocket still connecting aborts its HTTP/1.1 request; here there is a stream to cancel.
-    const terminate = ws.terminate.bind(ws);
-    ws.terminate = () => {
-      if (ws.readyState === WebSocket.CONNECTING)
-        fail(new Error('WebSocket was closed before the connection was established'));
-      else terminate();
-    };
+    // terminate() while connecting cancels the stream being opened.
+    const ws = createClientWebSocket(() =>
+      fail(new Error('WebSocket was closed before the connection was established')),
+    );
     if (timeoutMs > 0) {
       timer = setTimeout(() => fail(new Error('Opening handshake has timed out')), timeoutMs);
       timer.unref();

@@ -541,13 +541,29 @@ interface SocketAttachable {
  * masked, RFC 6455 §5.3, and the server's must not be). Listeners are added before
  * `attachClientStream`, which emits 'open'.
  */
-export function createClientWebSocket(): WebSocket {
-  const ws = new WebSocket(null as unknown as string, undefined, {
+export function createClientWebSocket(cancel: (ws: WebSocket) => void): WebSocket {
+  const ws = new StreamClientWebSocket(null as unknown as string, undefined, {
     autoPong: true,
     closeTimeout: 30_000,
   } as unknown as WebSocket.ClientOptions);
+  ws.cancelConnecting = cancel;
   (ws as unknown as SocketAttachable)._isServer = false;
   return ws;
+}
+
+/**
+ * ws's terminate() of a WebSocket still connecting aborts its own HTTP/1.1 request; one opening
+ * on an HTTP/2 stream has a stream to cancel instead. A subclass, defined once: no method of a ws
+ * object is replaced per connection (issue 14).
+ */
+class StreamClientWebSocket extends WebSocket {
+  cancelConnecting: ((ws: WebSocket) => void) | undefined = undefined;
+
+  override terminate(): void {
+    const cancel = this.cancelConnecting;
+    if (this.readyState === WebSocket.CONNECTING && cancel !== undefined) cancel(this);
+    else super.terminate();
+  }
 }
 
 /** Attaches the stream of a 200 answer to an extended CONNECT (ws `setSocket`); no extension is negotiated. */
