@@ -1,20 +1,34 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
+import { Redis } from 'ioredis';
 import { keySlot } from '../src/backplane/key-slot.js';
-import { roomChannel } from '../src/backplane/room-keys.js';
+import { roomChannel, roomHistoryKey, roomMetaKey } from '../src/backplane/room-keys.js';
 import { TestClient } from './helpers/clients.js';
 import { metricValue, sampleValue, waitForMetric } from './helpers/metrics.js';
 import { type ClusterShard, RedisClusterFixture } from './helpers/redis-cluster.js';
 import { type SpawnedServer, spawnServer } from './helpers/server.js';
+import { payloadsFrom, V1Client } from './helpers/v1.js';
 import { waitUntil } from './helpers/wait.js';
 
-async function spawnClusterNode(url: string): Promise<SpawnedServer> {
+/** One short-lived connection to one cluster node (not the cluster client: this asks that node only). */
+async function withRedis<T>(port: number, work: (redis: Redis) => Promise<T>): Promise<T> {
+  const redis = new Redis({ host: '127.0.0.1', port, lazyConnect: true, maxRetriesPerRequest: 0 });
+  try {
+    await redis.connect();
+    return await work(redis);
+  } finally {
+    redis.disconnect();
+  }
+}
+
+async function spawnClusterNode(url: string, extra: readonly string[] = []): Promise<SpawnedServer> {
   const node = await spawnServer([
     '--mode=broadcast',
     '--stats-interval=0',
     `--backplane=${url}`,
     '--backplane-reconnect-max=200ms',
     '--backplane-room-linger=200ms',
+    ...extra,
   ]);
   try {
     await node.stdout.waitFor(/Backplane connected to redis-cluster:\/\/\S+ \(3 shards\)/, 30_000);
@@ -126,6 +140,54 @@ describe('backplane: Redis Cluster (sharded pub/sub), three wshub nodes', () => 
       assert.equal(sampleValue(metrics, 'wshub_backplane_shard_connected', { shard: label }), 1, label);
     }
     assert.doesNotMatch(metrics, /shard="[^"]*127\.0\.0\.1/, 'no address in a label');
+  });
+
+  it("room history on the cluster: the room's channel, stream and meta hash share the room's slot; positions on every node, resume on another", async () => {
+    const base = 'hist';
+    const history = ['--history-size=1000', `--backplane-channel=${base}`];
+    const [a, b] = await Promise.all([
+      spawnClusterNode(cluster.url, history),
+      spawnClusterNode(cluster.url, history),
+    ]);
+    try {
+      const room = rooms[1] as string;
+      const slot = await cluster.keySlot(room);
+      for (const key of [roomChannel(base, room), roomHistoryKey(base, room), roomMetaKey(base, room)]) {
+        assert.equal(await cluster.keySlot(key), slot, `${key} is in slot CLUSTER KEYSLOT ${room}`);
+      }
+      const onB = await V1Client.open(`ws://127.0.0.1:${b.port}/ws/${room}`);
+      const [welcome] = await onB.waitFor(1);
+      const epoch = welcome?.epoch ?? '';
+      const sender = await open(a, room);
+      const count = 50;
+      for (let i = 1; i <= count; i++) void sender.send(`h${i}`);
+      const frames = (await onB.waitFor(1 + count, 20_000)).slice(1);
+      assert.deepEqual(
+        payloadsFrom(frames, 0),
+        Array.from({ length: count }, (_, i) => `h${i + 1}`),
+      );
+      // The history lives on the master that owns the room's slot, and nowhere else.
+      const owner = await cluster.masterOf(slot);
+      const stored = await withRedis(owner.masterPort, (redis) => redis.xlen(roomHistoryKey(base, room)));
+      assert.equal(stored, count);
+      for (const shard of shards.filter((candidate) => candidate.masterPort !== owner.masterPort)) {
+        assert.equal(
+          await withRedis(shard.masterPort, (redis) => redis.dbsize()),
+          0,
+          'no key on another shard',
+        );
+      }
+      // Resumed on node A from a position B's client saw: the rest of the history, the same frames.
+      const resumed = await V1Client.open(`ws://127.0.0.1:${a.port}/ws/${room}?since=${epoch}:20`);
+      const replay = await resumed.waitFor(1 + count - 20, 20_000);
+      assert.deepEqual(replay[0], { type: 'welcome', room, epoch, offset: 20 });
+      assert.deepEqual(replay.slice(1), frames.slice(20));
+      await Promise.all([onB.close(), resumed.close()]);
+    } finally {
+      a.kill('SIGKILL');
+      b.kill('SIGKILL');
+      await Promise.all([a.exited, b.exited]);
+    }
   });
 
   it('kill -9 of a master while messages flow: the other shards never pause, the failed shard resumes after the promotion', async () => {
