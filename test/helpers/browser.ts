@@ -15,7 +15,10 @@ export interface Browser {
 }
 
 /** Headless Chromium (the Debian package) with a throwaway profile and one page that records its errors. */
-export async function launchChromium(viewport = { width: 1000, height: 700 }): Promise<Browser> {
+export async function launchChromium(
+  viewport = { width: 1000, height: 700 },
+  options: { readonly ignoreHTTPSErrors?: boolean } = {},
+): Promise<Browser> {
   assert.ok(
     existsSync(CHROMIUM),
     `${CHROMIUM} not found: install the Debian packages chromium and chromium-driver (apt-get install chromium chromium-driver)`,
@@ -34,6 +37,8 @@ export async function launchChromium(viewport = { width: 1000, height: 700 }): P
       '--no-first-run',
     ],
     viewport,
+    // A test's self-signed certificate (wss:// tests): the browser carries on as if it were trusted.
+    ignoreHTTPSErrors: options.ignoreHTTPSErrors ?? false,
   });
   const page = context.pages()[0] ?? (await context.newPage());
   const errors: string[] = [];
