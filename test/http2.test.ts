@@ -73,6 +73,36 @@ describe('WebSockets over HTTP/2 (RFC 8441), h2c with prior knowledge', () => {
     assert.equal(close.payload.readUInt16BE(0), 1002);
   });
 
+  it('message limits as over HTTP/1.1: 1009 past --max-message-size, 1007 for invalid UTF-8, counted; the other streams carry on', async () => {
+    const s = await start(['--max-message-size=1KiB']);
+    const client = await h2(s);
+    const [large, invalid, other] = await Promise.all([
+      client.openOk('/ws'),
+      client.openOk('/ws'),
+      client.openOk('/ws'),
+    ]);
+    large.sendText('x'.repeat(1025));
+    invalid.sendFrame(0x1, Buffer.from([0xc3, 0x28]));
+    for (const [ws, code] of [
+      [large, 1009],
+      [invalid, 1007],
+    ] as const) {
+      assert.equal((await ws.frames.nextClose()).payload.readUInt16BE(0), code);
+      // The client's half of the close handshake (RFC 6455 §5.5.1), then END_STREAM.
+      ws.close(code);
+      ws.stream.end();
+    }
+    other.sendText('y'.repeat(1024));
+    assert.equal(await other.nextText(), 'y'.repeat(1024));
+    for (const reason of ['message_too_large', 'invalid_utf8']) {
+      assert.equal(
+        await waitForMetric(s.metricsUrl, 'websocket_server_disconnects_total', 1, { reason }),
+        1,
+        reason,
+      );
+    }
+  });
+
   it('serves HTTP/1.1 upgrades and plain requests on the same port, and plain requests over HTTP/2', async () => {
     const s = await start();
     const http1 = await TestClient.open(s.url);
