@@ -4,6 +4,7 @@ import { once } from 'node:events';
 import { type AddressInfo, createServer, type Socket } from 'node:net';
 import { after, before, describe, it } from 'node:test';
 import type { BenchReport } from '../src/bench/report.js';
+import { makeCertificate, makeTempDir, requireOpenssl } from './helpers/certs.js';
 import { metricValue } from './helpers/metrics.js';
 import { BIN, type InProcessServer, runWshub, startServer } from './helpers/server.js';
 
@@ -184,6 +185,42 @@ describe('wshub bench --http2 against wshub --http2 (issue 17)', () => {
       assert.match(human.stdout, /^http\/2 +2 connections, 1\.5 WebSocket streams per connection$/m);
     } finally {
       await server.app.stop();
+    }
+  });
+
+  it('wss:// with --http2: h2 by ALPN (--insecure for a self-signed certificate)', async () => {
+    requireOpenssl();
+    const { dir, cleanup } = makeTempDir();
+    const cert = makeCertificate(dir, 'server');
+    const server = await startServer([
+      '--stats-interval=0',
+      '--http2',
+      '--tls',
+      `--tls-cert-file=${cert.certFile}`,
+      `--tls-key-file=${cert.keyFile}`,
+    ]);
+    try {
+      const { code, report } = await benchJson([
+        server.url.replace(/^ws:/, 'wss:'),
+        '--http2',
+        '--insecure',
+        '--connections=3',
+        '--workers=1',
+        '--duration=1s',
+      ]);
+      assert.equal(code, 0);
+      assert.equal(report.connections.established, 3);
+      assert.deepEqual(report.connections.http2, { connections: 1, streamsPerConnection: 3 });
+      assert.equal(report.messages.received, report.messages.sent);
+      assert.equal(
+        await metricValue(server.metricsUrl, 'wshub_connections_by_http_version_total', {
+          http_version: '2',
+        }),
+        3,
+      );
+    } finally {
+      await server.app.stop();
+      cleanup();
     }
   });
 });
