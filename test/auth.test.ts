@@ -500,6 +500,18 @@ describe('--auth-jwks-url that never answers', () => {
       assert.equal(response.status, 503);
       assert.equal(response.headers['retry-after'], '5');
       assert.equal(await failures(server, 'keys_unavailable'), 1);
+      // The same answer to the console's GET /stats and to a plain GET of the WebSocket path:
+      // the token may be good, so not "enter a token" (401) but "come back" (503).
+      const token = await signed({ sub: 'n', rooms: ['*'] }, privateKey, 'RS256', 'k');
+      const base = `http://127.0.0.1:${server.app.port}`;
+      for (const path of ['/stats', '/ws']) {
+        const answer = await fetch(`${base}${path}`, { headers: { Authorization: `Bearer ${token}` } });
+        assert.equal(answer.status, 503, path);
+        assert.equal(answer.headers.get('retry-after'), '5', path);
+        assert.match(await answer.text(), /cannot verify tokens now: no keys/);
+      }
+      assert.equal(await failures(server, 'keys_unavailable'), 3);
+      await server.log.waitFor(/Request refused: GET \/stats from 127\.0\.0\.1:\d+ 503 keys_unavailable/);
       const readyz = await fetch(`${server.metricsUrl}/readyz`);
       assert.equal(readyz.status, 503);
       assert.match(await readyz.text(), /auth_keys/);

@@ -34,19 +34,29 @@ export function requireToken(route: Route, verifier: TokenVerifier, refused: Htt
         route(request, response);
         return;
       }
+      // No keys yet (--auth-jwks-url): the token may well be good; come back, as the upgrade says.
+      if (verification.reason === 'keys_unavailable') {
+        refused(request, 503, verification.reason, verification.detail);
+        refuse(response, undefined, 'cannot verify tokens now: no keys');
+        return;
+      }
       refused(request, 401, verification.reason, verification.detail);
       refuse(response, 'Bearer realm="wshub", error="invalid_token"');
     });
   };
 }
 
-function refuse(response: ServerResponse, challenge: string): void {
-  const body = '{"error":"a valid token is required (Authorization: Bearer)"}\n';
-  response.writeHead(401, {
+function refuse(
+  response: ServerResponse,
+  challenge: string | undefined,
+  error = 'a valid token is required (Authorization: Bearer)',
+): void {
+  const body = `${JSON.stringify({ error })}\n`;
+  response.writeHead(challenge === undefined ? 503 : 401, {
     'Content-Type': 'application/json',
     'Content-Length': Buffer.byteLength(body),
     'Cache-Control': 'no-store',
-    'WWW-Authenticate': challenge,
+    ...(challenge === undefined ? { 'Retry-After': '5' } : { 'WWW-Authenticate': challenge }),
   });
   response.end(body);
 }
