@@ -258,7 +258,7 @@ export class Stats {
   readonly connectionsByHttpVersion: Record<HttpVersion, number> = zeroes(HTTP_VERSIONS);
   /** HTTP/2 connections opened on the WebSocket port (--http2). */
   http2Sessions = 0;
-  /** GOAWAY frames sent at shutdown, one per HTTP/2 connection still open. */
+  /** GOAWAY frames sent at shutdown, one per HTTP/2 connection still open or opened while draining. */
   http2GoAways = 0;
   /** Where a graceful shutdown is (lifecycle/shutdown.ts SHUTDOWN_PHASES): 0 serving, 1 drain delay, 2 closing, 3 waiting for the last closes. */
   shutdownPhase = 0;

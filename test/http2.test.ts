@@ -281,6 +281,29 @@ describe('WebSockets over HTTP/2 (RFC 8441), h2c with prior knowledge', () => {
     await s.log.waitFor(/All connections closed/);
     server = undefined;
   });
+
+  it('while it drains, a new HTTP/2 connection is refused as over HTTP/1.1: 503 + retry-after on the stream, counted', async () => {
+    const s = await start(['--shutdown-timeout=5s']);
+    const lingering = await (await h2(s)).openOk('/ws');
+    const stopped = s.app.stop();
+    // The server sent its 1001; this client has not answered yet, so the server waits for the close handshake.
+    assert.equal((await lingering.frames.nextClose()).payload.readUInt16BE(0), 1001);
+    const late = await h2(s);
+    const goaway = once(late.session, 'goaway');
+    const refused = await late.open('/ws');
+    assert.equal(refused.status, 503);
+    // Then GOAWAY: no further stream on this connection.
+    await goaway;
+    assert.ok(Number(refused.headers['retry-after']) > 0, `retry-after ${refused.headers['retry-after']}`);
+    assert.equal(
+      await metricValue(s.metricsUrl, 'websocket_upgrades_rejected_total', { reason: 'shutting_down' }),
+      1,
+    );
+    lingering.close(1001);
+    lingering.stream.end();
+    await stopped;
+    server = undefined;
+  });
 });
 
 describe('WebSockets over HTTP/2 with TLS (h2 by ALPN)', () => {

@@ -167,10 +167,8 @@ export class Http2Front {
       stop();
       socket.pause();
       socket.unshift(seen);
-      if (http2 && !this.closing) {
+      if (http2) {
         this.takeOver(socket);
-      } else if (http2) {
-        socket.destroy();
       } else {
         for (const listener of http1) listener.call(server, socket);
         process.nextTick(resumeSocket, socket);
@@ -201,11 +199,6 @@ export class Http2Front {
   }
 
   private readonly sessionOpened = (session: ServerHttp2Session): void => {
-    if (this.closing) {
-      session.destroy();
-      return;
-    }
-
     this.sessions.add(session);
     this.openStreams.set(session, 0);
     this.options.stats.http2Sessions++;
@@ -252,11 +245,20 @@ export class Http2Front {
     markStreamPeer(stream);
     if (headers[':method'] === 'CONNECT') this.options.onConnect(stream, headers);
     else this.options.onRequest(...compatPairOf(stream, headers, rawHeaders));
+    // A connection opened while this server drains (issue 17): its first request gets today's
+    // answer (an extended CONNECT: 503 + Retry-After, as an HTTP/1.1 upgrade does), then GOAWAY
+    // (RFC 9113 §6.8), so the client or proxy opens its next stream elsewhere; cutting the TCP
+    // connection instead would tell it nothing.
+    if (this.closing && session !== undefined && !session.closed) {
+      session.close();
+      this.options.stats.http2GoAways++;
+    }
   };
 
   /**
    * Shutdown, first step: GOAWAY on every HTTP/2 connection (RFC 9113 §6.8; no new stream is
-   * accepted), each closing once its streams have ended; new connections are refused.
+   * accepted), each closing once its streams have ended; a connection opened after this gets an
+   * answer to its first request, then GOAWAY too (see streamOpened).
    */
   goAway(): void {
     this.closing = true;
