@@ -51,11 +51,11 @@ async function run(suite: Suite): Promise<void> {
 /**
  * Issue 15: the handshake rate of wshub with --auth=jwt (an HS256 token in the Authorization
  * header of every upgrade, verified with jose) against the same wshub without auth, alternately
- * in one run. The row's "wshub" figures are auth on, its "ws" figures auth off: the ratio is on / off.
+ * in one run; then, with --workers=2, what --max-connections-per-user adds (the primary counts
+ * every user's connections: one IPC round trip per handshake) against the same cluster without
+ * the limit. Each row's "wshub" figures are the first configuration, its "ws" figures the second.
  */
 async function connectWithAuth(suite: Suite): Promise<void> {
-  const { options, say, SERVER_CORE, CLIENT_CORE, addRow, commonArgs, printTable, runMeasuringServerCpu } =
-    suite;
   const dir = mkdtempSync(join(tmpdir(), 'wshub-bench-auth-'));
   const secret = randomBytes(48);
   writeFileSync(join(dir, 'secret'), secret);
@@ -63,67 +63,120 @@ async function connectWithAuth(suite: Suite): Promise<void> {
     .setProtectedHeader({ alg: 'HS256' })
     .setExpirationTime('6h')
     .sign(secret);
-  const startWshub = (auth: boolean) =>
-    startBenchServer('wshub', 'echo', {
-      core: SERVER_CORE,
-      nofile: 4096,
-      logName: `wshub-echo-auth-${auth ? 'on' : 'off'}`,
-      wshubFlags: auth ? ['--auth=jwt', `--auth-jwt-secret-file=${join(dir, 'secret')}`] : [],
-    });
-  const measured = { on: [] as LoadgenResult[], off: [] as LoadgenResult[] };
-  const cpuUs = { on: [] as number[], off: [] as number[] };
+  const auth = ['--auth=jwt', `--auth-jwt-secret-file=${join(dir, 'secret')}`];
+  // The second runs nothing pinned, as in the workers section: two workers and the primary share the cores.
+  const workers = ['--workers=2', ...auth];
+  const comparisons: CompareHandshakes[] = [
+    {
+      label: '64 in parallel, --auth=jwt (HS256) vs no auth',
+      shortLabel: '64 in parallel, HS256',
+      heading:
+        "connection rate with authentication — wshub --auth=jwt, an HS256 token in every upgrade's Authorization header, against wshub without auth",
+      names: ['auth on', 'auth off'],
+      logNames: ['wshub-echo-auth-on', 'wshub-echo-auth-off'],
+      flags: [auth, []],
+      tokens: [token, undefined],
+      pinned: true,
+    },
+    {
+      label: '64 in parallel, --workers=2 --auth=jwt, --max-connections-per-user vs none',
+      shortLabel: '64 in parallel, 2 workers, one user',
+      heading:
+        "connection rate with a per-user limit over workers — wshub --workers=2 --auth=jwt --max-connections-per-user=1000 (the primary counts the user's connections: an IPC round trip per handshake) against the same without the limit, one token for every connection, nothing pinned",
+      names: ['limit', 'no limit'],
+      logNames: ['wshub-echo-workers-user-limit', 'wshub-echo-workers-no-limit'],
+      flags: [[...workers, '--max-connections-per-user=1000'], workers],
+      tokens: [token, token],
+      pinned: false,
+    },
+  ];
   try {
-    const [on, off] = await Promise.all([startWshub(true), startWshub(false)]);
-    try {
-      for (let run = 0; run < options.runs; run++) {
-        const order = run % 2 === 0 ? (['on', 'off'] as const) : (['off', 'on'] as const);
-        for (const which of order) {
-          const server = which === 'on' ? on : off;
-          const args = [
-            'connect',
-            ...commonArgs(server),
-            '-c',
-            '64',
-            ...(which === 'on' ? ['-A', token] : []),
-          ];
-          const { result, cpuUsPerOp } = await runMeasuringServerCpu(server, args, CLIENT_CORE);
-          measured[which].push(result);
-          if (cpuUsPerOp !== undefined) cpuUs[which].push(cpuUsPerOp);
-        }
-      }
-    } finally {
-      await Promise.all([on.stop(), off.stop()]);
-    }
+    for (const compared of comparisons) await compareHandshakes(suite, compared);
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }
+}
+
+/** Two wshub configurations whose handshake rates one row compares. */
+interface CompareHandshakes {
+  readonly label: string;
+  readonly shortLabel: string;
+  readonly heading: string;
+  readonly names: readonly [string, string];
+  readonly logNames: readonly [string, string];
+  readonly flags: readonly [readonly string[], readonly string[]];
+  readonly tokens: readonly [string | undefined, string | undefined];
+  /** The server on its own core (one process); otherwise nothing is pinned. */
+  readonly pinned: boolean;
+}
+
+/** Two wshub configurations' handshake rates, alternately in one run: one row, "wshub" = the first. */
+async function compareHandshakes(suite: Suite, compared: CompareHandshakes): Promise<void> {
+  const { options, say, SERVER_CORE, CLIENT_CORE, addRow, commonArgs, printTable, runMeasuringServerCpu } =
+    suite;
+  const start = (which: 0 | 1) =>
+    startBenchServer('wshub', 'echo', {
+      core: compared.pinned ? SERVER_CORE : undefined,
+      nofile: 4096,
+      logName: compared.logNames[which],
+      wshubFlags: compared.flags[which],
+    });
+  const measured: [LoadgenResult[], LoadgenResult[]] = [[], []];
+  const cpuUs: [number[], number[]] = [[], []];
+  const servers = await Promise.all([start(0), start(1)]);
+  try {
+    for (let run = 0; run < options.runs; run++) {
+      for (const which of run % 2 === 0 ? ([0, 1] as const) : ([1, 0] as const)) {
+        const token = compared.tokens[which];
+        const args = [
+          'connect',
+          ...commonArgs(servers[which]),
+          '-c',
+          '64',
+          ...(token === undefined ? [] : ['-A', token]),
+        ];
+        const client = compared.pinned ? CLIENT_CORE : undefined;
+        const { result, cpuUsPerOp } = await runMeasuringServerCpu(servers[which], args, client);
+        measured[which].push(result);
+        if (cpuUsPerOp !== undefined) cpuUs[which].push(cpuUsPerOp);
+      }
+    }
+  } finally {
+    await Promise.all(servers.map((server) => server.stop()));
+  }
+  const cpu = (which: 0 | 1) => (cpuUs[which].length ? median(cpuUs[which]) : undefined);
+  const cpuText = (which: 0 | 1) => {
+    const value = cpu(which);
+    return value === undefined ? '–' : fmt(value);
+  };
   const row = addRow(
     'connect',
-    '64 in parallel, --auth=jwt (HS256) vs no auth',
+    compared.label,
     'connections/s',
     true,
-    { wshub: measured.on.map((r) => r.per_s), ws: measured.off.map((r) => r.per_s) },
+    { wshub: measured[0].map((r) => r.per_s), ws: measured[1].map((r) => r.per_s) },
     {
-      compared: 'wshub --auth=jwt (the "wshub" figures) against wshub without auth (the "ws" figures)',
-      serverCpuUsPerOp: {
-        authOn: cpuUs.on.length ? median(cpuUs.on) : undefined,
-        authOff: cpuUs.off.length ? median(cpuUs.off) : undefined,
-      },
+      compared: `wshub ${compared.flags[0].join(' ')} (the "wshub" figures) against wshub ${compared.flags[1].join(' ') || 'without flags'} (the "ws" figures)`,
+      serverCpuUsPerOp: { [compared.names[0]]: cpu(0), [compared.names[1]]: cpu(1) },
     },
   );
-  say(
-    `connection rate with authentication — wshub --auth=jwt, an HS256 token in every upgrade's Authorization header, against wshub without auth, alternately (median [min–max] of ${options.runs})`,
-  );
+  say(`${compared.heading}, alternately (median [min–max] of ${options.runs})`);
   printTable(
-    ['case', 'auth on', 'auth off', 'ratio', 'server CPU µs/op on / off', 'loadgen CPU (max)'],
+    [
+      'case',
+      ...compared.names,
+      'ratio',
+      `server CPU µs/op ${compared.names.join(' / ')}`,
+      'loadgen CPU (max)',
+    ],
     [
       [
-        '64 in parallel, HS256',
+        compared.shortLabel,
         fmtStat(row.wshub),
         fmtStat(row.ws),
         ratioText(row),
-        `${cpuUs.on.length ? fmt(median(cpuUs.on)) : '–'} / ${cpuUs.off.length ? fmt(median(cpuUs.off)) : '–'}`,
-        `${cpuOf(measured.on)} / ${cpuOf(measured.off)}`,
+        `${cpuText(0)} / ${cpuText(1)}`,
+        `${cpuOf(measured[0])} / ${cpuOf(measured[1])}`,
       ],
     ],
   );
