@@ -234,6 +234,26 @@ describe('WebSockets over HTTP/2 (RFC 8441), h2c with prior knowledge', () => {
     for (const reader of readers.slice(1)) assert.equal(await reader.nextText(), 'after');
   });
 
+  it('--http2-max-streams is advertised (SETTINGS_MAX_CONCURRENT_STREAMS): a third stream waits until one of two ends', async () => {
+    const s = await start(['--http2-max-streams=2']);
+    const client = await h2(s);
+    assert.equal(client.session.remoteSettings.maxConcurrentStreams, 2);
+    const first = await client.openOk('/ws');
+    await client.openOk('/ws');
+    let answered = false;
+    const third = client.open('/ws').then((answer) => {
+      answered = true;
+      return answer;
+    });
+    // The client may not open it yet (RFC 9113 §5.1.2): nothing is answered while two are open.
+    await new Promise((resolve) => setTimeout(resolve, 300));
+    assert.equal(answered, false);
+    first.close(1000);
+    await first.frames.nextClose();
+    first.stream.end();
+    assert.equal((await third).status, 200);
+  });
+
   it('keepalive: pings the stream, and a client that never answers is cut at the ping timeout', async () => {
     const s = await start(['--ping-interval=100ms', '--ping-timeout=300ms']);
     const ws = await (await h2(s)).openOk('/ws');
