@@ -292,4 +292,66 @@ describe('backplane: Redis Cluster (sharded pub/sub), three wshub nodes', () => 
     await a.stdout.waitFor(/Backplane: lost shard 0-\d+ of redis-cluster:\/\//);
     await a.stdout.waitFor(/Backplane: the Redis Cluster's slot map changed/);
   });
+
+  it('room history: kill -9 of the master of a room while two nodes publish to it: a wshub.v1 client on a third node gets every message, once, in order, without a reset', async () => {
+    // After the test above, the first shard has a promoted master without a replica: this one kills the second's.
+    const room = rooms[1] as string;
+    const slot = await cluster.keySlot(room);
+    const victim = await cluster.masterOf(slot);
+    assert.ok(victim.replicaPorts.length > 0, 'the shard has a replica to promote');
+    const history = ['--history-size=10000', '--backplane-channel=failover'];
+    const [b, ...publishers] = await Promise.all([0, 1, 2].map(() => spawnClusterNode(cluster.url, history)));
+    try {
+      const receiver = await V1Client.open(`ws://127.0.0.1:${b?.port}/ws/${room}`);
+      await receiver.waitFor(1);
+      const senders = await Promise.all(
+        publishers.map((node) => TestClient.open(`ws://127.0.0.1:${node.port}/ws/${room}`)),
+      );
+      clients.push(...senders);
+      const sent = senders.map(() => 0);
+      let running = true;
+      const sending = senders.map(async (sender, k) => {
+        while (running) {
+          void sender.send(`${k}:${sent[k]}`).catch(() => {});
+          sent[k] = (sent[k] ?? 0) + 1;
+          await new Promise((resolve) => setTimeout(resolve, 10));
+        }
+      });
+      await waitUntil(() => receiver.frames.length > 100, 'messages flow', 20_000);
+      await cluster.server(victim.masterPort).kill();
+      await waitUntil(
+        async () => (await cluster.masterOf(slot).catch(() => victim)).masterPort !== victim.masterPort,
+        'a replica is promoted',
+        30_000,
+      );
+      const atPromotion = receiver.frames.length;
+      await waitUntil(() => receiver.frames.length > atPromotion + 50, 'the room is relayed again', 15_000);
+      running = false;
+      await Promise.all(sending);
+      const total = sent.reduce((sum, count) => sum + count, 0);
+      // Every message the two publishers' nodes took: the outboxes deliver what waited through the failover.
+      await waitUntil(() => receiver.frames.length === 1 + total, `all ${total} messages arrive`, 30_000);
+      const frames = receiver.frames.slice(1);
+      assert.deepEqual(
+        frames.map((frame) => frame.type),
+        frames.map(() => 'message'),
+        'no reset: nothing was lost',
+      );
+      assert.deepEqual(
+        frames.map((frame) => frame.offset),
+        frames.map((_, i) => (receiver.frames[0]?.offset ?? 0) + i + 1),
+        'offsets without a gap',
+      );
+      for (const [k, count] of sent.entries()) {
+        assert.deepEqual(
+          frames.filter((frame) => frame.data?.startsWith(`${k}:`)).map((frame) => frame.data),
+          Array.from({ length: count }, (_, n) => `${k}:${n}`),
+          `publisher ${k}: every message once, in order`,
+        );
+      }
+      await receiver.close();
+    } finally {
+      for (const node of [b, ...publishers]) node?.kill('SIGKILL');
+    }
+  });
 });

@@ -9,6 +9,14 @@ export interface OutboxMessage {
   readonly envelope: Buffer;
   /** Messages of the same room dropped before this one (over the bound): the room's offsets skip them. */
   readonly lost: number;
+  /**
+   * Set at each send: the sequence of this node's previous message of the room that was sent and
+   * not answered yet (0: none). Redis stores this one only once that one is stored, so no message
+   * overtakes an earlier one of its room. On a Redis Cluster it could: during a failover ioredis
+   * may run a later command on the new master while an earlier one failed on the dead one, and
+   * the earlier one, sent again, would then pass for a duplicate (issue 18).
+   */
+  after: number;
   attempts: number;
   done: boolean;
 }
@@ -53,6 +61,8 @@ export class Outbox {
   private failed = false;
   private bytes = 0;
   private readonly lost = new Map<string, number>();
+  /** Per room, the sequence of the last message sent and not answered yet (see OutboxMessage.after). */
+  private readonly unanswered = new Map<string, number>();
   private drainWaiters: Array<() => void> = [];
 
   constructor(private readonly options: OutboxOptions) {}
@@ -80,7 +90,7 @@ export class Outbox {
     }
     const lost = this.lost.get(room) ?? 0;
     if (lost > 0) this.lost.delete(room);
-    this.queue.push({ room, channel, sequence, envelope, lost, attempts: 0, done: false });
+    this.queue.push({ room, channel, sequence, envelope, lost, after: 0, attempts: 0, done: false });
     this.bytes += envelope.length;
     this.pump();
   }
@@ -108,6 +118,8 @@ export class Outbox {
     while (this.next < this.queue.length) {
       const message = this.queue[this.next++] as OutboxMessage;
       if (message.done) continue;
+      message.after = this.unanswered.get(message.room) ?? 0;
+      this.unanswered.set(message.room, message.sequence);
       this.inFlight++;
       if (message.attempts++ > 0) this.options.history.redeliveries++;
       this.options.send(message).then(
@@ -117,15 +129,23 @@ export class Outbox {
     }
   }
 
-  private settled(message: OutboxMessage): void {
+  private answered(message: OutboxMessage): void {
     this.inFlight--;
+    if (this.unanswered.get(message.room) === message.sequence) this.unanswered.delete(message.room);
+  }
+
+  private settled(message: OutboxMessage): void {
+    this.answered(message);
     message.done = true;
     this.options.counters.published++;
     this.advance();
+    // On a Redis Cluster one shard can fail while another answers: the last answer of a failed
+    // round may be a success, and the round's retry must still come (issue 18).
+    if (this.failed && this.inFlight === 0) this.retrySoon();
   }
 
   private sendFailed(message: OutboxMessage, error: Error): void {
-    this.inFlight--;
+    this.answered(message);
     if (isReplyError(error)) {
       // Redis refused this message itself (e.g. out of memory, a script error): resending the
       // same command cannot help. Dropped, counted, and a hole in its room.
@@ -139,6 +159,7 @@ export class Outbox {
         `Message not relayed to other nodes: Redis refused it (${error.message})`,
       );
       this.advance();
+      if (this.failed && this.inFlight === 0) this.retrySoon();
       return;
     }
     this.failed = true;
@@ -147,14 +168,16 @@ export class Outbox {
       'warn',
       `Publishing to Redis failed (${error.message}); kept for a retry once Redis is back`,
     );
-    if (this.inFlight === 0) {
-      // Every answer is in: what is not done goes again, from the oldest, when connected.
-      this.failed = false;
-      this.advance();
-      this.next = this.head;
-      // Not at once: the connection may not have noticed it is down yet. resume() comes on 'ready'.
-      setTimeout(() => this.pump(), RETRY_DELAY_MS).unref();
-    }
+    if (this.inFlight === 0) this.retrySoon();
+  }
+
+  /** Every answer of a round with a failure is in: what is not done goes again, from the oldest. */
+  private retrySoon(): void {
+    this.failed = false;
+    this.advance();
+    this.next = this.head;
+    // Not at once: the connection may not have noticed it is down yet. resume() comes on 'ready'.
+    setTimeout(() => this.pump(), RETRY_DELAY_MS).unref();
   }
 
   private advance(): void {

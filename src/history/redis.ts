@@ -13,7 +13,9 @@ import { type HistoryEntry, type HistoryRead, type HistoryReader, newEpoch } fro
  * Positions are assigned by Redis, so they are the same on every node: one Lua
  * script per message creates the epoch when absent, drops a message it has
  * already stored (a node resending after a lost reply: its sequence number is
- * not above the last one stored), increments the offset, XADDs, refreshes the
+ * not above the last one stored), refuses one that would overtake the node's
+ * earlier message of the room not stored yet (`after`: the outbox sends both
+ * again, in order), increments the offset, XADDs, refreshes the
  * TTL and PUBLISHes the positioned envelope — atomically, so the order of the
  * stream, of the offsets and of the pub/sub messages is one order. Keys follow
  * backplane/room-keys.ts (one hash tag per room), so the scripts run on a
@@ -36,6 +38,9 @@ end
 local seen = tonumber(redis.call('HGET', KEYS[1], ARGV[2]) or '0')
 if tonumber(ARGV[3]) <= seen then
   return {epoch, 0}
+end
+if tonumber(ARGV[11]) > seen then
+  return {epoch, -1}
 end
 redis.call('HSET', KEYS[1], ARGV[2], ARGV[3])
 local offset = redis.call('HINCRBY', KEYS[1], 'offset', 1 + tonumber(ARGV[4]))
@@ -111,6 +116,8 @@ export interface PublishRequest {
   readonly sequence: number;
   /** Messages of this room the node had to drop before this one: the offset skips them (a hole). */
   readonly lost: number;
+  /** The node's earlier message of this room that must be stored first (0: none); see OutboxMessage.after. */
+  readonly after: number;
   readonly envelope: Buffer;
   /** The message's own bytes in `envelope` (the rest is the header, the same for every message of the room). */
   readonly payloadBytes: number;
@@ -143,7 +150,12 @@ export class RedisHistory implements HistoryReader {
       request.command,
       request.envelope,
       request.envelope.length - request.payloadBytes,
+      request.after,
     );
+    if (offset < 0) {
+      // Not an answer of Redis refusing the message (a ReplyError, dropped): the outbox sends it again, in order.
+      throw new Error(`an earlier message of room ${request.room} from this node is not stored yet`);
+    }
     return offset;
   }
 

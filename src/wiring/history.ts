@@ -125,6 +125,7 @@ function redisHistory(
         node,
         sequence: message.sequence,
         lost: message.lost,
+        after: message.after,
         envelope: message.envelope,
         payloadBytes: message.envelope.length - ENVELOPE_HEADER_BYTES - Buffer.byteLength(message.room),
       }),
