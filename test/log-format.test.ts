@@ -1,10 +1,15 @@
 import assert from 'node:assert/strict';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import type { AddressInfo } from 'node:net';
 import { connect, createServer } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { describe, it } from 'node:test';
+import { hs256, SECRET } from './helpers/auth.js';
 import { TestClient } from './helpers/clients.js';
 import { H2Client } from './helpers/h2.js';
 import { runWshub } from './helpers/server.js';
+import { sendUpgrade } from './helpers/upgrade.js';
 
 const BASE = ['--host=127.0.0.1', '--port=0', '--metrics-port=0', '--stats-interval=0'];
 
@@ -72,6 +77,55 @@ describe('--log-format=json (spawned process)', () => {
     assert.equal(connected?.room, 'h2room');
     assert.equal(disconnected?.http_version, '2');
     assert.equal(disconnected?.close_code, 1000);
+  });
+
+  it('a refusal of --auth=jwt (upgrade, GET /stats, GET of a WebSocket path) carries status and auth_failure, never the token', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'wshub-log-auth-'));
+    writeFileSync(join(dir, 'secret'), `${SECRET}\n`);
+    const run = runWshub([
+      ...BASE,
+      '--log-format=json',
+      '--auth=jwt',
+      `--auth-jwt-secret-file=${join(dir, 'secret')}`,
+    ]);
+    try {
+      const started = await run.stdout.waitFor(/"msg":"Starting WebSocket server on [^"]*:\d+"/);
+      const port = Number(/:(\d+)$/.exec(JSON.parse(started).msg)?.[1]);
+      const upgrade = await sendUpgrade(port, { path: '/ws' });
+      upgrade.socket.destroy();
+      assert.equal(upgrade.status, 401);
+      const forged = await hs256({ sub: 'x', rooms: ['*'] }, new TextEncoder().encode('f'.repeat(40)));
+      const stats = await fetch(`http://127.0.0.1:${port}/stats`, {
+        headers: { Authorization: `Bearer ${forged}` },
+      });
+      assert.equal(stats.status, 401);
+      const expired = await hs256({ sub: 'x', rooms: ['*'], exp: Math.floor(Date.now() / 1000) - 10 });
+      assert.equal((await fetch(`http://127.0.0.1:${port}/ws/chat?access_token=${expired}`)).status, 401);
+      await run.stdout.waitFor(/"msg":"Request refused: GET \/ws\/chat /);
+      run.child.kill('SIGTERM');
+      assert.equal((await run.exited).code, 0);
+
+      const refusals = run.stdout.lines
+        .map((line) => JSON.parse(line))
+        .filter((line) => /refused/.test(line.msg))
+        .map(({ time, msg, remote_addr, ...fields }) => {
+          assert.match(remote_addr, /^127\.0\.0\.1:\d+$/);
+          assert.ok(msg.includes(remote_addr), msg);
+          return fields;
+        });
+      assert.deepEqual(refusals, [
+        { level: 'warn', status: 401, reason: 'unauthorized', auth_failure: 'missing' },
+        { level: 'warn', status: 401, auth_failure: 'signature' },
+        { level: 'warn', status: 401, auth_failure: 'expired' },
+      ]);
+      const text = run.stdout.lines.join('\n');
+      for (const token of [forged, expired]) {
+        assert.ok(!text.includes(token.split('.')[2] as string), 'no token in the log');
+      }
+    } finally {
+      run.child.kill('SIGKILL');
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 
   it('--log-level=warn leaves out connect and disconnect lines', async () => {
