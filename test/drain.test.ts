@@ -38,6 +38,10 @@ describe('drains without reconnect storms (issue 17)', () => {
     await late.send('still served');
     assert.equal(String((await late.next()).data), 'still served');
     assert.ok(Date.now() - signalledAt < delayMs, 'the late client got in within the drain delay');
+    // Counted as well as logged (the metrics port serves until the last connection has closed).
+    await server.stdout.waitFor(/Drain delay over: 1 connection accepted during it$/);
+    assert.equal(await metricValue(server.metricsUrl, 'wshub_drain_accepted_connections_total'), 1);
+    assert.ok(((await metricValue(server.metricsUrl, 'wshub_shutdown_phase')) ?? 0) >= 2);
 
     const closes = await Promise.all([...clients, late].map((client) => client.closed));
     for (const close of closes) assert.equal(close.code, 1001);
