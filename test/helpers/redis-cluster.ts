@@ -1,22 +1,27 @@
 import { execFile } from 'node:child_process';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { Redis } from 'ioredis';
-import { RedisServer } from './redis.js';
+import { RedisServer, type RedisTlsFiles } from './redis.js';
 import { waitUntil } from './wait.js';
 
 const run = promisify(execFile);
 
-/** A short-lived admin connection to one server. */
-async function withClient<T>(port: number, use: (client: Redis) => Promise<T>): Promise<T> {
+/** A short-lived admin connection to one server (over TLS, trusting `tls.caFile`, when given). */
+async function withClient<T>(
+  port: number,
+  use: (client: Redis) => Promise<T>,
+  tls?: RedisTlsFiles,
+): Promise<T> {
   const client = new Redis({
     host: '127.0.0.1',
     port,
     lazyConnect: true,
     maxRetriesPerRequest: 0,
     retryStrategy: () => null,
+    ...(tls === undefined ? {} : { tls: { ca: readFileSync(tls.caFile) } }),
   });
   client.on('error', () => {});
   try {
@@ -45,10 +50,12 @@ export class RedisClusterFixture {
   private constructor(
     readonly servers: readonly RedisServer[],
     private readonly dir: string,
+    /** TLS only (tls-port, tls-cluster, tls-replication): the cluster's URL is rediss-cluster://. */
+    private readonly tls?: RedisTlsFiles,
   ) {}
 
   static async start(
-    options: { masters?: number; replicas?: 0 | 1; nodeTimeoutMs?: number } = {},
+    options: { masters?: number; replicas?: 0 | 1; nodeTimeoutMs?: number; tls?: RedisTlsFiles } = {},
   ): Promise<RedisClusterFixture> {
     const masters = options.masters ?? 3;
     const replicas = options.replicas ?? 1;
@@ -69,7 +76,9 @@ export class RedisClusterFixture {
               '0',
               '--dir',
               dir,
+              ...(options.tls ? ['--tls-cluster', 'yes', '--tls-replication', 'yes'] : []),
             ],
+            tls: options.tls,
           }),
         );
       }
@@ -82,10 +91,11 @@ export class RedisClusterFixture {
           '--cluster-replicas',
           String(replicas),
           '--cluster-yes',
+          ...(options.tls ? ['--tls', '--cacert', options.tls.caFile] : []),
         ],
         { timeout: 60_000 },
       );
-      const fixture = new RedisClusterFixture(servers, dir);
+      const fixture = new RedisClusterFixture(servers, dir, options.tls);
       await fixture.waitUntilHealthy(masters, replicas);
       return fixture;
     } catch (error) {
@@ -97,7 +107,7 @@ export class RedisClusterFixture {
 
   /** `redis-cluster://` with two seed nodes (a node needs only one to reach to learn the rest). */
   get url(): string {
-    return `redis-cluster://${this.servers
+    return `${this.tls ? 'rediss' : 'redis'}-cluster://${this.servers
       .slice(0, 2)
       .map((server) => `127.0.0.1:${server.port}`)
       .join(',')}`;
@@ -108,7 +118,7 @@ export class RedisClusterFixture {
     const alive = this.servers.filter((server) => server.running);
     for (const server of alive) {
       try {
-        const slots = await withClient(server.port, (client) => client.cluster('SLOTS'));
+        const slots = await withClient(server.port, (client) => client.cluster('SLOTS'), this.tls);
         const byMaster = new Map<number, { replicaPorts: number[]; ranges: Array<[number, number]> }>();
         for (const [from, to, master, ...replicas] of slots) {
           if (master === undefined) continue;
@@ -130,7 +140,7 @@ export class RedisClusterFixture {
   async keySlot(key: string): Promise<number> {
     const server = this.servers.find((candidate) => candidate.running);
     if (!server) throw new Error('no cluster node is running');
-    return Number(await withClient(server.port, (client) => client.cluster('KEYSLOT', key)));
+    return Number(await withClient(server.port, (client) => client.cluster('KEYSLOT', key), this.tls));
   }
 
   async masterOf(slot: number): Promise<ClusterShard> {
@@ -143,10 +153,11 @@ export class RedisClusterFixture {
 
   /** PUBSUB SHARDNUMSUB on one node: how many connections subscribe `channel` there. */
   async shardSubscribers(port: number, channel: string): Promise<number> {
-    const reply = (await withClient(port, (client) => client.call('PUBSUB', 'SHARDNUMSUB', channel))) as [
-      string,
-      number,
-    ];
+    const reply = (await withClient(
+      port,
+      (client) => client.call('PUBSUB', 'SHARDNUMSUB', channel),
+      this.tls,
+    )) as [string, number];
     return Number(reply[1]);
   }
 
@@ -162,7 +173,7 @@ export class RedisClusterFixture {
       async () => {
         try {
           for (const server of this.servers.filter((candidate) => candidate.running)) {
-            const info = await withClient(server.port, (client) => client.cluster('INFO'));
+            const info = await withClient(server.port, (client) => client.cluster('INFO'), this.tls);
             if (!/cluster_state:ok/.test(String(info))) return false;
           }
           const shards = await this.shards();
