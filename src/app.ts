@@ -243,7 +243,7 @@ export { checkStartupFiles };
 function clusterSnapshotReader(collect: () => Promise<ConsoleSnapshot[]>): () => Promise<ConsoleSnapshot> {
   let last: { at: number; snapshot: Promise<ConsoleSnapshot> } | undefined;
   return () => {
-    const now = Date.now();
+    const now = performance.now();
     if (last === undefined || now - last.at >= ROOMS_REFRESH_MS) {
       const snapshot = collect().then((parts) => {
         const merged = mergeSnapshots(parts);

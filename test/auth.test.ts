@@ -449,9 +449,9 @@ describe('--auth-jwks-url (an identity provider served by the test)', () => {
     const forged = await Promise.all(
       Array.from({ length: 20 }, (_, i) => signed(claims, keys.rotated.privateKey, 'RS256', `forged-${i}`)),
     );
-    const startedAt = Date.now();
+    const startedAt = performance.now();
     const answers = await Promise.all(forged.map((token) => upgrade(server, '/ws', token)));
-    const elapsed = Date.now() - startedAt;
+    const elapsed = performance.now() - startedAt;
     assert.ok(answers.every((answer) => answer.status === 401));
     // At most one fetch per cooldown, however many forged kids arrive (the machine may be slow).
     const allowed = 1 + Math.ceil(elapsed / COOLDOWN_MS);

@@ -207,18 +207,18 @@ describe('backplane: Redis Cluster (sharded pub/sub), three wshub nodes', () => 
       while (running) {
         const n = sequence++;
         senders.forEach((sender, i) => {
-          sentAt[i]?.push(Date.now());
+          sentAt[i]?.push(performance.now());
           void sender.send(`${n}`).catch(() => {});
         });
         await new Promise((resolve) => setTimeout(resolve, 20));
       }
     })();
     receivers.forEach((receiver, i) => {
-      receiver.ws.on('message', () => arrivals[i]?.push(Date.now()));
+      receiver.ws.on('message', () => arrivals[i]?.push(performance.now()));
     });
     await waitUntil(() => received.every((got) => got.length >= 20), 'traffic flows in every room');
 
-    const killedAt = Date.now();
+    const killedAt = performance.now();
     await cluster.server(victim.masterPort).kill();
     // /readyz names the unreachable shard (by slots, not address) and the node stays ready: local delivery goes on.
     await waitUntil(async () => {
@@ -233,7 +233,7 @@ describe('backplane: Redis Cluster (sharded pub/sub), three wshub nodes', () => 
         try {
           const now = await cluster.masterOf(victim.ranges[0]?.[0] ?? 0);
           if (now.masterPort === victim.masterPort) return false;
-          promotedAt = Date.now();
+          promotedAt = performance.now();
           return true;
         } catch {
           return false;
@@ -245,7 +245,7 @@ describe('backplane: Redis Cluster (sharded pub/sub), three wshub nodes', () => 
     // The failed shard's room resumes within seconds of the promotion.
     const beforeResume = received[0]?.length ?? 0;
     await waitUntil(() => (received[0]?.length ?? 0) > beforeResume + 10, 'room 0 is relayed again', 10_000);
-    const resumedAt = arrivals[0]?.[beforeResume] ?? Date.now();
+    const resumedAt = arrivals[0]?.[beforeResume] ?? performance.now();
     // Some more traffic after the resume, then stop.
     await new Promise((resolve) => setTimeout(resolve, 500));
     running = false;

@@ -17,9 +17,9 @@ import { V1Client } from './helpers/v1.js';
 const HISTORY = ['--history-size=5000', '--history-ttl=10m'];
 
 async function until(condition: () => boolean, what: string, timeoutMs = 20_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
+  const deadline = performance.now() + timeoutMs;
   while (!condition()) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    if (performance.now() > deadline) throw new Error(`timed out waiting for ${what}`);
     await new Promise((resolve) => setTimeout(resolve, 10));
   }
 }
@@ -113,9 +113,9 @@ describe('a draining node tells wshub.v1 clients to reconnect elsewhere (issue 1
     await until(() => got.length >= 50, '50 messages');
     a.kill('SIGTERM');
     // What a load balancer does on the first failed readiness probe.
-    const readyDeadline = Date.now() + 5000;
+    const readyDeadline = performance.now() + 5000;
     let ready = 200;
-    while (ready === 200 && Date.now() < readyDeadline) {
+    while (ready === 200 && performance.now() < readyDeadline) {
       ready = (await fetch(`${a.metricsUrl}/readyz`)).status;
       if (ready === 200) await new Promise((resolve) => setTimeout(resolve, 10));
     }

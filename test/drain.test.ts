@@ -20,24 +20,24 @@ describe('drains without reconnect storms (issue 17)', () => {
     const clients = await Promise.all(Array.from({ length: count }, () => TestClient.open(server.url)));
     const closedAt: number[] = [];
     for (const client of clients)
-      void client.closed.then(({ code }) => code === 1001 && closedAt.push(Date.now()));
+      void client.closed.then(({ code }) => code === 1001 && closedAt.push(performance.now()));
     assert.equal((await fetch(`${server.metricsUrl}/readyz`)).status, 200);
 
-    const signalledAt = Date.now();
+    const signalledAt = performance.now();
     server.kill('SIGTERM');
     // Readiness turns at once, so the load balancer stops sending new clients...
-    const deadline = Date.now() + 500;
+    const deadline = performance.now() + 500;
     let ready = 200;
-    while (ready === 200 && Date.now() < deadline)
+    while (ready === 200 && performance.now() < deadline)
       ready = (await fetch(`${server.metricsUrl}/readyz`)).status;
     assert.equal(ready, 503, '/readyz answers 503 right after SIGTERM');
     assert.equal(await metricValue(server.metricsUrl, 'wshub_shutdown_phase'), 1);
     // ...but one that was already on its way is still served during the drain delay.
     const late = await TestClient.open(server.url);
-    void late.closed.then(({ code }) => code === 1001 && closedAt.push(Date.now()));
+    void late.closed.then(({ code }) => code === 1001 && closedAt.push(performance.now()));
     await late.send('still served');
     assert.equal(String((await late.next()).data), 'still served');
-    assert.ok(Date.now() - signalledAt < delayMs, 'the late client got in within the drain delay');
+    assert.ok(performance.now() - signalledAt < delayMs, 'the late client got in within the drain delay');
     // Counted as well as logged (the metrics port serves until the last connection has closed).
     await server.stdout.waitFor(/Drain delay over: 1 connection accepted during it$/);
     assert.equal(await metricValue(server.metricsUrl, 'wshub_drain_accepted_connections_total'), 1);

@@ -54,9 +54,9 @@ async function sendSteadily(
 }
 
 async function until(condition: () => boolean, what: string, timeoutMs = 30_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
+  const deadline = performance.now() + timeoutMs;
   while (!condition()) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    if (performance.now() > deadline) throw new Error(`timed out waiting for ${what}`);
     await new Promise((resolve) => setTimeout(resolve, 10));
   }
 }
@@ -220,9 +220,9 @@ describe('room history in Redis: positions on every node, resume anywhere, Redis
     try {
       await client.connect();
       assert.equal(await client.exists('wshub:{quiet}:meta', 'wshub:{quiet}:history'), 2);
-      const deadline = Date.now() + 15_000;
+      const deadline = performance.now() + 15_000;
       while ((await client.exists('wshub:{quiet}:meta', 'wshub:{quiet}:history')) > 0) {
-        assert.ok(Date.now() < deadline, 'the keys expire after --history-ttl');
+        assert.ok(performance.now() < deadline, 'the keys expire after --history-ttl');
         await new Promise((resolve) => setTimeout(resolve, 100));
       }
     } finally {
@@ -325,12 +325,12 @@ describe('room history in Redis: positions on every node, resume anywhere, Redis
     ]);
     await new Promise((resolve) => setTimeout(resolve, 1000));
     redis.pause();
-    const frozenAt = Date.now();
+    const frozenAt = performance.now();
     const localBefore = local.received.length;
     const appBefore = app.got.length;
     // Frozen for 5 s, and until the local v1 client got 100 messages meanwhile (bounded).
     await until(
-      () => Date.now() - frozenAt >= 5000 && localV1.pending.length >= 100,
+      () => performance.now() - frozenAt >= 5000 && localV1.pending.length >= 100,
       '100 pending frames',
       30_000,
     );
@@ -396,19 +396,19 @@ describe('room history in Redis: positions on every node, resume anywhere, Redis
     const sending = sendSteadily(sender, 'm', total, 20);
     await new Promise((resolve) => setTimeout(resolve, 1500));
     await redis.kill();
-    const killedAt = Date.now();
+    const killedAt = performance.now();
     const appBefore = app.got.length;
     // Down for 1.5 s, and until the library on node A delivered 20 messages meanwhile (bounded).
     await until(
-      () => Date.now() - killedAt >= 1500 && app.got.length - appBefore >= 20,
+      () => performance.now() - killedAt >= 1500 && app.got.length - appBefore >= 20,
       '20 messages while Redis is down',
     );
     const appDuring = app.got.slice(appBefore);
     await redis.start();
     await sending;
-    const deadline = Date.now() + 30_000;
+    const deadline = performance.now() + 30_000;
     let result = payloadsAcrossEpochs(watcher.frames);
-    while (result.payloads.length < total && Date.now() < deadline) {
+    while (result.payloads.length < total && performance.now() < deadline) {
       await new Promise((resolve) => setTimeout(resolve, 100));
       result = payloadsAcrossEpochs(watcher.frames);
     }

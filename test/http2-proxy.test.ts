@@ -21,7 +21,7 @@ async function freePort(): Promise<number> {
 }
 
 async function waitForPort(port: number, timeoutMs = 10_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
+  const deadline = performance.now() + timeoutMs;
   for (;;) {
     const ok = await new Promise<boolean>((resolve) => {
       const socket = connect(port, '127.0.0.1', () => {
@@ -31,7 +31,7 @@ async function waitForPort(port: number, timeoutMs = 10_000): Promise<void> {
       socket.on('error', () => resolve(false));
     });
     if (ok) return;
-    if (Date.now() > deadline) throw new Error(`nothing listens on ${port} after ${timeoutMs}ms`);
+    if (performance.now() > deadline) throw new Error(`nothing listens on ${port} after ${timeoutMs}ms`);
     await new Promise((resolve) => setTimeout(resolve, 50));
   }
 }

@@ -162,7 +162,7 @@ async function freePort(): Promise<number> {
 /** Waits until the port accepts TCP connections, then opens a WebSocket client. */
 async function openWithRetry(url: string, timeoutMs: number): Promise<TestClient> {
   const { hostname, port } = new URL(url);
-  const deadline = Date.now() + timeoutMs;
+  const deadline = performance.now() + timeoutMs;
   for (;;) {
     const accepted = await new Promise<boolean>((resolve) => {
       const socket = connect(Number(port), hostname);
@@ -173,7 +173,8 @@ async function openWithRetry(url: string, timeoutMs: number): Promise<TestClient
       socket.once('error', () => resolve(false));
     });
     if (accepted) return TestClient.open(url);
-    if (Date.now() > deadline) throw new Error(`${url} not accepting connections after ${timeoutMs}ms`);
+    if (performance.now() > deadline)
+      throw new Error(`${url} not accepting connections after ${timeoutMs}ms`);
     await new Promise((resolve) => setTimeout(resolve, 50));
   }
 }

@@ -129,14 +129,14 @@ describe('wshub/client in headless Chromium with the history in Redis: pending f
     const sending = sendSteadily(producer, total, 20);
     await received.filter({ hasText: /^m30$/ }).waitFor({ timeout: 20_000 });
     redis.pause();
-    const frozenAt = Date.now();
+    const frozenAt = performance.now();
     const before = await received.count();
     // Frozen at least 2 s, and until 50 more messages reached the page meanwhile (bounded): Redis
     // positions nothing now, so they can only have come as pending frames.
-    const deadline = Date.now() + 20_000;
+    const deadline = performance.now() + 20_000;
     while (
-      (Date.now() - frozenAt < 2000 || (await received.count()) < before + 50) &&
-      Date.now() < deadline
+      (performance.now() - frozenAt < 2000 || (await received.count()) < before + 50) &&
+      performance.now() < deadline
     ) {
       await new Promise((resolve) => setTimeout(resolve, 50));
     }

@@ -349,7 +349,7 @@ export class RedisClusterBackplane implements Backplane {
       everReady: false,
       channels: new Set(),
       lastError: '',
-      downSince: Date.now(),
+      downSince: performance.now(),
     };
     this.shards.set(address, shard);
     connection.on('ready', () => this.onShardReady(shard));
@@ -385,7 +385,7 @@ export class RedisClusterBackplane implements Backplane {
         shard.lastError = '';
         if (shard.everReady) {
           this.options.counters.reconnects++;
-          const seconds = ((Date.now() - shard.downSince) / 1000).toFixed(1);
+          const seconds = ((performance.now() - shard.downSince) / 1000).toFixed(1);
           this.options.logger.info(
             `Backplane: shard ${shard.label} of ${this.where} is back after ${seconds}s; its rooms are relayed again`,
           );
@@ -420,7 +420,7 @@ export class RedisClusterBackplane implements Backplane {
   private onShardClose(shard: Shard): void {
     if (this.shards.get(shard.address) !== shard) return;
     if (shard.ready) {
-      shard.downSince = Date.now();
+      shard.downSince = performance.now();
       this.options.logger.warn(
         `Backplane: lost shard ${shard.label} of ${this.where} (${shard.lastError || 'connection closed'}); ` +
           'its rooms are not relayed between nodes until it is back or a replica takes over, the other shards go on',

@@ -260,7 +260,7 @@ export class RedisBackplane implements Backplane {
       this.lastError = '';
       if (previous === 'disconnected') {
         this.options.counters.reconnects++;
-        const seconds = ((Date.now() - this.disconnectedAt) / 1000).toFixed(1);
+        const seconds = ((performance.now() - this.disconnectedAt) / 1000).toFixed(1);
         this.options.logger.info(
           `Backplane reconnected to ${this.where} after ${seconds}s; relaying between nodes again`,
         );
@@ -271,7 +271,7 @@ export class RedisBackplane implements Backplane {
       this.options.onConnected?.();
     } else if (previous === 'connected') {
       this.state = 'disconnected';
-      this.disconnectedAt = Date.now();
+      this.disconnectedAt = performance.now();
       this.lastError ||= 'connection closed';
       this.options.logger.warn(
         `Backplane disconnected from ${this.where} (${this.lastError}); local delivery continues, ` +

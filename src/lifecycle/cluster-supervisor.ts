@@ -353,7 +353,7 @@ export class WorkerSupervisor {
   }
 
   private restart(slot: Slot, who: string, how: string): void {
-    const now = Date.now();
+    const now = performance.now();
     while (this.recentRestarts.length > 0 && (this.recentRestarts[0] as number) < now - RESTART_WINDOW_MS) {
       this.recentRestarts.shift();
     }

@@ -95,11 +95,11 @@ export async function shutDown(parts: ShutdownParts): Promise<void> {
         { connections: told, within_ms: withinMs },
       );
     }
-    const deadline = Date.now() + timeoutMs;
+    const deadline = performance.now() + timeoutMs;
     stats.shutdownPhase = SHUTDOWN_PHASES.waiting;
     const finishedInTime = await Promise.race([
       transport.allClosed().then(() => true),
-      delay(deadline - Date.now()).then(() => false),
+      delay(deadline - performance.now()).then(() => false),
     ]);
     if (finishedInTime) {
       logger.info('All connections closed');
@@ -113,7 +113,7 @@ export async function shutDown(parts: ShutdownParts): Promise<void> {
       await transport.allClosed();
     }
   }
-  const deadline = Date.now() + timeoutMs;
+  const deadline = performance.now() + timeoutMs;
 
   // HTTP/2 connections still open carry no WebSocket now (plain requests that never ended).
   http2?.destroyAll();
@@ -141,16 +141,16 @@ async function closeSpread(
 ): Promise<void> {
   const slot = windowMs / connections.length;
   const due = connections.map((_, index) => (index + Math.random()) * slot);
-  const started = Date.now();
+  const started = performance.now();
   let next = 0;
   while (next < connections.length) {
-    const elapsed = Date.now() - started;
+    const elapsed = performance.now() - started;
     while (next < connections.length && (due[next] as number) <= elapsed) {
       closeGoingAway(connections[next] as Connection);
       next++;
     }
     if (next < connections.length) {
-      await delay(Math.max(MIN_SPREAD_STEP_MS, (due[next] as number) - (Date.now() - started)));
+      await delay(Math.max(MIN_SPREAD_STEP_MS, (due[next] as number) - (performance.now() - started)));
     }
   }
 }
@@ -163,5 +163,5 @@ function delay(ms: number): Promise<void> {
 }
 
 function withDeadline(work: Promise<void>, deadline: number): Promise<void> {
-  return Promise.race([work, delay(deadline - Date.now())]);
+  return Promise.race([work, delay(deadline - performance.now())]);
 }

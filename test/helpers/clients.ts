@@ -51,10 +51,10 @@ export class TestClient {
 
   /** The next `count` messages, in order of arrival. */
   async take(count: number, timeoutMs = 10_000): Promise<Received[]> {
-    const deadline = Date.now() + timeoutMs;
+    const deadline = performance.now() + timeoutMs;
     const messages: Received[] = [];
     while (messages.length < count) {
-      const left = deadline - Date.now();
+      const left = deadline - performance.now();
       if (left <= 0) throw new Error(`only ${messages.length} of ${count} messages within ${timeoutMs}ms`);
       messages.push(await this.next(left));
     }

@@ -101,12 +101,12 @@ export class FrameReader {
 
   /** The next frame from the server; rejects when none arrives in time or the connection ended first. */
   async next(timeoutMs = 5000): Promise<ServerFrame> {
-    const deadline = Date.now() + timeoutMs;
+    const deadline = performance.now() + timeoutMs;
     for (;;) {
       const frame = this.frames.shift();
       if (frame !== undefined) return frame;
       if (this.isEnded) throw new Error('the server ended the connection before sending another frame');
-      const left = deadline - Date.now();
+      const left = deadline - performance.now();
       if (left <= 0) throw new Error(`no frame from the server within ${timeoutMs}ms`);
       await new Promise<void>((resolve) => {
         const timer = setTimeout(resolve, left);
@@ -128,10 +128,10 @@ export class FrameReader {
 
   /** Reads frames until a close frame and returns its status code (and how many data frames came before). */
   async untilClose(timeoutMs = 10_000): Promise<{ code: number; reason: string; dataFrames: number }> {
-    const deadline = Date.now() + timeoutMs;
+    const deadline = performance.now() + timeoutMs;
     let dataFrames = 0;
     for (;;) {
-      const frame = await this.next(Math.max(1, deadline - Date.now()));
+      const frame = await this.next(Math.max(1, deadline - performance.now()));
       if (frame.opcode === 0x8) {
         return {
           code: closeCodeOf(frame) ?? 1005,

@@ -34,9 +34,9 @@ export async function waitForMetric(
   labels: Record<string, string> = {},
   timeoutMs = 5000,
 ): Promise<number | undefined> {
-  const deadline = Date.now() + timeoutMs;
+  const deadline = performance.now() + timeoutMs;
   let value: number | undefined;
-  while (Date.now() < deadline) {
+  while (performance.now() < deadline) {
     value = await metricValue(metricsUrl, name, labels);
     if (value === expected) return value;
     await new Promise((resolve) => setTimeout(resolve, 25));

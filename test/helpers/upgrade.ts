@@ -63,7 +63,7 @@ export async function sendUpgrade(port: number, request: UpgradeRequest = {}): P
 /** Reads up to the end of an HTTP response head (or until the server closes). */
 export async function readHead(socket: Socket, timeoutMs = 5000): Promise<string> {
   let text = '';
-  const deadline = Date.now() + timeoutMs;
+  const deadline = performance.now() + timeoutMs;
   while (!text.includes('\r\n\r\n')) {
     const chunk = socket.read() as Buffer | null;
     if (chunk !== null) {
@@ -71,7 +71,7 @@ export async function readHead(socket: Socket, timeoutMs = 5000): Promise<string
       continue;
     }
     if (socket.readableEnded || socket.destroyed) break;
-    if (Date.now() > deadline)
+    if (performance.now() > deadline)
       throw new Error(`no response head within ${timeoutMs}ms; got ${JSON.stringify(text)}`);
     await Promise.race([
       once(socket, 'readable'),

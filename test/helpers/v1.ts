@@ -48,9 +48,9 @@ export class V1Client {
 
   /** Resolves once `count` frames have been received (all of them, since the start), or rejects after timeoutMs. */
   async waitFor(count: number, timeoutMs = 10_000): Promise<V1Frame[]> {
-    const deadline = Date.now() + timeoutMs;
+    const deadline = performance.now() + timeoutMs;
     while (this.frames.length < count) {
-      const left = deadline - Date.now();
+      const left = deadline - performance.now();
       if (left <= 0) {
         throw new Error(`only ${this.frames.length} of ${count} frames within ${timeoutMs}ms`);
       }
