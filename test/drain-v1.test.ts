@@ -3,6 +3,7 @@ import { after, before, describe, it } from 'node:test';
 import { WebSocket } from 'ws';
 import { connect, type Message, type WebSocketConstructor } from 'wshub/client';
 import { TestClient } from './helpers/clients.js';
+import { readyzLeaving200 } from './helpers/metrics.js';
 import { RedisServer, spawnNode } from './helpers/redis.js';
 import type { SpawnedServer } from './helpers/server.js';
 import { V1Client } from './helpers/v1.js';
@@ -113,13 +114,7 @@ describe('a draining node tells wshub.v1 clients to reconnect elsewhere (issue 1
     await until(() => got.length >= 50, '50 messages');
     a.kill('SIGTERM');
     // What a load balancer does on the first failed readiness probe.
-    const readyDeadline = performance.now() + 5000;
-    let ready = 200;
-    while (ready === 200 && performance.now() < readyDeadline) {
-      ready = (await fetch(`${a.metricsUrl}/readyz`)).status;
-      if (ready === 200) await new Promise((resolve) => setTimeout(resolve, 10));
-    }
-    assert.equal(ready, 503, "A's /readyz turns 503 on SIGTERM");
+    assert.equal(await readyzLeaving200(a.metricsUrl, 5000), 503, "A's /readyz turns 503 on SIGTERM");
     target = b;
     await sending;
     await until(() => got.length >= total, `${total} messages`);

@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { TestClient } from './helpers/clients.js';
+import { readyzLeaving200 } from './helpers/metrics.js';
 import { spawnServer } from './helpers/server.js';
 
 /**
@@ -24,11 +25,11 @@ describe('drains with --workers=2', () => {
       assert.equal((await fetch(`${server.metricsUrl}/readyz`)).status, 200);
       const signalledAt = performance.now();
       server.kill('SIGTERM');
-      const deadline = performance.now() + 1000;
-      let ready = 200;
-      while (ready === 200 && performance.now() < deadline)
-        ready = (await fetch(`${server.metricsUrl}/readyz`)).status;
-      assert.equal(ready, 503, "the primary's /readyz answers 503 right after SIGTERM");
+      assert.equal(
+        await readyzLeaving200(server.metricsUrl, 1000),
+        503,
+        "the primary's /readyz answers 503 right after SIGTERM",
+      );
       // Clients still on their way are served by the workers during the delay.
       const late = await Promise.all(Array.from({ length: 4 }, () => TestClient.open(server.url)));
       for (const [i, client] of late.entries()) {

@@ -1,3 +1,17 @@
+/**
+ * Polls /readyz until it stops answering 200 or `timeoutMs` passes; the last status
+ * (a draining server turns it 503, as a load balancer's probe would see).
+ */
+export async function readyzLeaving200(metricsUrl: string, timeoutMs: number): Promise<number> {
+  const deadline = performance.now() + timeoutMs;
+  let status = 200;
+  while (status === 200 && performance.now() < deadline) {
+    status = (await fetch(`${metricsUrl}/readyz`)).status;
+    if (status === 200) await new Promise((resolve) => setTimeout(resolve, 10));
+  }
+  return status;
+}
+
 /** Scrapes /metrics and returns one sample's value (undefined when absent). */
 export async function metricValue(
   metricsUrl: string,
